@@ -1,0 +1,1 @@
+"""Settings modules: ``base`` holds everything, ``dev``/``test``/``prod`` only adjust it."""

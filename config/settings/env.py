@@ -1,0 +1,14 @@
+"""The one place that reads the environment (and ``.env`` when present)."""
+
+from pathlib import Path
+
+import environ
+
+BASE_DIR = Path(__file__).resolve().parent.parent.parent
+
+env = environ.Env()
+
+# A developer's .env is read if it exists; real environment variables win over it.
+_env_file = BASE_DIR / ".env"
+if _env_file.exists():
+    environ.Env.read_env(str(_env_file), overwrite=False)

@@ -1,0 +1,20 @@
+"""Test settings: pytest-django creates ``test_<name>`` from DATABASE_URL; queues get a per-run prefix."""
+
+import os
+import uuid
+
+from .base import *  # noqa: F403
+from .env import env
+
+# Never the default queue names: every test run declares its own, removed at the end.
+RABBITMQ_QUEUE_NAME = env.str(
+    "TEST_RABBITMQ_QUEUE_NAME", default=f"test-{os.getpid()}-{uuid.uuid4().hex[:8]}-ingest"
+)
+PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]  # fast logins in tests
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
+}
+INGEST_BATCH_MAX_WAIT_SECONDS = 0.05
+
+SECRET_KEY = SECRET_KEY or "insecure-test-only-key-never-used-in-production"  # noqa: F405

@@ -1,0 +1,1 @@
+"""RabbitMQ access shared by the web tier, the worker and the tests."""

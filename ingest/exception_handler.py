@@ -1,0 +1,46 @@
+"""One DRF exception handler: every refusal has the shape ``{"code", "message", "fields"?}``."""
+
+from __future__ import annotations
+
+from django.core.exceptions import RequestDataTooBig
+from rest_framework import exceptions, status
+from rest_framework.response import Response
+from rest_framework.views import exception_handler as drf_exception_handler
+
+from .errors import ApplicationError
+
+APPLICATION_ERROR_STATUS = {
+    "broker_unavailable": status.HTTP_503_SERVICE_UNAVAILABLE,
+    "payload_too_large": status.HTTP_413_REQUEST_ENTITY_TOO_LARGE,
+    "device_not_active": status.HTTP_403_FORBIDDEN,
+    "not_found": status.HTTP_404_NOT_FOUND,
+}
+
+
+def application_exception_handler(exc, context):
+    if isinstance(exc, RequestDataTooBig):
+        exc = ApplicationError("request body is too large", code="payload_too_large")
+    if isinstance(exc, ApplicationError):
+        body = {"code": exc.code, "message": exc.message}
+        if exc.fields:
+            body["fields"] = exc.fields
+        response = Response(body, status=APPLICATION_ERROR_STATUS.get(exc.code, 400))
+        if exc.retry_after is not None:
+            response["Retry-After"] = str(exc.retry_after)
+        return response
+
+    response = drf_exception_handler(exc, context)
+    if response is None:
+        return None
+    if isinstance(exc, exceptions.ValidationError):
+        response.data = {
+            "code": "invalid",
+            "message": "The request has invalid fields; see 'fields'.",
+            "fields": response.data,
+        }
+    elif isinstance(exc, exceptions.APIException):
+        response.data = {
+            "code": getattr(exc.detail, "code", None) or exc.default_code,
+            "message": str(exc.detail),
+        }
+    return response

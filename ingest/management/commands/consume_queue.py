@@ -1,0 +1,42 @@
+"""Run the ingest worker until SIGTERM/SIGINT."""
+
+import signal
+
+from django.conf import settings
+from django.core.management.base import BaseCommand
+
+from ingest.broker.topology import Topology
+from ingest.worker import IngestWorker
+
+
+class Command(BaseCommand):
+    help = "Consume device batches from RabbitMQ and store them in the customer's tables."
+
+    def add_arguments(self, parser):
+        parser.add_argument("--batch-size", type=int, default=settings.INGEST_BATCH_SIZE)
+        parser.add_argument(
+            "--batch-max-wait", type=float, default=settings.INGEST_BATCH_MAX_WAIT_SECONDS,
+            help="seconds to wait for a batch to fill after its first message",
+        )
+        parser.add_argument(
+            "--stop-when-idle", action="store_true",
+            help="exit once the queue is empty (for scripts and benchmarks)",
+        )
+
+    def handle(self, *args, batch_size, batch_max_wait, stop_when_idle, **options):
+        worker = IngestWorker(
+            topology=Topology.from_settings(),
+            batch_size=batch_size,
+            batch_max_wait=batch_max_wait,
+        )
+
+        def stop(signum, frame):
+            worker.request_stop()
+
+        signal.signal(signal.SIGTERM, stop)
+        signal.signal(signal.SIGINT, stop)
+        totals = worker.run(stop_when_idle=stop_when_idle)
+        self.stdout.write(
+            f"stopped: {totals.messages} messages, {totals.readings_inserted} readings, "
+            f"{totals.events_inserted} events, {totals.duplicates_skipped} duplicates skipped"
+        )
