@@ -113,6 +113,8 @@ LOGGING = {
     },
     "root": {"handlers": ["console"], "level": LOG_LEVEL},
     "loggers": {
-        "pika": {"level": "WARNING"},
+        # pika logs every refused connection attempt as ERROR with a traceback; the
+        # publisher and worker log their own one-line account of broker trouble instead.
+        "pika": {"level": "CRITICAL"},
     },
 }

@@ -62,7 +62,7 @@ def _readings_insert(batches: list[DeviceBatch]) -> int:
         for reading in batch.readings:
             device_ids.append(batch.device_id)
             metrics.append(reading["metric"])
-            values.append(reading["value"])
+            values.append(float(reading["value"]))
             units.append(reading.get("unit"))
             measured.append(reading["measured_at"])
     if not device_ids:

@@ -1,0 +1,83 @@
+"""Fixtures shared by the whole suite: the customer's schema in the test database, and
+a broker topology of this run's own (never the default queue names)."""
+
+from __future__ import annotations
+
+import pytest
+from django.apps import apps
+from django.db import connections
+from django.db.models.signals import pre_migrate
+from django.test.utils import setup_databases, teardown_databases
+
+from ingest.broker.connection import open_connection
+from ingest.broker.publisher import publisher_reset
+from ingest.broker.topology import Topology, topology_declare, topology_delete
+from ingest.services.customer_schema import CUSTOMER_TABLES, customer_schema_apply
+
+
+def _apply_customer_schema(sender, using, **kwargs):
+    customer_schema_apply(connection=connections[using])
+
+
+@pytest.fixture(scope="session")
+def django_db_setup(request, django_test_environment, django_db_blocker, django_db_keepdb):
+    """pytest-django's database setup, with ``db/schema.sql`` applied before ``migrate``.
+
+    The app's own tables reference the customer's (``devices``), so the customer's DDL
+    must exist first, exactly as ``bootstrap_db`` then ``migrate`` do in production.
+    """
+    pre_migrate.connect(
+        _apply_customer_schema, sender=apps.get_app_config("ingest"), dispatch_uid="test-schema"
+    )
+    try:
+        with django_db_blocker.unblock():
+            databases = setup_databases(
+                verbosity=request.config.option.verbose,
+                interactive=False,
+                keepdb=django_db_keepdb,
+            )
+    finally:
+        pre_migrate.disconnect(dispatch_uid="test-schema")
+    yield
+    if not django_db_keepdb:
+        with django_db_blocker.unblock():
+            teardown_databases(databases, verbosity=request.config.option.verbose)
+
+
+@pytest.fixture(scope="session")
+def broker_topology():
+    """This run's exchange and queues, declared once and deleted at the end."""
+    topology = Topology.from_settings()
+    assert topology.queue.startswith("test-"), "tests must never use the default queue names"
+    connection = open_connection()
+    topology_declare(channel=connection.channel(), topology=topology)
+    connection.close()
+    yield topology
+    publisher_reset()
+    connection = open_connection()
+    topology_delete(channel=connection.channel(), topology=topology)
+    connection.close()
+
+
+@pytest.fixture
+def ingest_queue(broker_topology):
+    """An empty main queue before and after the test."""
+    connection = open_connection()
+    channel = connection.channel()
+    for queue in broker_topology.queue_names:
+        channel.queue_purge(queue)
+    yield broker_topology
+    for queue in broker_topology.queue_names:
+        channel.queue_purge(queue)
+    connection.close()
+
+
+@pytest.fixture
+def committed_db(transactional_db):
+    """Real commits (as the worker makes them), with the customer's tables emptied after.
+
+    Django's flush only truncates managed tables; the customer's are unmanaged.
+    """
+    yield
+    with connections["default"].cursor() as cursor:
+        cursor.execute(f"TRUNCATE {', '.join(CUSTOMER_TABLES)} RESTART IDENTITY CASCADE")
