@@ -18,3 +18,4 @@ STORAGES = {
 INGEST_BATCH_MAX_WAIT_SECONDS = 0.05
 
 SECRET_KEY = SECRET_KEY or "insecure-test-only-key-never-used-in-production"  # noqa: F405
+WHITENOISE_AUTOREFRESH = True  # no collectstatic before tests

@@ -98,7 +98,7 @@ def test_invalid_reading_fields_are_refused_with_field_and_reason(
 
 
 def test_nan_literal_in_the_body_is_refused(device_client):
-    body = '{"readings": [{"metric": "t", "value": NaN, "measured_at": "%s"}]}' % _now_iso()
+    body = '{"readings": [{"metric": "t", "value": NaN, "measured_at": "' + _now_iso() + '"}]}'
     response = device_client.post(URL, data=body, content_type="application/json")
     assert response.status_code == 400
 
