@@ -1,39 +1,80 @@
-"""The ingest worker: consume device batches, store them in one transaction, then ack.
+"""The ingest worker: consume messages in batches, store each batch in one transaction, ack.
 
-The command ``consume_queue`` is a thin wrapper around ``IngestWorker``; tests drive the
-worker directly. Guarantees:
+``consume_queue`` is a thin command around ``IngestWorker``; tests drive it directly.
+What it guarantees:
 
-* a message is acked only after the transaction holding its rows has committed, so a
-  crash at any point leaves it on the queue to be delivered again;
-* the ledger written in that transaction makes a second delivery insert nothing;
-* a database outage pauses the worker (the batch stays unacked) instead of failing it.
+* a message is acked only after the transaction holding its rows committed, or after
+  the broker confirmed its copy on a retry or dead-letter queue: a crash at any point
+  leaves it to be delivered again, and the ledger makes a second delivery harmless;
+* a database or broker outage is never the messages' fault: the batch stays unacked,
+  the worker waits with capped exponential backoff and carries on where it was;
+* a message that fails for its own reasons is isolated (the rest of its batch commits)
+  and retried after growing delays, up to ``INGEST_MAX_ATTEMPTS``; then, or at once if
+  it cannot even be decoded, it goes to the dead-letter queue, which this worker also
+  consumes into the ``DeadLetter`` table.
 """
 
 from __future__ import annotations
 
 import logging
 import time
+import traceback
+import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import date, datetime
 
 import pika
 import pika.exceptions
-from django.db import InterfaceError, OperationalError, close_old_connections, connection
+from django.db import DatabaseError, InterfaceError, OperationalError, close_old_connections, connection
+from django.utils import timezone
 
 from ingest.broker.connection import open_connection
 from ingest.broker.topology import Topology, topology_declare
-from ingest.messages import DeviceBatch
-from ingest.services.batch_store import StoreOutcome, device_batches_store
+from ingest.messages import (
+    HEADER_ERROR_CLASS,
+    HEADER_ERROR_MESSAGE,
+    HEADER_FAILURES,
+    HEADER_ORIGINAL_QUEUE,
+    HEADER_ORIGINAL_ROUTING_KEY,
+    HEADER_TRACEBACK,
+    PipelineMessage,
+    UndecodableMessage,
+    message_decode,
+    message_id_of,
+)
+from ingest.models import IngestMessage
+from ingest.services.dead_letters import DeadMessage, dead_letters_record
+from ingest.services.message_store import StoreOutcome, messages_store
 
 logger = logging.getLogger(__name__)
 
 TRANSIENT_DATABASE_ERRORS = (OperationalError, InterfaceError)
 BROKER_ERRORS = (pika.exceptions.AMQPError, OSError)
+TRACEBACK_MAX_CHARS = 16_000
+DEAD_LETTER_PREFETCH = 100
+
+
+class StopRequested(Exception):
+    """Raised inside a wait when SIGTERM/SIGINT arrived: leave without acking."""
+
+
+def _is_message_fault(error: Exception) -> bool:
+    """True for an error caused by the message itself (retry it, then dead-letter it).
+
+    Outages of the database or the broker, and a stop request, are not the message's
+    fault: they propagate so that the whole batch stays unacked.
+    """
+    return not isinstance(error, (StopRequested, *TRANSIENT_DATABASE_ERRORS, *BROKER_ERRORS))
 
 
 @dataclass
 class Delivery:
     delivery_tag: int
-    message_id: str | None
+    message_id: str
+    message_type: str | None
+    headers: dict
+    routing_key: str
     body: bytes
 
 
@@ -60,14 +101,41 @@ class WorkerTotals:
     messages: int = 0
     readings_inserted: int = 0
     events_inserted: int = 0
+    webhook_events_inserted: int = 0
     duplicates_skipped: int = 0
+    retried: int = 0
+    dead_lettered: int = 0
+    dead_letters_recorded: int = 0
 
     def add(self, outcome: StoreOutcome) -> None:
-        self.batches += 1
         self.messages += outcome.messages_stored + outcome.messages_already_processed
         self.readings_inserted += outcome.readings_inserted
         self.events_inserted += outcome.events_inserted
+        self.webhook_events_inserted += outcome.webhook_events_inserted
         self.duplicates_skipped += outcome.messages_already_processed
+
+
+def _json_safe(value):
+    """AMQP headers as JSON: RabbitMQ's x-death carries timestamps, clients may send bytes."""
+    if isinstance(value, dict):
+        return {str(key): _json_safe(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [_json_safe(item) for item in value]
+    if isinstance(value, datetime | date):
+        return value.isoformat()
+    if isinstance(value, bytes):
+        return value.decode("utf-8", errors="replace")
+    return value
+
+
+def _stable_message_id(properties, body: bytes) -> str:
+    """The message's id; one is made up only for a message that carries none."""
+    for candidate in (properties.message_id, message_id_of(body)):
+        try:
+            return str(uuid.UUID(str(candidate)))
+        except (ValueError, TypeError):
+            continue
+    return str(uuid.uuid4())
 
 
 @dataclass
@@ -75,6 +143,7 @@ class IngestWorker:
     topology: Topology
     batch_size: int = 200
     batch_max_wait: float = 0.2
+    max_attempts: int = 5
     idle_poll: float = 0.5
     totals: WorkerTotals = field(default_factory=WorkerTotals)
     _stop_requested: bool = False
@@ -83,52 +152,73 @@ class IngestWorker:
         """Ask the worker to finish its current batch and return (signal-handler safe)."""
         self._stop_requested = True
 
+    # --- connection lifecycle --------------------------------------------------------
+
     def run(self, *, stop_when_idle: bool = False) -> WorkerTotals:
-        """Consume until asked to stop (or, with ``stop_when_idle``, until the queue is empty)."""
+        """Consume until asked to stop (or, with ``stop_when_idle``, until the queues are empty)."""
         broker_backoff = Backoff()
         while not self._stop_requested:
             try:
-                drained = self._consume(stop_when_idle=stop_when_idle)
-                broker_backoff.reset()
-                if drained:
-                    break
+                self._consume(stop_when_idle=stop_when_idle)
+                break
+            except StopRequested:
+                break
             except BROKER_ERRORS as error:
                 # Unacked messages go back to the queue by themselves when the channel dies.
                 delay = broker_backoff.next_delay()
                 logger.warning("broker connection lost (%r); reconnecting in %.1fs", error, delay)
-                self._sleep(delay)
+                self._wait(delay)
         return self.totals
 
-    def _consume(self, *, stop_when_idle: bool) -> bool:
+    def _consume(self, *, stop_when_idle: bool) -> None:
         broker = open_connection()
         try:
-            channel = broker.channel()
-            topology_declare(channel=channel, topology=self.topology)
-            channel.basic_qos(prefetch_count=self.batch_size)
+            consumer = broker.channel()
+            topology_declare(channel=consumer, topology=self.topology)
+            consumer.basic_qos(prefetch_count=self.batch_size)
+            publisher = broker.channel()
+            publisher.confirm_delivery()
+            dead_consumer = broker.channel()
+            dead_consumer.basic_qos(prefetch_count=DEAD_LETTER_PREFETCH)
+
             pending: list[Delivery] = []
-
-            def on_message(_channel, method, properties, body):
-                pending.append(Delivery(method.delivery_tag, properties.message_id, body))
-
-            channel.basic_consume(queue=self.topology.queue, on_message_callback=on_message)
+            dead_pending: list[Delivery] = []
+            consumer.basic_consume(self.topology.queue, self._collector(pending))
+            dead_consumer.basic_consume(self.topology.dead_queue, self._collector(dead_pending))
             logger.info("consuming from %s (batch %d)", self.topology.queue, self.batch_size)
+
+            session = _Session(self, broker, consumer, publisher, dead_consumer)
             while not self._stop_requested:
                 self._fill(broker, pending)
-                if not pending:
-                    if stop_when_idle:
-                        return True
-                    continue
-                batch, pending[:] = pending[: self.batch_size], pending[self.batch_size:]
-                self._store_until_committed(broker, batch)
-                channel.basic_ack(delivery_tag=batch[-1].delivery_tag, multiple=True)
-            # Stop requested: whatever was delivered meanwhile is stored and acked, not dropped.
+                if pending:
+                    batch, pending[:] = pending[: self.batch_size], pending[self.batch_size:]
+                    session.process(batch)
+                if dead_pending:
+                    session.record_dead_letters(dead_pending)
+                elif stop_when_idle and not pending:
+                    return
+            # Stop requested: what was delivered meanwhile is finished and acked, not dropped.
             if pending:
-                self._store_until_committed(broker, pending)
-                channel.basic_ack(delivery_tag=pending[-1].delivery_tag, multiple=True)
-            return True
+                session.process(pending)
         finally:
             if broker.is_open:
                 broker.close()
+
+    @staticmethod
+    def _collector(into: list[Delivery]) -> Callable:
+        def on_message(_channel, method, properties, body):
+            into.append(
+                Delivery(
+                    delivery_tag=method.delivery_tag,
+                    message_id=_stable_message_id(properties, body),
+                    message_type=properties.type,
+                    headers=dict(properties.headers or {}),
+                    routing_key=method.routing_key,
+                    body=body,
+                )
+            )
+
+        return on_message
 
     def _fill(self, broker: pika.BlockingConnection, pending: list[Delivery]) -> None:
         """Wait until a full batch is buffered, or ``batch_max_wait`` after its first message."""
@@ -143,38 +233,165 @@ class IngestWorker:
                 break
             broker.process_data_events(time_limit=remaining)
 
-    def _store_until_committed(self, broker: pika.BlockingConnection, batch: list[Delivery]) -> None:
+    def _wait(self, seconds: float, *, broker: pika.BlockingConnection | None = None) -> None:
+        """Sleep in small steps so that a stop request is honoured within a second.
+
+        Sleeping through the broker connection keeps its heartbeats answered.
+        """
+        deadline = time.monotonic() + seconds
+        while not self._stop_requested:
+            step = min(0.5, deadline - time.monotonic())
+            if step <= 0:
+                return
+            if broker is not None and broker.is_open:
+                broker.sleep(step)
+            else:
+                time.sleep(step)
+        raise StopRequested
+
+
+@dataclass
+class _Session:
+    """One broker connection's worth of work: the channels and what to do with a batch."""
+
+    worker: IngestWorker
+    broker: pika.BlockingConnection
+    consumer: object
+    publisher: object
+    dead_consumer: object
+
+    @property
+    def topology(self) -> Topology:
+        return self.worker.topology
+
+    def process(self, batch: list[Delivery]) -> None:
+        decoded: list[tuple[Delivery, PipelineMessage]] = []
+        for delivery in batch:
+            try:
+                decoded.append((delivery, message_decode(delivery.body)))
+            except UndecodableMessage as error:
+                # Retrying cannot make it readable: straight to the dead letters.
+                self._fail(delivery, error, retryable=False)
+        if decoded:
+            self._store_isolating_failures(decoded)
+        self.consumer.basic_ack(delivery_tag=batch[-1].delivery_tag, multiple=True)
+        self.worker.totals.batches += 1
+
+    def _store_isolating_failures(self, decoded: list[tuple[Delivery, PipelineMessage]]) -> None:
+        started = time.monotonic()
+        try:
+            outcome = self._store_retrying_outages([message for _, message in decoded])
+        except Exception as error:
+            if not _is_message_fault(error):
+                raise
+            # One bad message must not hold back the others: store them one by one.
+            logger.warning("batch failed (%s); storing its %d messages one by one",
+                           type(error).__name__, len(decoded))
+            for delivery, message in decoded:
+                try:
+                    self.worker.totals.add(self._store_retrying_outages([message]))
+                except Exception as message_error:
+                    if not _is_message_fault(message_error):
+                        raise
+                    self._fail(delivery, message_error, retryable=True)
+            return
+        self.worker.totals.add(outcome)
+        logger.info(
+            "stored %d messages (%d readings, %d events, %d webhook events, %d already processed)"
+            " in %.0f ms; message ids %s..%s",
+            len(decoded), outcome.readings_inserted, outcome.events_inserted,
+            outcome.webhook_events_inserted, outcome.messages_already_processed,
+            (time.monotonic() - started) * 1000, decoded[0][0].message_id, decoded[-1][0].message_id,
+        )
+
+    def _store_retrying_outages(self, messages: list[PipelineMessage]) -> StoreOutcome:
+        """Store, waiting out database outages; a data error is raised to the caller."""
         database_backoff = Backoff()
-        decoded = [DeviceBatch.from_body(delivery.body) for delivery in batch]
         while True:
             close_old_connections()
-            started = time.monotonic()
             try:
-                outcome = device_batches_store(batches=decoded)
+                return messages_store(messages=messages)
             except TRANSIENT_DATABASE_ERRORS as error:
-                # Not the messages' fault: keep them unacked, wait, and try the same batch again.
                 connection.close()
                 delay = database_backoff.next_delay()
-                logger.warning("database unavailable (%s); retrying batch in %.1fs", error, delay)
-                self._sleep(delay, broker=broker)
-                continue
-            self.totals.add(outcome)
-            logger.info(
-                "stored batch of %d messages (%d readings, %d events, %d already processed) "
-                "in %.0f ms; last message id %s",
-                len(batch),
-                outcome.readings_inserted,
-                outcome.events_inserted,
-                outcome.messages_already_processed,
-                (time.monotonic() - started) * 1000,
-                batch[-1].message_id,
-            )
-            return
+                logger.warning("database unavailable (%s); retrying in %.1fs",
+                               str(error).strip().splitlines()[0] if str(error) else type(error).__name__,
+                               delay)
+                self.worker._wait(delay, broker=self.broker)
+
+    def _fail(self, delivery: Delivery, error: Exception, *, retryable: bool) -> None:
+        """Send a failed message to its next retry tier, or to the dead letters."""
+        failures = [*list(delivery.headers.get(HEADER_FAILURES) or []), timezone.now().isoformat()]
+        error_class = f"{type(error).__module__}.{type(error).__qualname__}"
+        error_message = str(error).strip()
+        headers = {
+            **delivery.headers,
+            HEADER_FAILURES: failures,
+            HEADER_ERROR_CLASS: error_class,
+            HEADER_ERROR_MESSAGE: error_message[:4000],
+            HEADER_TRACEBACK: "".join(traceback.format_exception(error))[-TRACEBACK_MAX_CHARS:],
+        }
+        attempts = len(failures)
+        if retryable and attempts < self.worker.max_attempts:
+            target = self.topology.retry_queue(attempts)
+            self.worker.totals.retried += 1
+            logger.warning("message %s failed (attempt %d of %d: %s); retry in %gs",
+                           delivery.message_id, attempts, self.worker.max_attempts, error_class,
+                           self.topology.retry_delay(attempts))
+        else:
+            target = self.topology.dead_queue
+            headers[HEADER_ORIGINAL_QUEUE] = self.topology.queue
+            headers[HEADER_ORIGINAL_ROUTING_KEY] = delivery.routing_key
+            self.worker.totals.dead_lettered += 1
+            logger.error("message %s dead-lettered after %d attempt(s): %s: %s",
+                         delivery.message_id, attempts, error_class, error_message[:500])
+        # Confirmed before the original is acked: the message is always somewhere.
+        self.publisher.basic_publish(
+            exchange="",
+            routing_key=target,
+            body=delivery.body,
+            properties=pika.BasicProperties(
+                message_id=delivery.message_id,
+                type=delivery.message_type,
+                content_type="application/json",
+                delivery_mode=pika.DeliveryMode.Persistent,
+                headers=_json_safe(headers),
+            ),
+            mandatory=True,
+        )
+        self._ledger_note_failure(delivery.message_id, attempts, f"{error_class}: {error_message}")
 
     @staticmethod
-    def _sleep(seconds: float, *, broker: pika.BlockingConnection | None = None) -> None:
-        # Sleeping through the broker connection keeps its heartbeats answered.
-        if broker is not None and broker.is_open:
-            broker.sleep(seconds)
-        else:
-            time.sleep(seconds)
+    def _ledger_note_failure(message_id: str, attempts: int, error: str) -> None:
+        """Show the failure on the status API. Best effort: the broker copy is what counts."""
+        try:
+            IngestMessage.objects.filter(message_id=message_id).update(
+                attempts=attempts, last_error=error[:2000]
+            )
+        except DatabaseError:
+            logger.warning("could not note the failure of %s in the ledger", message_id)
+
+    def record_dead_letters(self, dead_pending: list[Delivery]) -> None:
+        """Record dead-lettered messages; if the database is down they wait on their queue."""
+        close_old_connections()
+        batch = list(dead_pending)
+        try:
+            recorded = dead_letters_record(
+                dead_messages=[
+                    DeadMessage(delivery.message_id, delivery.message_type,
+                                _json_safe(delivery.headers), delivery.body)
+                    for delivery in batch
+                ]
+            )
+        except DatabaseError as error:
+            # Kept unacked on the dead-letter queue: tried again on the next pass.
+            connection.close()
+            logger.warning("could not record %d dead letters yet (%s)", len(batch),
+                           type(error).__name__)
+            return
+        self.dead_consumer.basic_ack(delivery_tag=batch[-1].delivery_tag, multiple=True)
+        del dead_pending[: len(batch)]
+        self.worker.totals.dead_letters_recorded += len(recorded)
+        for dead_letter in recorded:
+            logger.info("dead letter recorded: message %s (%s)", dead_letter.message_id,
+                        dead_letter.error_class)

@@ -9,7 +9,7 @@ import urllib.request
 import pytest
 from django.utils import timezone
 
-from ingest.models import ProcessedMessage, SensorReading
+from ingest.models import IngestMessage, SensorReading
 from ingest.services.devices import device_key_issue
 from ingest.worker import IngestWorker
 from tests.broker import queue_depth
@@ -50,7 +50,7 @@ def test_reading_posted_over_http_is_consumed_into_sensor_readings(live_server, 
     reading = SensorReading.objects.get()
     assert (reading.device_id, reading.metric, reading.value, reading.unit, reading.measured_at) == (
         device.id, "heart_rate", 72.5, "bpm", measured_at)
-    assert str(ProcessedMessage.objects.get().message_id) == answer["id"]
+    assert str(IngestMessage.objects.get(status="processed").message_id) == answer["id"]
     assert queue_depth(ingest_queue.queue) == 0
 
 

@@ -95,9 +95,20 @@ INGEST_MAX_AGE_DAYS = env.int("INGEST_MAX_AGE_DAYS", default=30)
 INGEST_MAX_BODY_BYTES = env.int("INGEST_MAX_BODY_BYTES", default=1024 * 1024)
 DATA_UPLOAD_MAX_MEMORY_SIZE = INGEST_MAX_BODY_BYTES
 
-# Worker batching.
+# Per-device request rate (DRF throttle syntax: "<n>/<second|minute|hour|day>").
+INGEST_DEVICE_RATE = env.str("INGEST_DEVICE_RATE", default="600/minute")
+
+# Worker batching, retries and dead letters.
 INGEST_BATCH_SIZE = env.int("INGEST_BATCH_SIZE", default=200)
 INGEST_BATCH_MAX_WAIT_SECONDS = env.float("INGEST_BATCH_MAX_WAIT_SECONDS", default=0.2)
+INGEST_MAX_ATTEMPTS = env.int("INGEST_MAX_ATTEMPTS", default=5)
+# Delay before each retry of a failed message; the last one repeats. One queue per delay.
+INGEST_RETRY_DELAYS_SECONDS = env.list("INGEST_RETRY_DELAYS_SECONDS", cast=float,
+                                       default=[1.0, 5.0, 30.0, 120.0])
+
+# The rate limit needs a cache shared by all web workers to be exact; a per-process
+# memory cache (the default) allows up to the rate per gunicorn worker.
+CACHES = {"default": env.cache_url("CACHE_URL", default="locmemcache://")}
 
 LOG_LEVEL = env.str("LOG_LEVEL", default="INFO")
 LOG_DIR = env.path("LOG_DIR", default=str(BASE_DIR / "logs"))

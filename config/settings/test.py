@@ -19,3 +19,6 @@ INGEST_BATCH_MAX_WAIT_SECONDS = 0.05
 
 SECRET_KEY = SECRET_KEY or "insecure-test-only-key-never-used-in-production"  # noqa: F405
 WHITENOISE_AUTOREFRESH = True  # no collectstatic before tests
+# Short retry delays so that a poison message reaches the dead letters within seconds.
+INGEST_RETRY_DELAYS_SECONDS = [0.2, 0.4, 0.8]
+INGEST_MAX_ATTEMPTS = 4

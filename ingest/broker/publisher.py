@@ -46,7 +46,11 @@ class ConfirmedPublisher:
         self._pid: int | None = None
 
     def publish(self, message: OutgoingMessage) -> None:
-        """Publish and wait for the broker's confirm; raise BrokerUnavailable otherwise."""
+        """Publish to the main queue and wait for the broker's confirm.
+
+        Raises BrokerUnavailable if the broker is unreachable, refuses the message (nack,
+        e.g. the queue is full) or returns it as unroutable: then nothing was queued.
+        """
         with self._lock:
             reused_connection = self._connection is not None and self._pid == os.getpid()
             try:

@@ -4,7 +4,14 @@
 ``app`` holds the tables this application owns and migrates.
 """
 
-from .app import DeviceAPIKey, ProcessedMessage
+from .app import (
+    DeadLetter,
+    DeadLetterAction,
+    DeviceAPIKey,
+    IngestMessage,
+    MessageKind,
+    WebhookSource,
+)
 from .customer import (
     Alert,
     AlertStatus,
@@ -18,6 +25,11 @@ from .customer import (
 )
 
 __all__ = [
+    "DeadLetter",
+    "DeadLetterAction",
+    "IngestMessage",
+    "MessageKind",
+    "WebhookSource",
     "Alert",
     "AlertStatus",
     "Device",
@@ -25,7 +37,6 @@ __all__ = [
     "DeviceEvent",
     "DeviceStatus",
     "DeviceType",
-    "ProcessedMessage",
     "Resident",
     "SensorReading",
     "WebhookEvent",

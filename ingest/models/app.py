@@ -1,5 +1,8 @@
 """Tables this application owns (created by migrations)."""
 
+from __future__ import annotations
+
+from django.conf import settings
 from django.db import models
 from rest_framework_api_key.models import AbstractAPIKey, BaseAPIKeyManager
 
@@ -23,24 +26,125 @@ class DeviceAPIKey(AbstractAPIKey):
         verbose_name_plural = "device API keys"
 
 
-class ProcessedMessage(models.Model):
-    """Ledger of broker messages whose records were committed.
+class MessageKind(models.TextChoices):
+    DEVICE_BATCH = "device_batch", "Device batch"
+    WEBHOOK_EVENT = "webhook_event", "Webhook event"
 
-    Written in the same transaction as the records: a redelivered message finds its
-    id here and inserts nothing twice.
+
+class IngestMessage(models.Model):
+    """Ledger of pipeline messages, by the id returned to the sender.
+
+    The web tier writes a ``pending`` row before publishing; the worker marks it
+    ``processed`` in the same transaction as the records. A redelivered or duplicated
+    message finds ``processed`` and inserts nothing twice.
     """
 
+    class Status(models.TextChoices):
+        PENDING = "pending", "Pending"
+        PROCESSED = "processed", "Processed"
+
     message_id = models.UUIDField(primary_key=True)
+    kind = models.CharField(max_length=16, choices=MessageKind.choices)
+    # No database constraint: the ledger must never stop a device from being deleted.
     device = models.ForeignKey(
-        Device, on_delete=models.DO_NOTHING, db_constraint=False, related_name="+"
+        Device, null=True, blank=True, on_delete=models.DO_NOTHING, db_constraint=False,
+        related_name="+",
     )
-    accepted_at = models.DateTimeField()
-    processed_at = models.DateTimeField(db_index=True)
-    readings = models.PositiveIntegerField()
-    events = models.PositiveIntegerField()
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.PENDING)
+    received_at = models.DateTimeField()
+    processed_at = models.DateTimeField(null=True, blank=True, db_index=True)
+    readings = models.PositiveIntegerField(default=0)
+    events = models.PositiveIntegerField(default=0)
+    attempts = models.PositiveIntegerField(default=0)
+    last_error = models.TextField(blank=True, default="")
 
     class Meta:
-        verbose_name = "processed message"
+        verbose_name = "ingest message"
 
     def __str__(self) -> str:
-        return str(self.message_id)
+        return f"{self.message_id} ({self.status})"
+
+
+class DeadLetter(models.Model):
+    """A message that can never succeed as it is: kept with everything needed to repair it."""
+
+    class Status(models.TextChoices):
+        DEAD = "dead", "Dead"
+        REQUEUED = "requeued", "Requeued"
+        DISCARDED = "discarded", "Discarded"
+
+    message_id = models.UUIDField(unique=True)
+    kind = models.CharField(max_length=16, blank=True, default="")
+    device = models.ForeignKey(
+        Device, null=True, blank=True, on_delete=models.DO_NOTHING, db_constraint=False,
+        related_name="+",
+    )
+    original_queue = models.CharField(max_length=255)
+    original_routing_key = models.CharField(max_length=255)
+    headers = models.JSONField(default=dict)
+    body = models.BinaryField()
+    # The body as text (invalid UTF-8 replaced), for reading and searching in the console.
+    body_text = models.TextField()
+    error_class = models.CharField(max_length=255)
+    error_message = models.TextField()
+    # error class + error message with numbers and ids blanked: failures that share a
+    # cause share a fingerprint, so the console can group and act on them together.
+    fingerprint = models.CharField(max_length=64, db_index=True)
+    traceback = models.TextField(blank=True, default="")
+    attempts = models.PositiveIntegerField()
+    first_failed_at = models.DateTimeField()
+    last_failed_at = models.DateTimeField(db_index=True)
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.DEAD,
+                              db_index=True)
+    recorded_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        verbose_name = "dead letter"
+        indexes = [models.Index(fields=["status", "-last_failed_at"], name="deadletter_status_recent")]
+
+    def __str__(self) -> str:
+        return f"{self.message_id}: {self.error_class}"
+
+
+class DeadLetterAction(models.Model):
+    """Audit trail: who did what to a dead letter, when and why."""
+
+    class Action(models.TextChoices):
+        RECORDED = "recorded", "Recorded"
+        REQUEUED = "requeued", "Requeued"
+        EDITED_AND_REQUEUED = "edited_requeued", "Edited and requeued"
+        DISCARDED = "discarded", "Discarded"
+
+    dead_letter = models.ForeignKey(DeadLetter, on_delete=models.CASCADE, related_name="actions")
+    action = models.CharField(max_length=16, choices=Action.choices)
+    actor = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    actor_name = models.CharField(max_length=150, blank=True, default="")
+    reason = models.TextField(blank=True, default="")
+    # For an edit: the body before it (the dead letter then holds the edited one).
+    previous_body = models.BinaryField(null=True, blank=True)
+    at = models.DateTimeField(auto_now_add=True, db_index=True)
+
+    class Meta:
+        ordering = ("at", "id")
+
+    def __str__(self) -> str:
+        return f"{self.action} by {self.actor_name or 'system'}"
+
+
+class WebhookSource(models.Model):
+    """A partner system allowed to push to ``/api/v1/webhooks/<name>/``.
+
+    The secret must be kept in clear: verifying an HMAC needs it. The console never
+    shows it again after it is set.
+    """
+
+    name = models.SlugField(max_length=64, unique=True)
+    secret = models.CharField(max_length=255)
+    is_enabled = models.BooleanField(default=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    def __str__(self) -> str:
+        return self.name

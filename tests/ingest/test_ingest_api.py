@@ -11,7 +11,7 @@ from django.utils import timezone
 from rest_framework.test import APIClient
 
 from ingest.broker.publisher import publisher_reset
-from ingest.messages import DeviceBatch
+from ingest.messages import message_decode
 from ingest.models import DeviceStatus
 from ingest.services.devices import device_keys_revoke
 from tests.broker import queue_depth, queued_messages
@@ -45,7 +45,7 @@ def test_accepted_readings_are_on_the_queue_as_a_persistent_message(
     assert properties.message_id == message_id
     assert properties.delivery_mode == 2
     assert properties.headers["schema_version"] == 1
-    batch = DeviceBatch.from_body(body)
+    batch = message_decode(body)
     assert batch.message_id == uuid.UUID(message_id)
     assert batch.device_id == device.id
     assert [r["metric"] for r in batch.readings] == ["heart_rate", "spo2"]

@@ -10,7 +10,7 @@ from django.utils import timezone
 
 from ingest.broker.publisher import OutgoingMessage, get_publisher
 from ingest.messages import DEVICE_BATCH, DeviceBatch
-from ingest.models import Alert, AlertStatus, Device, DeviceEvent, ProcessedMessage, SensorReading
+from ingest.models import Alert, AlertStatus, Device, DeviceEvent, IngestMessage, SensorReading
 from ingest.services.ingestion import device_batch_accept
 from ingest.worker import IngestWorker
 from tests.broker import queue_depth
@@ -38,7 +38,7 @@ def test_batches_are_stored_and_acked(ingest_queue):
     worker = _drain(ingest_queue)
 
     assert SensorReading.objects.filter(device=device).count() == 3
-    assert ProcessedMessage.objects.count() == 2
+    assert IngestMessage.objects.filter(status="processed").count() == 2
     assert worker.totals.readings_inserted == 3
     assert queue_depth(ingest_queue.queue) == 0  # acked, not merely delivered
     device.refresh_from_db()

@@ -10,7 +10,7 @@ from ingest.worker import IngestWorker
 
 
 class Command(BaseCommand):
-    help = "Consume device batches from RabbitMQ and store them in the customer's tables."
+    help = "Consume pipeline messages from RabbitMQ and store them in the customer's tables."
 
     def add_arguments(self, parser):
         parser.add_argument("--batch-size", type=int, default=settings.INGEST_BATCH_SIZE)
@@ -20,7 +20,7 @@ class Command(BaseCommand):
         )
         parser.add_argument(
             "--stop-when-idle", action="store_true",
-            help="exit once the queue is empty (for scripts and benchmarks)",
+            help="exit once the main and dead-letter queues are empty (scripts, benchmarks)",
         )
 
     def handle(self, *args, batch_size, batch_max_wait, stop_when_idle, **options):
@@ -28,6 +28,7 @@ class Command(BaseCommand):
             topology=Topology.from_settings(),
             batch_size=batch_size,
             batch_max_wait=batch_max_wait,
+            max_attempts=settings.INGEST_MAX_ATTEMPTS,
         )
 
         def stop(signum, frame):
@@ -38,5 +39,7 @@ class Command(BaseCommand):
         totals = worker.run(stop_when_idle=stop_when_idle)
         self.stdout.write(
             f"stopped: {totals.messages} messages, {totals.readings_inserted} readings, "
-            f"{totals.events_inserted} events, {totals.duplicates_skipped} duplicates skipped"
+            f"{totals.events_inserted} events, {totals.webhook_events_inserted} webhook events, "
+            f"{totals.duplicates_skipped} duplicates skipped, {totals.retried} retried, "
+            f"{totals.dead_lettered} dead-lettered"
         )

@@ -1,8 +1,9 @@
-"""Writing consumed device batches into the customer's tables, exactly once.
+"""Writing consumed messages into the customer's tables, exactly once.
 
 One call is one transaction for a whole batch of broker messages. Each message id is
-recorded in the ``ProcessedMessage`` ledger in that same transaction, so a message
-delivered again (after a crash before the ack, or a duplicate publish) inserts nothing.
+marked ``processed`` in the ``IngestMessage`` ledger in that same transaction, so a
+message delivered again (after a crash before the ack, or a duplicate publish) inserts
+nothing.
 Rows go in with set-based ``INSERT ... SELECT FROM unnest(...)`` statements: one
 round-trip per table per batch, not one per reading.
 """
@@ -15,8 +16,8 @@ from dataclasses import dataclass
 from django.db import connection, transaction
 from django.utils import timezone
 
-from ingest.messages import DeviceBatch
-from ingest.models import ProcessedMessage
+from ingest.messages import DeviceBatch, PipelineMessage, WebhookMessage
+from ingest.models import IngestMessage
 
 CRITICAL_SEVERITY = 3
 
@@ -28,29 +29,39 @@ class StoreOutcome:
     readings_inserted: int
     readings_duplicate: int
     events_inserted: int
+    webhook_events_inserted: int
 
 
-def _ledger_claim(batches: list[DeviceBatch], processed_at) -> set:
-    """Insert ledger rows; return the message ids that were not processed before."""
-    ledger_table = ProcessedMessage._meta.db_table
+def _ledger_claim(messages: list[PipelineMessage], processed_at) -> set:
+    """Mark the messages processed; return the ids that were not processed before.
+
+    Concurrent workers holding the same id serialise on its ledger row: the second one
+    sees ``processed`` once the first commits, and skips it.
+    """
+    ledger_table = IngestMessage._meta.db_table
+    processed = IngestMessage.Status.PROCESSED
     with connection.cursor() as cursor:
         cursor.execute(
             f"""
-            INSERT INTO {ledger_table}
-                (message_id, device_id, accepted_at, processed_at, readings, events)
-            SELECT message_id, device_id, accepted_at, %s, readings, events
-            FROM unnest(%s::uuid[], %s::bigint[], %s::timestamptz[], %s::int[], %s::int[])
-                AS t(message_id, device_id, accepted_at, readings, events)
-            ON CONFLICT (message_id) DO NOTHING
+            INSERT INTO {ledger_table} AS ledger (message_id, kind, device_id, status, received_at,
+                                                  processed_at, readings, events, attempts, last_error)
+            SELECT message_id, kind, device_id, %s, received_at, %s, readings, events, 0, ''
+            FROM unnest(%s::uuid[], %s::varchar[], %s::bigint[], %s::timestamptz[], %s::int[], %s::int[])
+                AS t(message_id, kind, device_id, received_at, readings, events)
+            ON CONFLICT (message_id) DO UPDATE
+                SET status = EXCLUDED.status, processed_at = EXCLUDED.processed_at, last_error = ''
+                WHERE ledger.status <> EXCLUDED.status
             RETURNING message_id
             """,
             [
+                processed,
                 processed_at,
-                [batch.message_id for batch in batches],
-                [batch.device_id for batch in batches],
-                [batch.accepted_at for batch in batches],
-                [len(batch.readings) for batch in batches],
-                [len(batch.events) for batch in batches],
+                [message.message_id for message in messages],
+                [message.kind for message in messages],
+                [message.device_id for message in messages],
+                [message.accepted_at for message in messages],
+                [len(getattr(message, "readings", ())) for message in messages],
+                [len(getattr(message, "events", ())) for message in messages],
             ],
         )
         return {row[0] for row in cursor.fetchall()}
@@ -143,22 +154,45 @@ def _devices_mark_seen(batches: list[DeviceBatch]) -> None:
         )
 
 
+def _webhook_events_insert(messages: list[WebhookMessage]) -> int:
+    if not messages:
+        return 0
+    with connection.cursor() as cursor:
+        cursor.execute(
+            """
+            INSERT INTO webhook_events (source, event_type, payload, received_at)
+            SELECT * FROM unnest(%s::varchar[], %s::varchar[], %s::jsonb[], %s::timestamptz[])
+            """,
+            [
+                [message.source for message in messages],
+                [message.event_type for message in messages],
+                [json.dumps(message.payload) for message in messages],
+                [message.accepted_at for message in messages],
+            ],
+        )
+        return cursor.rowcount
+
+
 @transaction.atomic
-def device_batches_store(*, batches: list[DeviceBatch]) -> StoreOutcome:
+def messages_store(*, messages: list[PipelineMessage]) -> StoreOutcome:
     """Store a batch of messages in one transaction; already processed ones are skipped."""
-    now = timezone.now()
-    unique = list({batch.message_id: batch for batch in batches}.values())
-    fresh_ids = _ledger_claim(unique, now)
-    fresh = [batch for batch in unique if batch.message_id in fresh_ids]
-    readings_inserted = _readings_insert(fresh)
-    events_inserted = _events_insert(fresh)
-    if fresh:
-        _devices_mark_seen(fresh)
-    readings_total = sum(len(batch.readings) for batch in fresh)
+    unique = list({message.message_id: message for message in messages}.values())
+    fresh_ids = _ledger_claim(unique, timezone.now())
+    fresh = [message for message in unique if message.message_id in fresh_ids]
+    batches = [message for message in fresh if isinstance(message, DeviceBatch)]
+    readings_inserted = _readings_insert(batches)
+    events_inserted = _events_insert(batches)
+    if batches:
+        _devices_mark_seen(batches)
+    webhook_events_inserted = _webhook_events_insert(
+        [message for message in fresh if isinstance(message, WebhookMessage)]
+    )
+    readings_total = sum(len(batch.readings) for batch in batches)
     return StoreOutcome(
         messages_stored=len(fresh),
-        messages_already_processed=len(batches) - len(fresh),
+        messages_already_processed=len(messages) - len(fresh),
         readings_inserted=readings_inserted,
         readings_duplicate=readings_total - readings_inserted,
         events_inserted=events_inserted,
+        webhook_events_inserted=webhook_events_inserted,
     )

@@ -1,0 +1,222 @@
+"""Dead letters: recording messages that ran out of attempts, and repairing them.
+
+A message that can never succeed is published by the worker to the dead-letter queue
+(with its error, traceback and failure times in the headers) and only then acked. The
+worker records what arrives there in the ``DeadLetter`` table and acks after commit,
+so a database outage at that moment only delays the record: nothing is lost.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from dataclasses import dataclass
+from datetime import datetime
+
+from django.contrib.auth.models import AbstractBaseUser
+from django.db import transaction
+from django.utils import timezone
+
+from ingest.broker.publisher import OutgoingMessage
+from ingest.errors import ApplicationError
+from ingest.messages import (
+    HEADER_ERROR_CLASS,
+    HEADER_ERROR_MESSAGE,
+    HEADER_FAILURES,
+    HEADER_ORIGINAL_QUEUE,
+    HEADER_ORIGINAL_ROUTING_KEY,
+    HEADER_SCHEMA_VERSION,
+    HEADER_TRACEBACK,
+    SCHEMA_VERSION,
+    UndecodableMessage,
+    message_decode,
+)
+from ingest.models import DeadLetter, DeadLetterAction
+from ingest.services.ingestion import message_publish_confirmed
+
+_VOLATILE_PARTS = [
+    (re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}", re.I), "<uuid>"),
+    (re.compile(r"'[^']*'|\"[^\"]*\""), "<value>"),
+    (re.compile(r"\b\d+(\.\d+)?\b"), "<n>"),
+    (re.compile(r"\s+"), " "),
+]
+
+
+def error_message_normalise(message: str) -> str:
+    """The error message with ids, quoted values and numbers blanked out."""
+    for pattern, replacement in _VOLATILE_PARTS:
+        message = pattern.sub(replacement, message)
+    return message.strip()
+
+
+def error_fingerprint(*, error_class: str, error_message: str) -> str:
+    normalised = f"{error_class}|{error_message_normalise(error_message)}"
+    return hashlib.sha256(normalised.encode()).hexdigest()
+
+
+@dataclass(frozen=True)
+class DeadMessage:
+    """A message as it arrived on the dead-letter queue."""
+
+    message_id: str | None
+    message_type: str | None
+    headers: dict
+    body: bytes
+
+
+def _failure_times(headers: dict) -> list[datetime]:
+    times = []
+    for value in headers.get(HEADER_FAILURES) or []:
+        try:
+            times.append(datetime.fromisoformat(str(value)))
+        except ValueError:
+            continue
+    return times
+
+
+def _device_id_of(body: bytes) -> int | None:
+    try:
+        return message_decode(body).device_id
+    except UndecodableMessage:
+        return None
+
+
+@transaction.atomic
+def dead_letters_record(*, dead_messages: list[DeadMessage]) -> list[DeadLetter]:
+    """Store (or refresh, for a message that died again) one row per dead message."""
+    recorded = []
+    now = timezone.now()
+    for dead in dead_messages:
+        headers = dead.headers
+        failures = _failure_times(headers) or [now]
+        error_class = str(headers.get(HEADER_ERROR_CLASS) or "UnknownError")
+        error_message = str(headers.get(HEADER_ERROR_MESSAGE) or "")
+        message_id = dead.message_id
+        dead_letter, created = DeadLetter.objects.select_for_update().update_or_create(
+            message_id=message_id,
+            defaults={
+                "kind": dead.message_type or "",
+                "device_id": _device_id_of(dead.body),
+                "original_queue": str(headers.get(HEADER_ORIGINAL_QUEUE) or ""),
+                "original_routing_key": str(headers.get(HEADER_ORIGINAL_ROUTING_KEY) or ""),
+                "headers": headers,
+                "body": dead.body,
+                "body_text": dead.body.decode("utf-8", errors="replace"),
+                "error_class": error_class,
+                "error_message": error_message,
+                "fingerprint": error_fingerprint(error_class=error_class, error_message=error_message),
+                "traceback": str(headers.get(HEADER_TRACEBACK) or ""),
+                "attempts": len(failures),
+                "last_failed_at": failures[-1],
+                "status": DeadLetter.Status.DEAD,
+            },
+            create_defaults={"first_failed_at": failures[0]},
+        )
+        DeadLetterAction.objects.create(
+            dead_letter=dead_letter,
+            action=DeadLetterAction.Action.RECORDED,
+            reason=f"{error_class}: {error_message}"[:2000],
+        )
+        recorded.append(dead_letter)
+    return recorded
+
+
+def _actor_name(actor: AbstractBaseUser | None) -> str:
+    return actor.get_username() if actor is not None else ""
+
+
+def _locked_dead_letter(dead_letter_id: int) -> DeadLetter:
+    try:
+        dead_letter = DeadLetter.objects.select_for_update().get(pk=dead_letter_id)
+    except DeadLetter.DoesNotExist:
+        raise ApplicationError(f"no dead letter {dead_letter_id}", code="not_found") from None
+    if dead_letter.status != DeadLetter.Status.DEAD:
+        raise ApplicationError(
+            f"dead letter {dead_letter_id} is already {dead_letter.status}", code="conflict"
+        )
+    return dead_letter
+
+
+def _edited_body_check(dead_letter: DeadLetter, edited_body: str) -> bytes:
+    body = edited_body.encode()
+    try:
+        message = message_decode(body)
+    except UndecodableMessage as error:
+        raise ApplicationError(
+            f"the edited body is not a valid message: {error}", code="invalid",
+            fields={"body": [str(error)]},
+        ) from error
+    if str(message.message_id) != str(dead_letter.message_id):
+        raise ApplicationError(
+            "the edited body must keep the message id (it is what makes processing idempotent)",
+            code="invalid",
+            fields={"body": [f"message_id must stay {dead_letter.message_id}"]},
+        )
+    return body
+
+
+def dead_letter_requeue(
+    *, dead_letter_id: int, actor: AbstractBaseUser | None, reason: str = "",
+    edited_body: str | None = None,
+) -> DeadLetter:
+    """Publish the dead letter (or an edited body) back to the main queue, then mark it requeued.
+
+    The row stays locked while publishing, so two operators cannot requeue it twice. It is
+    marked requeued only after the broker confirmed; if the database then fails to commit,
+    the message may be requeued again later, which the ledger makes harmless.
+    """
+    with transaction.atomic():
+        dead_letter = _locked_dead_letter(dead_letter_id)
+        previous_body = bytes(dead_letter.body)
+        body = previous_body
+        action = DeadLetterAction.Action.REQUEUED
+        if edited_body is not None:
+            if not reason.strip():
+                raise ApplicationError("a reason is required to edit a message", code="invalid",
+                                       fields={"reason": ["This field is required."]})
+            body = _edited_body_check(dead_letter, edited_body)
+            action = DeadLetterAction.Action.EDITED_AND_REQUEUED
+        message_publish_confirmed(
+            outgoing=OutgoingMessage(
+                message_id=str(dead_letter.message_id),
+                body=body,
+                message_type=dead_letter.kind,
+                # A fresh start: the message gets all its attempts again.
+                headers={HEADER_SCHEMA_VERSION: SCHEMA_VERSION, "x-requeued-from": dead_letter.pk},
+            )
+        )
+        dead_letter.status = DeadLetter.Status.REQUEUED
+        if body != previous_body:
+            dead_letter.body = body
+            dead_letter.body_text = body.decode("utf-8", errors="replace")
+        dead_letter.save()
+        DeadLetterAction.objects.create(
+            dead_letter=dead_letter,
+            action=action,
+            actor=actor,
+            actor_name=_actor_name(actor),
+            reason=reason,
+            previous_body=previous_body if body != previous_body else None,
+        )
+    return dead_letter
+
+
+@transaction.atomic
+def dead_letter_discard(
+    *, dead_letter_id: int, actor: AbstractBaseUser | None, reason: str
+) -> DeadLetter:
+    """Give up on a dead letter for good; the row and its audit trail stay."""
+    if not reason.strip():
+        raise ApplicationError("a reason is required to discard a message", code="invalid",
+                               fields={"reason": ["This field is required."]})
+    dead_letter = _locked_dead_letter(dead_letter_id)
+    dead_letter.status = DeadLetter.Status.DISCARDED
+    dead_letter.save(update_fields=["status", "updated_at"])
+    DeadLetterAction.objects.create(
+        dead_letter=dead_letter,
+        action=DeadLetterAction.Action.DISCARDED,
+        actor=actor,
+        actor_name=_actor_name(actor),
+        reason=reason,
+    )
+    return dead_letter
