@@ -1,4 +1,4 @@
-"""Device-facing API views: validate, call one service, shape one response."""
+"""HTTP API views: validate, call one service or selector, shape one response."""
 
 from __future__ import annotations
 
@@ -9,13 +9,26 @@ from rest_framework.views import APIView
 
 from ingest.authentication import DeviceKeyAuthentication, IsActiveDevice
 from ingest.errors import ApplicationError
+from ingest.selectors import dependencies_unreachable, ingest_message_status
 from ingest.serializers import EventInputSerializer, ReadingInputSerializer
 from ingest.services.ingestion import device_batch_accept
+from ingest.services.webhooks import webhook_receive
+from ingest.throttling import DeviceRateThrottle
+
+
+def _refuse_large_body(request, limit: int) -> None:
+    """413 before anything reads the body (the proxy enforces the same limit)."""
+    content_length = int(request.META.get("CONTENT_LENGTH") or 0)
+    if content_length > limit:
+        raise ApplicationError(
+            f"The body is {content_length} bytes; the limit is {limit}.", code="payload_too_large"
+        )
 
 
 class DeviceApi(APIView):
     authentication_classes = [DeviceKeyAuthentication]
     permission_classes = [IsActiveDevice]
+    throttle_classes = [DeviceRateThrottle]
 
 
 class IngestCreateApi(DeviceApi):
@@ -44,13 +57,7 @@ class IngestCreateApi(DeviceApi):
 
     def initial(self, request, *args, **kwargs):
         super().initial(request, *args, **kwargs)
-        content_length = int(request.META.get("CONTENT_LENGTH") or 0)
-        if content_length > settings.INGEST_MAX_BODY_BYTES:
-            raise ApplicationError(
-                f"The body is {content_length} bytes; the limit is "
-                f"{settings.INGEST_MAX_BODY_BYTES}.",
-                code="payload_too_large",
-            )
+        _refuse_large_body(request, settings.INGEST_MAX_BODY_BYTES)
 
     def post(self, request):
         if not isinstance(request.data, dict):
@@ -69,3 +76,67 @@ class IngestCreateApi(DeviceApi):
             }
         )
         return Response(output.data, status=status.HTTP_202_ACCEPTED)
+
+
+class IngestStatusApi(DeviceApi):
+    class OutputSerializer(serializers.Serializer):
+        id = serializers.UUIDField()
+        status = serializers.CharField()
+        received_at = serializers.DateTimeField()
+        processed_at = serializers.DateTimeField(allow_null=True)
+        attempts = serializers.IntegerField()
+        error = serializers.CharField(allow_null=True)
+
+    def get(self, request, message_id):
+        message_status = ingest_message_status(device=request.user, message_id=message_id)
+        if message_status is None:
+            raise ApplicationError("No message with this id for this device.", code="not_found")
+        return Response(self.OutputSerializer(message_status).data)
+
+
+class WebhookReceiveApi(APIView):
+    authentication_classes = []
+    permission_classes = []
+    # The signature covers the raw bytes: the body is read as sent, never re-serialised.
+    parser_classes = []
+
+    class OutputSerializer(serializers.Serializer):
+        status = serializers.CharField()
+        id = serializers.UUIDField()
+
+    def post(self, request, source):
+        _refuse_large_body(request, settings.WEBHOOK_MAX_BODY_BYTES)
+        message = webhook_receive(
+            source_name=source,
+            body=request.body,
+            signature=request.headers.get("X-Signature"),
+            header_event_type=request.headers.get("X-Event-Type"),
+        )
+        output = self.OutputSerializer({"status": "queued", "id": message.message_id})
+        return Response(output.data, status=status.HTTP_202_ACCEPTED)
+
+
+class HealthApi(APIView):
+    """Liveness: answers while the process runs."""
+
+    authentication_classes = []
+    permission_classes = []
+
+    def get(self, request):
+        return Response({"status": "ok"})
+
+
+class ReadinessApi(APIView):
+    """Readiness: 200 when the database and the broker are reachable, else 503 naming them."""
+
+    authentication_classes = []
+    permission_classes = []
+
+    def get(self, request):
+        unreachable = dependencies_unreachable()
+        if unreachable:
+            return Response(
+                {"status": "unavailable", "unreachable": unreachable},
+                status=status.HTTP_503_SERVICE_UNAVAILABLE,
+            )
+        return Response({"status": "ok"})

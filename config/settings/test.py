@@ -22,3 +22,4 @@ WHITENOISE_AUTOREFRESH = True  # no collectstatic before tests
 # Short retry delays so that a poison message reaches the dead letters within seconds.
 INGEST_RETRY_DELAYS_SECONDS = [0.2, 0.4, 0.8]
 INGEST_MAX_ATTEMPTS = 4
+INGEST_DEVICE_RATE = "100000/minute"  # tests that check 429 lower it themselves

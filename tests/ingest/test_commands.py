@@ -47,3 +47,16 @@ def test_create_needs_a_type_and_a_new_serial():
     _issue("GW-4", "--create", "--type", "door")
     with pytest.raises(CommandError, match="already exists"):
         _issue("GW-4", "--create", "--type", "door")
+
+
+def test_revoke_device_keys_makes_every_key_unusable():
+    key = _issue("GW-5", "--create", "--type", "gateway")
+    stdout = io.StringIO()
+    call_command("revoke_device_keys", "GW-5", stdout=stdout)
+    assert "Revoked 1 key(s)" in stdout.getvalue()
+    assert not DeviceAPIKey.objects.is_valid(key)
+
+
+def test_revoke_device_keys_of_an_unknown_device_is_refused():
+    with pytest.raises(CommandError, match="no device"):
+        call_command("revoke_device_keys", "NOPE")

@@ -1,0 +1,21 @@
+"""Revoke every API key of a device (a lost or compromised device)."""
+
+from django.core.management.base import BaseCommand, CommandError
+
+from ingest.models import Device
+from ingest.services.devices import device_keys_revoke
+
+
+class Command(BaseCommand):
+    help = "Revoke all API keys of a device; requests with them then get 401."
+
+    def add_arguments(self, parser):
+        parser.add_argument("serial_no")
+
+    def handle(self, *args, serial_no, **options):
+        try:
+            device = Device.objects.get(serial_no=serial_no)
+        except Device.DoesNotExist:
+            raise CommandError(f"no device with serial number {serial_no}") from None
+        revoked = device_keys_revoke(device=device)
+        self.stdout.write(f"Revoked {revoked} key(s) of {serial_no}.")

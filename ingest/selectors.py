@@ -1,0 +1,69 @@
+"""Reads: message status for devices, dependency health for probes."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+
+import pika.exceptions
+from django.db import DatabaseError, connection
+
+from ingest.broker.connection import open_connection
+from ingest.models import DeadLetter, Device, IngestMessage
+
+
+@dataclass(frozen=True)
+class MessageStatus:
+    id: uuid.UUID
+    status: str  # pending | processed | failed | discarded
+    received_at: datetime
+    processed_at: datetime | None
+    attempts: int
+    error: str | None
+
+
+_DEAD_LETTER_STATUS = {
+    DeadLetter.Status.DEAD: "failed",
+    DeadLetter.Status.DISCARDED: "discarded",
+    DeadLetter.Status.REQUEUED: "pending",
+}
+
+
+def ingest_message_status(*, device: Device, message_id: uuid.UUID) -> MessageStatus | None:
+    """The state of one of the device's messages; None if it is not this device's."""
+    ledger = IngestMessage.objects.filter(message_id=message_id, device=device).first()
+    if ledger is None:
+        return None
+    status = "processed" if ledger.status == IngestMessage.Status.PROCESSED else "pending"
+    error = ledger.last_error or None
+    attempts = ledger.attempts
+    if status != "processed":
+        dead_letter = DeadLetter.objects.filter(message_id=message_id).first()
+        if dead_letter is not None:
+            status = _DEAD_LETTER_STATUS[dead_letter.status]
+            error = f"{dead_letter.error_class}: {dead_letter.error_message}"
+            attempts = max(attempts, dead_letter.attempts)
+    return MessageStatus(
+        id=ledger.message_id,
+        status=status,
+        received_at=ledger.received_at,
+        processed_at=ledger.processed_at,
+        attempts=attempts,
+        error=error,
+    )
+
+
+def dependencies_unreachable() -> list[str]:
+    """Names of the services this process cannot reach right now (empty when ready)."""
+    unreachable = []
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT 1")
+    except DatabaseError:
+        unreachable.append("database")
+    try:
+        open_connection().close()
+    except (pika.exceptions.AMQPError, OSError):
+        unreachable.append("broker")
+    return unreachable

@@ -1,0 +1,196 @@
+"""GET /api/v1/ingest/<id>/, POST /api/v1/webhooks/<source>/, /healthz, /readyz, 429."""
+
+from __future__ import annotations
+
+import json
+import uuid
+
+import pytest
+from django.core.cache import cache
+from django.utils import timezone
+from rest_framework.test import APIClient
+
+from ingest.broker.publisher import publisher_reset
+from ingest.messages import message_decode
+from ingest.models import DeadLetter, IngestMessage, WebhookSource
+from ingest.services.devices import device_key_issue
+from ingest.services.webhooks import webhook_signature
+from tests.broker import queue_depth, queued_messages
+from tests.factories import DeviceFactory
+
+pytestmark = pytest.mark.django_db
+
+
+def _reading_body() -> str:
+    return json.dumps({"readings": [{"metric": "heart_rate", "value": 70,
+                                     "measured_at": timezone.now().isoformat()}]})
+
+
+def _accept(client) -> str:
+    response = client.post("/api/v1/ingest/", data=_reading_body(), content_type="application/json")
+    assert response.status_code == 202
+    return response.json()["id"]
+
+
+def test_status_of_an_accepted_message_is_pending(device_client, ingest_queue):
+    message_id = _accept(device_client)
+
+    response = device_client.get(f"/api/v1/ingest/{message_id}/")
+
+    assert response.status_code == 200
+    body = response.json()
+    assert body["id"] == message_id and body["status"] == "pending"
+    assert body["processed_at"] is None and body["attempts"] == 0 and body["error"] is None
+
+
+def test_status_follows_the_ledger_and_the_dead_letters(device_client, ingest_queue):
+    message_id = _accept(device_client)
+    IngestMessage.objects.filter(message_id=message_id).update(
+        status=IngestMessage.Status.PROCESSED, processed_at=timezone.now())
+    assert device_client.get(f"/api/v1/ingest/{message_id}/").json()["status"] == "processed"
+
+    failed_id = _accept(device_client)
+    dead = DeadLetter.objects.create(
+        message_id=failed_id, original_queue="q", original_routing_key="q", body=b"{}",
+        body_text="{}", error_class="IntegrityError", error_message="boom", fingerprint="f",
+        attempts=4, first_failed_at=timezone.now(), last_failed_at=timezone.now())
+    answer = device_client.get(f"/api/v1/ingest/{failed_id}/").json()
+    assert (answer["status"], answer["attempts"], answer["error"]) == (
+        "failed", 4, "IntegrityError: boom")
+    dead.status = DeadLetter.Status.DISCARDED
+    dead.save()
+    assert device_client.get(f"/api/v1/ingest/{failed_id}/").json()["status"] == "discarded"
+
+
+def test_another_devices_message_is_a_404(device_client, ingest_queue):
+    other = DeviceFactory()
+    _, other_key = device_key_issue(device=other)
+    other_client = APIClient()
+    other_client.credentials(HTTP_AUTHORIZATION=f"Api-Key {other_key}")
+    message_id = _accept(other_client)
+
+    assert device_client.get(f"/api/v1/ingest/{message_id}/").status_code == 404
+    assert device_client.get(f"/api/v1/ingest/{uuid.uuid4()}/").status_code == 404
+    assert other_client.get(f"/api/v1/ingest/{message_id}/").status_code == 200
+
+
+def test_status_without_a_key_is_a_401():
+    assert APIClient().get(f"/api/v1/ingest/{uuid.uuid4()}/").status_code == 401
+
+
+def test_a_failed_publish_leaves_no_pending_ledger_row(device_client, settings, ingest_queue):
+    broker_port = settings.RABBITMQ_PORT
+    settings.RABBITMQ_PORT = 1
+    publisher_reset()
+    try:
+        response = device_client.post("/api/v1/ingest/", data=_reading_body(),
+                                      content_type="application/json")
+    finally:
+        settings.RABBITMQ_PORT = broker_port
+        publisher_reset()
+    assert response.status_code == 503
+    assert IngestMessage.objects.count() == 0
+
+
+def test_over_the_device_rate_is_a_429_with_retry_after(device_client, settings, ingest_queue):
+    cache.clear()
+    settings.INGEST_DEVICE_RATE = "2/minute"
+    _accept(device_client)
+    _accept(device_client)
+    response = device_client.post("/api/v1/ingest/", data=_reading_body(),
+                                  content_type="application/json")
+    assert response.status_code == 429
+    assert int(response["Retry-After"]) > 0
+    assert response.json()["code"] == "throttled"
+    assert queue_depth(ingest_queue.queue) == 2
+    cache.clear()
+
+
+@pytest.fixture
+def webhook_source():
+    return WebhookSource.objects.create(name="carelink", secret="s3cret-for-tests")
+
+
+def _webhook_post(body: bytes, signature: str | None, source="carelink", **headers):
+    if signature is not None:
+        headers["HTTP_X_SIGNATURE"] = signature
+    return APIClient().post(f"/api/v1/webhooks/{source}/", data=body,
+                            content_type="application/json", **headers)
+
+
+def test_a_signed_webhook_is_queued(webhook_source, ingest_queue):
+    body = json.dumps({"type": "visit.completed", "visit": 42}).encode()
+
+    response = _webhook_post(body, webhook_signature(secret=webhook_source.secret, body=body))
+
+    assert response.status_code == 202
+    assert response.json()["status"] == "queued"
+    [(properties, raw)] = queued_messages(ingest_queue.queue)
+    message = message_decode(raw)
+    assert (message.source, message.event_type, message.payload) == (
+        "carelink", "visit.completed", {"type": "visit.completed", "visit": 42})
+    assert str(message.message_id) == response.json()["id"] == properties.message_id
+
+
+def test_webhook_event_type_falls_back_to_the_header_then_unknown(webhook_source, ingest_queue):
+    body = b'{"visit": 1}'
+    signature = webhook_signature(secret=webhook_source.secret, body=body)
+    assert _webhook_post(body, signature, HTTP_X_EVENT_TYPE="visit.started").status_code == 202
+    assert _webhook_post(body, signature).status_code == 202
+    types = [message_decode(raw).event_type for _, raw in queued_messages(ingest_queue.queue)]
+    assert types == ["visit.started", "unknown"]
+
+
+@pytest.mark.parametrize("signature", [None, "sha256=" + "0" * 64, "md5=abc"])
+def test_a_bad_or_missing_signature_is_a_401(webhook_source, signature, ingest_queue):
+    response = _webhook_post(b'{"type": "x"}', signature)
+    assert response.status_code == 401
+    assert response.json()["code"] == "invalid_signature"
+    assert queue_depth(ingest_queue.queue) == 0
+
+
+def test_a_signature_over_other_bytes_is_refused(webhook_source, ingest_queue):
+    signed = b'{"type": "x", "amount": 1}'
+    sent = b'{"type": "x", "amount": 1000}'
+    response = _webhook_post(sent, webhook_signature(secret=webhook_source.secret, body=signed))
+    assert response.status_code == 401
+
+
+def test_unknown_or_disabled_source_is_a_404(webhook_source, ingest_queue):
+    body = b"{}"
+    assert _webhook_post(body, webhook_signature(secret="x", body=body),
+                         source="nobody").status_code == 404
+    webhook_source.is_enabled = False
+    webhook_source.save()
+    signature = webhook_signature(secret=webhook_source.secret, body=body)
+    assert _webhook_post(body, signature).status_code == 404
+
+
+@pytest.mark.parametrize("body", [b"[1, 2]", b"not json"])
+def test_a_signed_body_that_is_not_a_json_object_is_a_400(webhook_source, body, ingest_queue):
+    response = _webhook_post(body, webhook_signature(secret=webhook_source.secret, body=body))
+    assert response.status_code == 400
+    assert queue_depth(ingest_queue.queue) == 0
+
+
+def test_a_webhook_over_the_limit_is_a_413(webhook_source, settings):
+    settings.WEBHOOK_MAX_BODY_BYTES = 10
+    body = b'{"type": "much too long"}'
+    response = _webhook_post(body, webhook_signature(secret=webhook_source.secret, body=body))
+    assert response.status_code == 413
+
+
+def test_healthz_answers_while_the_process_runs():
+    assert APIClient().get("/healthz").json() == {"status": "ok"}
+
+
+def test_readyz_is_200_when_database_and_broker_answer():
+    response = APIClient().get("/readyz")
+    assert response.status_code == 200
+
+
+def test_readyz_is_503_naming_the_broker_when_it_is_unreachable(settings):
+    settings.RABBITMQ_PORT = 1
+    response = APIClient().get("/readyz")
+    assert response.status_code == 503
+    assert response.json()["unreachable"] == ["broker"]
