@@ -171,7 +171,7 @@ class IngestWorker:
         return self.totals
 
     def _consume(self, *, stop_when_idle: bool) -> None:
-        broker = open_connection()
+        broker = open_connection(role="worker")
         try:
             consumer = broker.channel()
             topology_declare(channel=consumer, topology=self.topology)
@@ -259,6 +259,8 @@ class _Session:
     consumer: object
     publisher: object
     dead_consumer: object
+    dead_letter_backoff: Backoff = field(default_factory=Backoff)
+    dead_letters_not_before: float = 0.0
 
     @property
     def topology(self) -> Topology:
@@ -373,6 +375,8 @@ class _Session:
 
     def record_dead_letters(self, dead_pending: list[Delivery]) -> None:
         """Record dead-lettered messages; if the database is down they wait on their queue."""
+        if time.monotonic() < self.dead_letters_not_before:
+            return
         close_old_connections()
         batch = list(dead_pending)
         try:
@@ -384,12 +388,14 @@ class _Session:
                 ]
             )
         except DatabaseError as error:
-            # Kept unacked on the dead-letter queue: tried again on the next pass.
+            # Kept unacked on the dead-letter queue: tried again after a growing pause.
             connection.close()
-            logger.warning("could not record %d dead letters yet (%s)", len(batch),
-                           type(error).__name__)
+            self.dead_letters_not_before = time.monotonic() + self.dead_letter_backoff.next_delay()
+            logger.warning("could not record %d dead letters yet (%s: %s)", len(batch),
+                           type(error).__name__, str(error).strip().splitlines()[0] if str(error) else "")
             return
         self.dead_consumer.basic_ack(delivery_tag=batch[-1].delivery_tag, multiple=True)
+        self.dead_letter_backoff.reset()
         del dead_pending[: len(batch)]
         self.worker.totals.dead_letters_recorded += len(recorded)
         for dead_letter in recorded:

@@ -1,5 +1,7 @@
 """Connection parameters for RabbitMQ, built from settings."""
 
+import os
+
 import pika
 from django.conf import settings
 
@@ -8,7 +10,9 @@ class BrokerUnavailable(Exception):
     """The broker could not be reached or did not confirm a message."""
 
 
-def connection_parameters(*, heartbeat: int | None = None) -> pika.ConnectionParameters:
+def connection_parameters(
+    *, heartbeat: int | None = None, role: str = "client"
+) -> pika.ConnectionParameters:
     timeout = settings.RABBITMQ_PUBLISH_TIMEOUT_SECONDS
     return pika.ConnectionParameters(
         host=settings.RABBITMQ_HOST,
@@ -21,9 +25,10 @@ def connection_parameters(*, heartbeat: int | None = None) -> pika.ConnectionPar
         # A broker under a memory or disk alarm blocks publishers: give up instead of hanging.
         blocked_connection_timeout=timeout,
         heartbeat=heartbeat,
-        client_properties={"connection_name": "iot_care"},
+        # Shown by RabbitMQ (rabbitmqctl list_connections name): which process holds what.
+        client_properties={"connection_name": f"iot_care {role} pid={os.getpid()}"},
     )
 
 
-def open_connection(*, heartbeat: int | None = None) -> pika.BlockingConnection:
-    return pika.BlockingConnection(connection_parameters(heartbeat=heartbeat))
+def open_connection(*, heartbeat: int | None = None, role: str = "client") -> pika.BlockingConnection:
+    return pika.BlockingConnection(connection_parameters(heartbeat=heartbeat, role=role))

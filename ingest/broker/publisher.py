@@ -103,7 +103,7 @@ class ConfirmedPublisher:
         if self._connection is None or self._connection.is_closed:
             # Heartbeats are off: a blocking connection only answers them while in use, and
             # an idle web worker would be dropped. A dead socket is caught on the next publish.
-            self._connection = open_connection(heartbeat=0)
+            self._connection = open_connection(heartbeat=0, role="publisher")
             self._channel = self._connection.channel()
             topology_declare(channel=self._channel, topology=self.topology)
             self._channel.confirm_delivery()

@@ -92,25 +92,27 @@ def dead_letters_record(*, dead_messages: list[DeadMessage]) -> list[DeadLetter]
         error_class = str(headers.get(HEADER_ERROR_CLASS) or "UnknownError")
         error_message = str(headers.get(HEADER_ERROR_MESSAGE) or "")
         message_id = dead.message_id
-        dead_letter, created = DeadLetter.objects.select_for_update().update_or_create(
+        fields = {
+            "kind": dead.message_type or "",
+            "device_id": _device_id_of(dead.body),
+            "original_queue": str(headers.get(HEADER_ORIGINAL_QUEUE) or ""),
+            "original_routing_key": str(headers.get(HEADER_ORIGINAL_ROUTING_KEY) or ""),
+            "headers": headers,
+            "body": dead.body,
+            "body_text": dead.body.decode("utf-8", errors="replace"),
+            "error_class": error_class,
+            "error_message": error_message,
+            "fingerprint": error_fingerprint(error_class=error_class, error_message=error_message),
+            "traceback": str(headers.get(HEADER_TRACEBACK) or ""),
+            "attempts": len(failures),
+            "last_failed_at": failures[-1],
+            "status": DeadLetter.Status.DEAD,
+        }
+        # A message that died before (then was requeued) keeps its first failure time.
+        dead_letter, _ = DeadLetter.objects.select_for_update().update_or_create(
             message_id=message_id,
-            defaults={
-                "kind": dead.message_type or "",
-                "device_id": _device_id_of(dead.body),
-                "original_queue": str(headers.get(HEADER_ORIGINAL_QUEUE) or ""),
-                "original_routing_key": str(headers.get(HEADER_ORIGINAL_ROUTING_KEY) or ""),
-                "headers": headers,
-                "body": dead.body,
-                "body_text": dead.body.decode("utf-8", errors="replace"),
-                "error_class": error_class,
-                "error_message": error_message,
-                "fingerprint": error_fingerprint(error_class=error_class, error_message=error_message),
-                "traceback": str(headers.get(HEADER_TRACEBACK) or ""),
-                "attempts": len(failures),
-                "last_failed_at": failures[-1],
-                "status": DeadLetter.Status.DEAD,
-            },
-            create_defaults={"first_failed_at": failures[0]},
+            defaults=fields,
+            create_defaults={**fields, "first_failed_at": failures[0]},
         )
         DeadLetterAction.objects.create(
             dead_letter=dead_letter,
