@@ -190,12 +190,13 @@ class IngestWorker:
             session = _Session(self, broker, consumer, publisher, dead_consumer)
             while not self._stop_requested:
                 self._fill(broker, pending)
+                idle = not pending and not dead_pending
                 if pending:
                     batch, pending[:] = pending[: self.batch_size], pending[self.batch_size:]
                     session.process(batch)
                 if dead_pending:
                     session.record_dead_letters(dead_pending)
-                elif stop_when_idle and not pending:
+                if idle and stop_when_idle:
                     return
             # Stop requested: what was delivered meanwhile is finished and acked, not dropped.
             if pending:

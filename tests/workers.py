@@ -14,7 +14,6 @@ from pathlib import Path
 from urllib.parse import quote
 
 import psycopg
-
 from django.conf import settings
 from django.db import connection, connections
 

@@ -167,8 +167,9 @@ def test_requeue_without_edit_that_fails_again_comes_back_as_dead(ingest_queue):
     ("edited_body", "field_message"),
     [
         ("{not json", "not JSON"),
-        ('{"schema_version": 1, "kind": "device_batch", "message_id": "%s", "device_id": 1, '
-         '"accepted_at": "2026-01-01T00:00:00+00:00"}' % uuid.uuid4(), "message_id must stay"),
+        (json.dumps({"schema_version": 1, "kind": "device_batch", "message_id": str(uuid.uuid4()),
+                     "device_id": 1, "accepted_at": "2026-01-01T00:00:00+00:00"}),
+         "message_id must stay"),
     ],
 )
 def test_an_invalid_edit_is_refused_and_nothing_is_published(ingest_queue, edited_body,

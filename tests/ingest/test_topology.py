@@ -1,0 +1,109 @@
+"""Broker topology: queue types, backpressure, names."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from datetime import timedelta
+
+import pika.exceptions
+import pytest
+from django.utils import timezone
+from rest_framework.test import APIClient
+
+from ingest.broker.connection import open_connection
+from ingest.broker.publisher import OutgoingMessage, get_publisher, publisher_reset
+from ingest.broker.topology import Topology, topology_declare, topology_delete
+from ingest.messages import DEVICE_BATCH, DeviceBatch
+from ingest.models import DeadLetter, IngestMessage, SensorReading
+from ingest.services.devices import device_key_issue
+from tests.factories import DeviceFactory
+from tests.workers import wait_until, worker_thread
+
+
+def test_retry_tiers_grow_and_the_last_repeats():
+    topology = Topology(queue="q", retry_delays=(1.0, 5.0, 30.0))
+    assert [topology.retry_delay(failures) for failures in (1, 2, 3, 4, 9)] == [1, 5, 30, 30, 30]
+    assert topology.retry_queue(1) == "q.retry.1s"
+    assert topology.queue_names == ["q", "q.retry.1s", "q.retry.5s", "q.retry.30s", "q.dead"]
+
+
+def test_an_unknown_queue_type_is_refused():
+    with pytest.raises(ValueError, match="RABBITMQ_QUEUE_TYPE"):
+        Topology(queue="q", queue_type="stream")
+
+
+@pytest.fixture
+def own_topology(settings, broker_topology):
+    """Point the app at a topology of the test's own (other names, other arguments)."""
+    made = []
+
+    def use(suffix: str, **overrides) -> Topology:
+        settings.RABBITMQ_QUEUE_NAME = f"{broker_topology.queue}-{suffix}"
+        for name, value in overrides.items():
+            setattr(settings, name, value)
+        publisher_reset()
+        topology = Topology.from_settings()
+        connection = open_connection()
+        topology_declare(channel=connection.channel(), topology=topology)
+        connection.close()
+        made.append(topology)
+        return topology
+
+    yield use
+    publisher_reset()
+    connection = open_connection()
+    for topology in made:
+        topology_delete(channel=connection.channel(), topology=topology)
+    connection.close()
+
+
+def _client_for(device) -> APIClient:
+    _, key = device_key_issue(device=device)
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Api-Key {key}")
+    return client
+
+
+def _post_reading(client, minutes_ago: int = 1):
+    body = {"readings": [{"metric": "heart_rate", "value": 60, "measured_at":
+                          (timezone.now() - timedelta(minutes=minutes_ago)).isoformat()}]}
+    return client.post("/api/v1/ingest/", data=json.dumps(body), content_type="application/json")
+
+
+@pytest.mark.django_db
+def test_a_full_queue_refuses_new_messages_and_the_api_answers_503(own_topology):
+    own_topology("full", RABBITMQ_QUEUE_MAX_LENGTH=1)
+    client = _client_for(DeviceFactory())
+
+    first, second = _post_reading(client, 1), _post_reading(client, 2)
+
+    assert first.status_code == 202
+    assert second.status_code == 503
+    assert second["Retry-After"] == "5"
+    assert IngestMessage.objects.count() == 1
+
+
+@pytest.mark.usefixtures("committed_db")
+def test_quorum_queues_carry_messages_and_retries_to_the_dead_letters(own_topology):
+    topology = own_topology("quorum", RABBITMQ_QUEUE_TYPE="quorum")
+    connection = open_connection()
+    with pytest.raises(pika.exceptions.ChannelClosedByBroker, match="x-queue-type"):
+        # The broker confirms the type: redeclaring as classic is refused.
+        connection.channel().queue_declare(topology.queue, durable=True,
+                                           arguments={"x-queue-type": "classic",
+                                                      "x-max-length": topology.max_length,
+                                                      "x-overflow": "reject-publish"})
+    connection.close()
+    assert _post_reading(_client_for(DeviceFactory())).status_code == 202
+    poison = DeviceBatch(message_id=uuid.uuid4(), device_id=987_654, accepted_at=timezone.now(),
+                         readings=[{"metric": "x", "value": 1.0, "measured_at": timezone.now()}],
+                         events=[])
+    get_publisher().publish(OutgoingMessage(str(poison.message_id), poison.to_body(), DEVICE_BATCH))
+
+    with worker_thread(topology):
+        assert wait_until(lambda: DeadLetter.objects.exists())
+
+    assert SensorReading.objects.count() == 1
+    dead = DeadLetter.objects.get()
+    assert (dead.message_id, dead.attempts) == (poison.message_id, 4)
