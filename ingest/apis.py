@@ -10,7 +10,7 @@ from rest_framework.views import APIView
 from ingest.authentication import DeviceKeyAuthentication, IsActiveDevice
 from ingest.errors import ApplicationError
 from ingest.selectors import dependencies_unreachable, ingest_message_status
-from ingest.serializers import EventInputSerializer, ReadingInputSerializer
+from ingest.serializers import EventInputSerializer, ReadingsField
 from ingest.services.ingestion import device_batch_accept
 from ingest.services.webhooks import webhook_receive
 from ingest.throttling import DeviceRateThrottle
@@ -33,7 +33,7 @@ class DeviceApi(APIView):
 
 class IngestCreateApi(DeviceApi):
     class InputSerializer(serializers.Serializer):
-        readings = ReadingInputSerializer(many=True, required=False, default=list)
+        readings = ReadingsField(required=False, default=list)
         events = EventInputSerializer(many=True, required=False, default=list)
 
         def validate(self, data):

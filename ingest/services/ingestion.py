@@ -11,7 +11,6 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-from django.db import connection, transaction
 from django.utils import timezone
 
 from ingest.broker.connection import BrokerUnavailable
@@ -53,19 +52,14 @@ def pipeline_message_publish(*, message: PipelineMessage) -> None:
 
 
 def _ledger_pending_insert(*, message: PipelineMessage, readings: int = 0, events: int = 0) -> None:
-    with transaction.atomic():
-        # The pending row is advisory (the worker upserts the ledger anyway), so it need
-        # not wait for its own WAL flush: this keeps a disk sync off every API request.
-        with connection.cursor() as cursor:
-            cursor.execute("SET LOCAL synchronous_commit = off")
-        IngestMessage.objects.create(
-            message_id=message.message_id,
-            kind=message.kind,
-            device_id=message.device_id,
-            received_at=message.accepted_at,
-            readings=readings,
-            events=events,
-        )
+    IngestMessage.objects.create(
+        message_id=message.message_id,
+        kind=message.kind,
+        device_id=message.device_id,
+        received_at=message.accepted_at,
+        readings=readings,
+        events=events,
+    )
 
 
 def _accept(message: PipelineMessage, *, readings: int = 0, events: int = 0) -> None:

@@ -86,6 +86,9 @@ def test_missing_field_is_named_in_the_error(device_client, ingest_queue):
         (_reading(measured_at="2026-11-23T07:00:00"), "measured_at", "time zone"),
         (_reading(measured_at=_now_iso(timedelta(hours=1))), "measured_at", "future"),
         (_reading(measured_at=_now_iso(-timedelta(days=31))), "measured_at", "days old"),
+        (_reading(measured_at="yesterday"), "measured_at", "ISO 8601"),
+        (_reading(unit=5), "unit", "string or null"),
+        ({"value": 1, "measured_at": _now_iso()}, "metric", "required"),
     ],
 )
 def test_invalid_reading_fields_are_refused_with_field_and_reason(
@@ -171,3 +174,32 @@ def test_broker_unreachable_is_a_503_never_a_202(device_client, settings, ingest
     assert response["Retry-After"] == "5"
     assert response.json()["code"] == "broker_unavailable"
     assert queue_depth(ingest_queue.queue) == 0
+
+
+def test_a_reading_that_is_not_an_object_is_refused(device_client):
+    response = _post(device_client, {"readings": [_reading(), "72.5"]})
+    assert response.status_code == 400
+    assert response.json()["fields"]["readings"] == {"1": {"non_field_errors": ["Must be a JSON object."]}}
+
+
+def test_readings_must_be_a_list(device_client):
+    response = _post(device_client, {"readings": {"metric": "heart_rate"}})
+    assert response.status_code == 400
+    assert response.json()["fields"]["readings"] == ["Must be a list of readings."]
+
+
+@pytest.mark.parametrize(
+    ("event", "field", "message_part"),
+    [
+        ({"event_type": "Fall!", "occurred_at": _now_iso()}, "event_type", "lower-case"),
+        ({"event_type": "fall", "severity": 4, "occurred_at": _now_iso()}, "severity", "less than or equal to 3"),
+        ({"event_type": "fall", "occurred_at": "2026-11-23T07:00:00"}, "occurred_at", "time zone"),
+        ({"event_type": "fall", "occurred_at": _now_iso(), "detail": ["bath"]}, "detail", "dictionary"),
+        ({"event_type": "fall", "occurred_at": _now_iso(), "detail": {"x": "y" * 9000}}, "detail", "8192 bytes"),
+    ],
+)
+def test_invalid_event_fields_are_refused_with_field_and_reason(device_client, event, field, message_part):
+    response = _post(device_client, {"events": [event]})
+    assert response.status_code == 400
+    [message] = response.json()["fields"]["events"]["0"][field]
+    assert message_part in message

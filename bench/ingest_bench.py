@@ -1,0 +1,320 @@
+#!/usr/bin/env python
+"""Benchmark the ingest pipeline on this machine, against real gunicorn, RabbitMQ and PostgreSQL.
+
+Modes (numbers are printed, never asserted):
+
+  end-to-end  POST N readings in batches over HTTP to gunicorn while consume_queue runs;
+              wait until every row is in sensor_readings; print readings/s and the
+              accept -> committed latency percentiles (ledger received_at -> processed_at).
+  consumer    pre-fill the queue with N readings, then time consume_queue draining it.
+  single      one reading per request with wrk: requests/s and latency percentiles.
+
+It uses a database and queue of its own (``iot_care_bench``, ``bench-ingest``), created
+and emptied here; the dev database and the default queues are never touched.
+
+    .venv/bin/python bench/ingest_bench.py end-to-end --readings 500000 --batch 1000
+    .venv/bin/python bench/ingest_bench.py consumer --readings 500000 --batch 1000
+    .venv/bin/python bench/ingest_bench.py single --seconds 20 --connections 32
+"""
+
+from __future__ import annotations
+
+import argparse
+import http.client
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from urllib.parse import urlsplit
+
+ROOT = Path(__file__).resolve().parent.parent
+PYTHON = sys.executable
+BENCH_DB = "iot_care_bench"
+BENCH_QUEUE = "bench-ingest"
+PORT = 8765
+
+
+def bench_environment(base_url: str) -> dict[str, str]:
+    parts = urlsplit(base_url)
+    database_url = parts._replace(path=f"/{BENCH_DB}").geturl()
+    return {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": "config.settings.dev",
+        "DJANGO_DEBUG": "false",
+        "DATABASE_URL": database_url,
+        "RABBITMQ_QUEUE_NAME": BENCH_QUEUE,
+        "INGEST_DEVICE_RATE": "100000000/second",
+        "LOG_LEVEL": "WARNING",
+        "PYTHONUNBUFFERED": "1",
+    }
+
+
+def django_setup(env: dict[str, str]) -> None:
+    os.environ.update(env)
+    sys.path.insert(0, str(ROOT))
+    import django
+
+    django.setup()
+
+
+def prepare_database(env: dict[str, str], admin_url: str) -> None:
+    import psycopg
+
+    with psycopg.connect(admin_url, autocommit=True) as admin:
+        exists = admin.execute("SELECT 1 FROM pg_database WHERE datname = %s", [BENCH_DB]).fetchone()
+        if not exists:
+            admin.execute(f'CREATE DATABASE "{BENCH_DB}"')
+    for command in (["bootstrap_db"], ["migrate", "-v", "0"]):
+        subprocess.run([PYTHON, "manage.py", *command], cwd=ROOT, env=env, check=True,
+                       stdout=subprocess.DEVNULL)
+
+
+def reset_state() -> tuple[list[int], list[str]]:
+    """Empty the bench tables and queues; return device ids and their keys."""
+    from django.db import connection
+
+    from ingest.broker.connection import open_connection
+    from ingest.broker.topology import Topology, topology_declare
+    from ingest.models import DeadLetter, DeviceAPIKey, IngestMessage
+    from ingest.services.devices import device_create, device_key_issue
+
+    with connection.cursor() as cursor:
+        cursor.execute("TRUNCATE sensor_readings, device_events, alerts, webhook_events")
+    IngestMessage.objects.all().delete()
+    DeadLetter.objects.all().delete()
+    DeviceAPIKey.objects.all().delete()
+    broker = open_connection()
+    channel = broker.channel()
+    topology = Topology.from_settings()
+    topology_declare(channel=channel, topology=topology)
+    for queue in topology.queue_names:
+        channel.queue_purge(queue)
+    broker.close()
+
+    from ingest.models import Device
+
+    devices, keys = [], []
+    for number in range(16):
+        serial = f"BENCH-{number:03d}"
+        device = Device.objects.filter(serial_no=serial).first() or device_create(
+            serial_no=serial, device_type="vital")
+        _, key = device_key_issue(device=device)
+        devices.append(device.id)
+        keys.append(key)
+    return devices, keys
+
+
+def start(command: list[str], env: dict[str, str]) -> subprocess.Popen:
+    return subprocess.Popen(command, cwd=ROOT, env=env, start_new_session=True,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
+
+
+def stop(process: subprocess.Popen) -> None:
+    if process.poll() is None:
+        os.killpg(process.pid, signal.SIGTERM)
+        try:
+            process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+
+
+def start_gunicorn(env: dict[str, str], workers: int) -> subprocess.Popen:
+    process = start([str(ROOT / ".venv/bin/gunicorn"), "config.wsgi:application", "--bind",
+                     f"127.0.0.1:{PORT}", "--workers", str(workers), "--log-level", "warning"], env)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            connection = http.client.HTTPConnection("127.0.0.1", PORT, timeout=2)
+            connection.request("GET", "/healthz")
+            if connection.getresponse().status == 200:
+                return process
+        except OSError:
+            time.sleep(0.2)
+    stop(process)
+    raise SystemExit("gunicorn did not start")
+
+
+def readings_body(count: int, offset: int) -> bytes:
+    """``count`` distinct points (one per millisecond), all within the accepted window."""
+    base = datetime.now(UTC) - timedelta(days=1)
+    readings = [
+        {"metric": "heart_rate", "value": 60 + number % 40, "unit": "bpm",
+         "measured_at": (base + timedelta(milliseconds=offset + number)).isoformat()}
+        for number in range(count)
+    ]
+    return json.dumps({"readings": readings}).encode()
+
+
+def percentile(values: list[float], fraction: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))] if ordered else float("nan")
+
+
+def wait_for_rows(expected: int, timeout: float) -> float:
+    from django.db import connection
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT count(*) FROM sensor_readings")
+            if cursor.fetchone()[0] >= expected:
+                return time.monotonic()
+        time.sleep(0.05)
+    raise SystemExit(f"timed out waiting for {expected} rows")
+
+
+def ledger_latencies_ms() -> list[float]:
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT extract(epoch FROM processed_at - received_at) * 1000 "
+                       "FROM ingest_ingestmessage WHERE status = 'processed'")
+        return [row[0] for row in cursor.fetchall()]
+
+
+def run_end_to_end(args, env) -> None:
+    devices, keys = reset_state()
+    requests = args.readings // args.batch
+    bodies = [readings_body(args.batch, number * args.batch) for number in range(requests)]
+    web = start_gunicorn(env, args.web_workers)
+    consumers = [start([PYTHON, "manage.py", "consume_queue", "--batch-size", str(args.consumer_batch)],
+                       env) for _ in range(args.consumers)]
+    statuses: list[int] = []
+    request_ms: list[float] = []
+    lock = threading.Lock()
+
+    def client(thread_number: int) -> None:
+        connection = http.client.HTTPConnection("127.0.0.1", PORT, timeout=60)
+        key = keys[thread_number % len(keys)]
+        for index in range(thread_number, requests, args.concurrency):
+            started = time.monotonic()
+            connection.request("POST", "/api/v1/ingest/", body=bodies[index], headers={
+                "Content-Type": "application/json", "Authorization": f"Api-Key {key}"})
+            response = connection.getresponse()
+            response.read()
+            with lock:
+                statuses.append(response.status)
+                request_ms.append((time.monotonic() - started) * 1000)
+
+    try:
+        started = time.monotonic()
+        threads = [threading.Thread(target=client, args=(number,)) for number in range(args.concurrency)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        accepted = time.monotonic()
+        visible = wait_for_rows(requests * args.batch, timeout=600)
+    finally:
+        stop(web)
+        for consumer in consumers:
+            stop(consumer)
+    latencies = ledger_latencies_ms()
+    total = requests * args.batch
+    print(f"end-to-end: {total} readings in {requests} requests of {args.batch}, "
+          f"{args.concurrency} clients, {args.web_workers} gunicorn workers, {args.consumers} consumer(s)")
+    print(f"  statuses: { {s: statuses.count(s) for s in set(statuses)} }")
+    print(f"  accepted in {accepted - started:.2f} s -> {total / (accepted - started):,.0f} readings/s accepted")
+    print(f"  all visible after {visible - started:.2f} s -> {total / (visible - started):,.0f} readings/s end to end")
+    print(f"  request latency ms: p50 {percentile(request_ms, .5):.1f}  p95 {percentile(request_ms, .95):.1f}"
+          f"  p99 {percentile(request_ms, .99):.1f}")
+    print(f"  accept -> committed ms: p50 {percentile(latencies, .5):.0f}  p95 {percentile(latencies, .95):.0f}"
+          f"  p99 {percentile(latencies, .99):.0f}  max {max(latencies):.0f}")
+
+
+def run_consumer(args, env) -> None:
+    devices, _ = reset_state()
+    from django.utils import timezone
+
+    from ingest.broker.publisher import OutgoingMessage, get_publisher
+    from ingest.messages import DEVICE_BATCH, DeviceBatch
+
+    publisher = get_publisher()
+    base = timezone.now() - timedelta(days=1)
+    messages = args.readings // args.batch
+    for number in range(messages):
+        readings = [{"metric": "heart_rate", "value": 70.0, "unit": "bpm",
+                     "measured_at": base + timedelta(milliseconds=number * args.batch + offset)}
+                    for offset in range(args.batch)]
+        batch = DeviceBatch(uuid.uuid4(), devices[number % len(devices)], timezone.now(), readings, [])
+        publisher.publish(OutgoingMessage(str(batch.message_id), batch.to_body(), DEVICE_BATCH))
+    publisher.close()
+    started = time.monotonic()
+    consumers = [start([PYTHON, "manage.py", "consume_queue", "--stop-when-idle", "--batch-size",
+                        str(args.consumer_batch)], env) for _ in range(args.consumers)]
+    visible = wait_for_rows(messages * args.batch, timeout=600)
+    for consumer in consumers:
+        stop(consumer)
+    total = messages * args.batch
+    print(f"consumer: {total} readings in {messages} messages of {args.batch}, {args.consumers} consumer(s), "
+          f"batch {args.consumer_batch} messages")
+    print(f"  drained in {visible - started:.2f} s (including process start) -> "
+          f"{total / (visible - started):,.0f} readings/s")
+
+
+WRK_SCRIPT = """
+wrk.method = "POST"
+wrk.headers["Content-Type"] = "application/json"
+wrk.headers["Authorization"] = "Api-Key %(key)s"
+wrk.body = '%(body)s'
+"""
+
+
+def run_single(args, env) -> None:
+    if shutil.which("wrk") is None:
+        raise SystemExit("single mode needs wrk (apt-get install wrk)")
+    _, keys = reset_state()
+    body = json.dumps({"readings": [{"metric": "heart_rate", "value": 72.5, "unit": "bpm",
+                                     "measured_at": datetime.now(UTC).isoformat()}]})
+    web = start_gunicorn(env, args.web_workers)
+    consumer = start([PYTHON, "manage.py", "consume_queue"], env)
+    try:
+        with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as script:
+            script.write(WRK_SCRIPT % {"key": keys[0], "body": body})
+        result = subprocess.run(
+            ["wrk", "-t", "2", "-c", str(args.connections), "-d", f"{args.seconds}s", "--latency",
+             "-s", script.name, f"http://127.0.0.1:{PORT}/api/v1/ingest/"],
+            capture_output=True, text=True, check=True)
+    finally:
+        stop(web)
+        stop(consumer)
+    print(f"single: one reading per request, {args.connections} connections, {args.web_workers} gunicorn workers")
+    print(result.stdout)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("mode", choices=["end-to-end", "consumer", "single"])
+    parser.add_argument("--readings", type=int, default=200_000)
+    parser.add_argument("--batch", type=int, default=1000, help="readings per request/message")
+    parser.add_argument("--concurrency", type=int, default=8, help="HTTP clients (end-to-end)")
+    parser.add_argument("--connections", type=int, default=32, help="wrk connections (single)")
+    parser.add_argument("--seconds", type=int, default=20, help="duration (single)")
+    parser.add_argument("--web-workers", type=int, default=4)
+    parser.add_argument("--consumers", type=int, default=1)
+    parser.add_argument("--consumer-batch", type=int, default=50, help="messages per transaction")
+    args = parser.parse_args()
+
+    env_file = ROOT / ".env"
+    if env_file.exists():
+        for line in env_file.read_text().splitlines():
+            key, _, value = line.partition("=")
+            if key and not key.startswith("#"):
+                os.environ.setdefault(key, value)
+    base_url = os.environ.get("DATABASE_URL", "postgres://iot_care:iot_care@127.0.0.1:5432/iot_care")
+    env = bench_environment(base_url)
+    prepare_database(env, urlsplit(base_url)._replace(path="/postgres").geturl())
+    django_setup(env)
+    {"end-to-end": run_end_to_end, "consumer": run_consumer, "single": run_single}[args.mode](args, env)
+
+
+if __name__ == "__main__":
+    main()
