@@ -73,8 +73,9 @@ def prepare_database(env: dict[str, str], admin_url: str) -> None:
         if not exists:
             admin.execute(f'CREATE DATABASE "{BENCH_DB}"')
     for command in (["bootstrap_db"], ["migrate", "-v", "0"]):
-        subprocess.run([PYTHON, "manage.py", *command], cwd=ROOT, env=env, check=True,
-                       stdout=subprocess.DEVNULL)
+        subprocess.run(
+            [PYTHON, "manage.py", *command], cwd=ROOT, env=env, check=True, stdout=subprocess.DEVNULL
+        )
 
 
 def reset_state() -> tuple[list[int], list[str]]:
@@ -105,7 +106,8 @@ def reset_state() -> tuple[list[int], list[str]]:
     for number in range(16):
         serial = f"BENCH-{number:03d}"
         device = Device.objects.filter(serial_no=serial).first() or device_create(
-            serial_no=serial, device_type="vital")
+            serial_no=serial, device_type="vital"
+        )
         _, key = device_key_issue(device=device)
         devices.append(device.id)
         keys.append(key)
@@ -113,8 +115,14 @@ def reset_state() -> tuple[list[int], list[str]]:
 
 
 def start(command: list[str], env: dict[str, str]) -> subprocess.Popen:
-    return subprocess.Popen(command, cwd=ROOT, env=env, start_new_session=True,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
+    return subprocess.Popen(
+        command,
+        cwd=ROOT,
+        env=env,
+        start_new_session=True,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.STDOUT,
+    )
 
 
 def stop(process: subprocess.Popen) -> None:
@@ -127,8 +135,19 @@ def stop(process: subprocess.Popen) -> None:
 
 
 def start_gunicorn(env: dict[str, str], workers: int) -> subprocess.Popen:
-    process = start([str(ROOT / ".venv/bin/gunicorn"), "config.wsgi:application", "--bind",
-                     f"127.0.0.1:{PORT}", "--workers", str(workers), "--log-level", "warning"], env)
+    process = start(
+        [
+            str(ROOT / ".venv/bin/gunicorn"),
+            "config.wsgi:application",
+            "--bind",
+            f"127.0.0.1:{PORT}",
+            "--workers",
+            str(workers),
+            "--log-level",
+            "warning",
+        ],
+        env,
+    )
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
         try:
@@ -146,8 +165,12 @@ def readings_body(count: int, offset: int) -> bytes:
     """``count`` distinct points (one per millisecond), all within the accepted window."""
     base = datetime.now(UTC) - timedelta(days=1)
     readings = [
-        {"metric": "heart_rate", "value": 60 + number % 40, "unit": "bpm",
-         "measured_at": (base + timedelta(milliseconds=offset + number)).isoformat()}
+        {
+            "metric": "heart_rate",
+            "value": 60 + number % 40,
+            "unit": "bpm",
+            "measured_at": (base + timedelta(milliseconds=offset + number)).isoformat(),
+        }
         for number in range(count)
     ]
     return json.dumps({"readings": readings}).encode()
@@ -175,8 +198,10 @@ def ledger_latencies_ms() -> list[float]:
     from django.db import connection
 
     with connection.cursor() as cursor:
-        cursor.execute("SELECT extract(epoch FROM processed_at - received_at) * 1000 "
-                       "FROM ingest_ingestmessage WHERE status = 'processed'")
+        cursor.execute(
+            "SELECT extract(epoch FROM processed_at - received_at) * 1000 "
+            "FROM ingest_ingestmessage WHERE status = 'processed'"
+        )
         return [row[0] for row in cursor.fetchall()]
 
 
@@ -185,8 +210,10 @@ def run_end_to_end(args, env) -> None:
     requests = args.readings // args.batch
     bodies = [readings_body(args.batch, number * args.batch) for number in range(requests)]
     web = start_gunicorn(env, args.web_workers)
-    consumers = [start([PYTHON, "manage.py", "consume_queue", "--batch-size", str(args.consumer_batch)],
-                       env) for _ in range(args.consumers)]
+    consumers = [
+        start([PYTHON, "manage.py", "consume_queue", "--batch-size", str(args.consumer_batch)], env)
+        for _ in range(args.consumers)
+    ]
     statuses: list[int] = []
     request_ms: list[float] = []
     lock = threading.Lock()
@@ -196,8 +223,12 @@ def run_end_to_end(args, env) -> None:
         key = keys[thread_number % len(keys)]
         for index in range(thread_number, requests, args.concurrency):
             started = time.monotonic()
-            connection.request("POST", "/api/v1/ingest/", body=bodies[index], headers={
-                "Content-Type": "application/json", "Authorization": f"Api-Key {key}"})
+            connection.request(
+                "POST",
+                "/api/v1/ingest/",
+                body=bodies[index],
+                headers={"Content-Type": "application/json", "Authorization": f"Api-Key {key}"},
+            )
             response = connection.getresponse()
             response.read()
             with lock:
@@ -219,15 +250,25 @@ def run_end_to_end(args, env) -> None:
             stop(consumer)
     latencies = ledger_latencies_ms()
     total = requests * args.batch
-    print(f"end-to-end: {total} readings in {requests} requests of {args.batch}, "
-          f"{args.concurrency} clients, {args.web_workers} gunicorn workers, {args.consumers} consumer(s)")
+    print(
+        f"end-to-end: {total} readings in {requests} requests of {args.batch}, "
+        f"{args.concurrency} clients, {args.web_workers} gunicorn workers, {args.consumers} consumer(s)"
+    )
     print(f"  statuses: { {s: statuses.count(s) for s in set(statuses)} }")
-    print(f"  accepted in {accepted - started:.2f} s -> {total / (accepted - started):,.0f} readings/s accepted")
-    print(f"  all visible after {visible - started:.2f} s -> {total / (visible - started):,.0f} readings/s end to end")
-    print(f"  request latency ms: p50 {percentile(request_ms, .5):.1f}  p95 {percentile(request_ms, .95):.1f}"
-          f"  p99 {percentile(request_ms, .99):.1f}")
-    print(f"  accept -> committed ms: p50 {percentile(latencies, .5):.0f}  p95 {percentile(latencies, .95):.0f}"
-          f"  p99 {percentile(latencies, .99):.0f}  max {max(latencies):.0f}")
+    print(
+        f"  accepted in {accepted - started:.2f} s -> {total / (accepted - started):,.0f} readings/s accepted"
+    )
+    print(
+        f"  all visible after {visible - started:.2f} s -> {total / (visible - started):,.0f} readings/s end to end"
+    )
+    print(
+        f"  request latency ms: p50 {percentile(request_ms, 0.5):.1f}  p95 {percentile(request_ms, 0.95):.1f}"
+        f"  p99 {percentile(request_ms, 0.99):.1f}"
+    )
+    print(
+        f"  accept -> committed ms: p50 {percentile(latencies, 0.5):.0f}  p95 {percentile(latencies, 0.95):.0f}"
+        f"  p99 {percentile(latencies, 0.99):.0f}  max {max(latencies):.0f}"
+    )
 
 
 def run_consumer(args, env) -> None:
@@ -241,23 +282,45 @@ def run_consumer(args, env) -> None:
     base = timezone.now() - timedelta(days=1)
     messages = args.readings // args.batch
     for number in range(messages):
-        readings = [{"metric": "heart_rate", "value": 70.0, "unit": "bpm",
-                     "measured_at": base + timedelta(milliseconds=number * args.batch + offset)}
-                    for offset in range(args.batch)]
+        readings = [
+            {
+                "metric": "heart_rate",
+                "value": 70.0,
+                "unit": "bpm",
+                "measured_at": base + timedelta(milliseconds=number * args.batch + offset),
+            }
+            for offset in range(args.batch)
+        ]
         batch = DeviceBatch(uuid.uuid4(), devices[number % len(devices)], timezone.now(), readings, [])
         publisher.publish(OutgoingMessage(str(batch.message_id), batch.to_body(), DEVICE_BATCH))
     publisher.close()
     started = time.monotonic()
-    consumers = [start([PYTHON, "manage.py", "consume_queue", "--stop-when-idle", "--batch-size",
-                        str(args.consumer_batch)], env) for _ in range(args.consumers)]
+    consumers = [
+        start(
+            [
+                PYTHON,
+                "manage.py",
+                "consume_queue",
+                "--stop-when-idle",
+                "--batch-size",
+                str(args.consumer_batch),
+            ],
+            env,
+        )
+        for _ in range(args.consumers)
+    ]
     visible = wait_for_rows(messages * args.batch, timeout=600)
     for consumer in consumers:
         stop(consumer)
     total = messages * args.batch
-    print(f"consumer: {total} readings in {messages} messages of {args.batch}, {args.consumers} consumer(s), "
-          f"batch {args.consumer_batch} messages")
-    print(f"  drained in {visible - started:.2f} s (including process start) -> "
-          f"{total / (visible - started):,.0f} readings/s")
+    print(
+        f"consumer: {total} readings in {messages} messages of {args.batch}, {args.consumers} consumer(s), "
+        f"batch {args.consumer_batch} messages"
+    )
+    print(
+        f"  drained in {visible - started:.2f} s (including process start) -> "
+        f"{total / (visible - started):,.0f} readings/s"
+    )
 
 
 WRK_SCRIPT = """
@@ -272,26 +335,54 @@ def run_single(args, env) -> None:
     if shutil.which("wrk") is None:
         raise SystemExit("single mode needs wrk (apt-get install wrk)")
     _, keys = reset_state()
-    body = json.dumps({"readings": [{"metric": "heart_rate", "value": 72.5, "unit": "bpm",
-                                     "measured_at": datetime.now(UTC).isoformat()}]})
+    body = json.dumps(
+        {
+            "readings": [
+                {
+                    "metric": "heart_rate",
+                    "value": 72.5,
+                    "unit": "bpm",
+                    "measured_at": datetime.now(UTC).isoformat(),
+                }
+            ]
+        }
+    )
     web = start_gunicorn(env, args.web_workers)
     consumer = start([PYTHON, "manage.py", "consume_queue"], env)
     try:
         with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as script:
             script.write(WRK_SCRIPT % {"key": keys[0], "body": body})
         result = subprocess.run(
-            ["wrk", "-t", "2", "-c", str(args.connections), "-d", f"{args.seconds}s", "--latency",
-             "-s", script.name, f"http://127.0.0.1:{PORT}/api/v1/ingest/"],
-            capture_output=True, text=True, check=True)
+            [
+                "wrk",
+                "-t",
+                "2",
+                "-c",
+                str(args.connections),
+                "-d",
+                f"{args.seconds}s",
+                "--latency",
+                "-s",
+                script.name,
+                f"http://127.0.0.1:{PORT}/api/v1/ingest/",
+            ],
+            capture_output=True,
+            text=True,
+            check=True,
+        )
     finally:
         stop(web)
         stop(consumer)
-    print(f"single: one reading per request, {args.connections} connections, {args.web_workers} gunicorn workers")
+    print(
+        f"single: one reading per request, {args.connections} connections, {args.web_workers} gunicorn workers"
+    )
     print(result.stdout)
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("mode", choices=["end-to-end", "consumer", "single"])
     parser.add_argument("--readings", type=int, default=200_000)
     parser.add_argument("--batch", type=int, default=1000, help="readings per request/message")

@@ -9,7 +9,9 @@ import shlex
 import environ
 
 env = environ.Env()
-database = env.db_url_config(os.environ.get("DATABASE_URL", "postgres://iot_care:iot_care@127.0.0.1:5432/iot_care"))
+database = env.db_url_config(
+    os.environ.get("DATABASE_URL", "postgres://iot_care:iot_care@127.0.0.1:5432/iot_care")
+)
 parts = {
     "DB_HOST": database.get("HOST") or "127.0.0.1",
     "DB_PORT": database.get("PORT") or 5432,

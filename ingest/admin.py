@@ -9,7 +9,8 @@ from ingest.models import WebhookSource
 class WebhookSourceForm(forms.ModelForm):
     # The secret is write-only: the form never renders the stored value back.
     secret = forms.CharField(
-        widget=forms.PasswordInput(render_value=False), required=False,
+        widget=forms.PasswordInput(render_value=False),
+        required=False,
         help_text="Shared HMAC-SHA256 secret. Leave empty to keep the current one.",
     )
 

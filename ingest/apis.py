@@ -61,9 +61,7 @@ class IngestCreateApi(DeviceApi):
 
     def post(self, request):
         if not isinstance(request.data, dict):
-            raise serializers.ValidationError(
-                {"non_field_errors": ["The body must be a JSON object."]}
-            )
+            raise serializers.ValidationError({"non_field_errors": ["The body must be a JSON object."]})
         serializer = self.InputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         batch = device_batch_accept(device=request.user, **serializer.validated_data)

@@ -53,8 +53,7 @@ class DeviceBatch:
                     for reading in self.readings
                 ],
                 "events": [
-                    {**event, "occurred_at": event["occurred_at"].isoformat()}
-                    for event in self.events
+                    {**event, "occurred_at": event["occurred_at"].isoformat()} for event in self.events
                 ],
             }
         )

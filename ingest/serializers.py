@@ -79,8 +79,11 @@ def reading_validate(item: Any, *, now: datetime) -> tuple[dict | None, dict | N
         return None, {"non_field_errors": ["Must be a JSON object."]}
     errors: dict[str, list[str]] = {}
     reading: dict[str, Any] = {}
-    for field, parse in (("metric", name_parse), ("value", finite_number_parse),
-                         ("measured_at", lambda value: instant_parse(value, now=now))):
+    for field, parse in (
+        ("metric", name_parse),
+        ("value", finite_number_parse),
+        ("measured_at", lambda value: instant_parse(value, now=now)),
+    ):
         if field not in item:
             errors[field] = [REQUIRED]
             continue

@@ -192,7 +192,7 @@ class IngestWorker:
                 self._fill(broker, pending)
                 idle = not pending and not dead_pending
                 if pending:
-                    batch, pending[:] = pending[: self.batch_size], pending[self.batch_size:]
+                    batch, pending[:] = pending[: self.batch_size], pending[self.batch_size :]
                     session.process(batch)
                 if dead_pending:
                     session.record_dead_letters(dead_pending)
@@ -288,8 +288,9 @@ class _Session:
             if not _is_message_fault(error):
                 raise
             # One bad message must not hold back the others: store them one by one.
-            logger.warning("batch failed (%s); storing its %d messages one by one",
-                           type(error).__name__, len(decoded))
+            logger.warning(
+                "batch failed (%s); storing its %d messages one by one", type(error).__name__, len(decoded)
+            )
             for delivery, message in decoded:
                 try:
                     self.worker.totals.add(self._store_retrying_outages([message]))
@@ -302,9 +303,14 @@ class _Session:
         logger.info(
             "stored %d messages (%d readings, %d events, %d webhook events, %d already processed)"
             " in %.0f ms; message ids %s..%s",
-            len(decoded), outcome.readings_inserted, outcome.events_inserted,
-            outcome.webhook_events_inserted, outcome.messages_already_processed,
-            (time.monotonic() - started) * 1000, decoded[0][0].message_id, decoded[-1][0].message_id,
+            len(decoded),
+            outcome.readings_inserted,
+            outcome.events_inserted,
+            outcome.webhook_events_inserted,
+            outcome.messages_already_processed,
+            (time.monotonic() - started) * 1000,
+            decoded[0][0].message_id,
+            decoded[-1][0].message_id,
         )
 
     def _store_retrying_outages(self, messages: list[PipelineMessage]) -> StoreOutcome:
@@ -317,9 +323,11 @@ class _Session:
             except TRANSIENT_DATABASE_ERRORS as error:
                 connection.close()
                 delay = database_backoff.next_delay()
-                logger.warning("database unavailable (%s); retrying in %.1fs",
-                               str(error).strip().splitlines()[0] if str(error) else type(error).__name__,
-                               delay)
+                logger.warning(
+                    "database unavailable (%s); retrying in %.1fs",
+                    str(error).strip().splitlines()[0] if str(error) else type(error).__name__,
+                    delay,
+                )
                 self.worker._wait(delay, broker=self.broker)
 
     def _fail(self, delivery: Delivery, error: Exception, *, retryable: bool) -> None:
@@ -338,16 +346,26 @@ class _Session:
         if retryable and attempts < self.worker.max_attempts:
             target = self.topology.retry_queue(attempts)
             self.worker.totals.retried += 1
-            logger.warning("message %s failed (attempt %d of %d: %s); retry in %gs",
-                           delivery.message_id, attempts, self.worker.max_attempts, error_class,
-                           self.topology.retry_delay(attempts))
+            logger.warning(
+                "message %s failed (attempt %d of %d: %s); retry in %gs",
+                delivery.message_id,
+                attempts,
+                self.worker.max_attempts,
+                error_class,
+                self.topology.retry_delay(attempts),
+            )
         else:
             target = self.topology.dead_queue
             headers[HEADER_ORIGINAL_QUEUE] = self.topology.queue
             headers[HEADER_ORIGINAL_ROUTING_KEY] = delivery.routing_key
             self.worker.totals.dead_lettered += 1
-            logger.error("message %s dead-lettered after %d attempt(s): %s: %s",
-                         delivery.message_id, attempts, error_class, error_message[:500])
+            logger.error(
+                "message %s dead-lettered after %d attempt(s): %s: %s",
+                delivery.message_id,
+                attempts,
+                error_class,
+                error_message[:500],
+            )
         # Confirmed before the original is acked: the message is always somewhere.
         self.publisher.basic_publish(
             exchange="",
@@ -383,8 +401,12 @@ class _Session:
         try:
             recorded = dead_letters_record(
                 dead_messages=[
-                    DeadMessage(delivery.message_id, delivery.message_type,
-                                _json_safe(delivery.headers), delivery.body)
+                    DeadMessage(
+                        delivery.message_id,
+                        delivery.message_type,
+                        _json_safe(delivery.headers),
+                        delivery.body,
+                    )
                     for delivery in batch
                 ]
             )
@@ -392,13 +414,18 @@ class _Session:
             # Kept unacked on the dead-letter queue: tried again after a growing pause.
             connection.close()
             self.dead_letters_not_before = time.monotonic() + self.dead_letter_backoff.next_delay()
-            logger.warning("could not record %d dead letters yet (%s: %s)", len(batch),
-                           type(error).__name__, str(error).strip().splitlines()[0] if str(error) else "")
+            logger.warning(
+                "could not record %d dead letters yet (%s: %s)",
+                len(batch),
+                type(error).__name__,
+                str(error).strip().splitlines()[0] if str(error) else "",
+            )
             return
         self.dead_consumer.basic_ack(delivery_tag=batch[-1].delivery_tag, multiple=True)
         self.dead_letter_backoff.reset()
         del dead_pending[: len(batch)]
         self.worker.totals.dead_letters_recorded += len(recorded)
         for dead_letter in recorded:
-            logger.info("dead letter recorded: message %s (%s)", dead_letter.message_id,
-                        dead_letter.error_class)
+            logger.info(
+                "dead letter recorded: message %s (%s)", dead_letter.message_id, dead_letter.error_class
+            )

@@ -35,8 +35,11 @@ def test_reading_posted_over_http_is_consumed_into_sensor_readings(live_server, 
     device = DeviceFactory(serial_no="E2E-0001")
     _, key = device_key_issue(device=device)
     measured_at = timezone.now().replace(microsecond=0)
-    body = {"readings": [{"metric": "heart_rate", "value": 72.5, "unit": "bpm",
-                          "measured_at": measured_at.isoformat()}]}
+    body = {
+        "readings": [
+            {"metric": "heart_rate", "value": 72.5, "unit": "bpm", "measured_at": measured_at.isoformat()}
+        ]
+    }
 
     status, answer = _post_json(f"{live_server.url}/api/v1/ingest/", body, key)
 
@@ -49,7 +52,12 @@ def test_reading_posted_over_http_is_consumed_into_sensor_readings(live_server, 
 
     reading = SensorReading.objects.get()
     assert (reading.device_id, reading.metric, reading.value, reading.unit, reading.measured_at) == (
-        device.id, "heart_rate", 72.5, "bpm", measured_at)
+        device.id,
+        "heart_rate",
+        72.5,
+        "bpm",
+        measured_at,
+    )
     assert str(IngestMessage.objects.get(status="processed").message_id) == answer["id"]
     assert queue_depth(ingest_queue.queue) == 0
 
@@ -57,8 +65,7 @@ def test_reading_posted_over_http_is_consumed_into_sensor_readings(live_server, 
 @pytest.mark.usefixtures("committed_db")
 def test_wrong_key_over_http_is_refused_and_nothing_is_queued(live_server, ingest_queue):
     DeviceFactory()
-    body = {"readings": [{"metric": "heart_rate", "value": 1, "measured_at":
-                          timezone.now().isoformat()}]}
+    body = {"readings": [{"metric": "heart_rate", "value": 1, "measured_at": timezone.now().isoformat()}]}
     status, answer = _post_json(f"{live_server.url}/api/v1/ingest/", body, "wrong.key")
     assert status == 401
     assert answer["code"] == "authentication_failed"

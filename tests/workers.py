@@ -35,8 +35,13 @@ def wait_until(predicate: Callable[[], bool], *, timeout: float = 20.0, interval
 @contextmanager
 def worker_thread(topology: Topology, **options) -> Iterator[IngestWorker]:
     """The worker consuming in a background thread (its own database connection)."""
-    options = {"batch_size": 50, "batch_max_wait": 0.05, "idle_poll": 0.1,
-               "max_attempts": settings.INGEST_MAX_ATTEMPTS, **options}
+    options = {
+        "batch_size": 50,
+        "batch_max_wait": 0.05,
+        "idle_poll": 0.1,
+        "max_attempts": settings.INGEST_MAX_ATTEMPTS,
+        **options,
+    }
     worker = IngestWorker(topology=topology, **options)
     failure: list[BaseException] = []
 
@@ -63,8 +68,10 @@ def worker_thread(topology: Topology, **options) -> Iterator[IngestWorker]:
 def worker_environment(topology: Topology) -> dict[str, str]:
     """Environment for a ``consume_queue`` process on this run's test database and queues."""
     db = connection.settings_dict
-    url = (f"postgres://{quote(db['USER'] or '')}:{quote(db['PASSWORD'] or '')}@"
-           f"{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}/{db['NAME']}")
+    url = (
+        f"postgres://{quote(db['USER'] or '')}:{quote(db['PASSWORD'] or '')}@"
+        f"{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}/{db['NAME']}"
+    )
     return {
         **os.environ,
         "DJANGO_SETTINGS_MODULE": "config.settings.test",
@@ -96,8 +103,12 @@ def stop_worker_process(process: subprocess.Popen, *, timeout: float = 15) -> tu
 def _maintenance_connection() -> psycopg.Connection:
     params = connection.get_connection_params()
     return psycopg.connect(
-        host=params.get("host"), port=params.get("port"), user=params.get("user"),
-        password=params.get("password"), dbname="postgres", autocommit=True,
+        host=params.get("host"),
+        port=params.get("port"),
+        user=params.get("user"),
+        password=params.get("password"),
+        dbname="postgres",
+        autocommit=True,
     )
 
 
@@ -115,8 +126,8 @@ def database_unavailable() -> Iterator[None]:
     with _maintenance_connection() as admin:
         admin.execute(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS false')
         admin.execute(
-            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-            "WHERE datname = %s AND pid <> %s", [name, own_pid]
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s AND pid <> %s",
+            [name, own_pid],
         )
     try:
         yield

@@ -104,8 +104,9 @@ INGEST_BATCH_SIZE = env.int("INGEST_BATCH_SIZE", default=200)
 INGEST_BATCH_MAX_WAIT_SECONDS = env.float("INGEST_BATCH_MAX_WAIT_SECONDS", default=0.2)
 INGEST_MAX_ATTEMPTS = env.int("INGEST_MAX_ATTEMPTS", default=5)
 # Delay before each retry of a failed message; the last one repeats. One queue per delay.
-INGEST_RETRY_DELAYS_SECONDS = env.list("INGEST_RETRY_DELAYS_SECONDS", cast=float,
-                                       default=[1.0, 5.0, 30.0, 120.0])
+INGEST_RETRY_DELAYS_SECONDS = env.list(
+    "INGEST_RETRY_DELAYS_SECONDS", cast=float, default=[1.0, 5.0, 30.0, 120.0]
+)
 
 # The rate limit needs a cache shared by all web workers to be exact; a per-process
 # memory cache (the default) allows up to the rate per gunicorn worker.

@@ -10,9 +10,7 @@ class BrokerUnavailable(Exception):
     """The broker could not be reached or did not confirm a message."""
 
 
-def connection_parameters(
-    *, heartbeat: int | None = None, role: str = "client"
-) -> pika.ConnectionParameters:
+def connection_parameters(*, heartbeat: int | None = None, role: str = "client") -> pika.ConnectionParameters:
     timeout = settings.RABBITMQ_PUBLISH_TIMEOUT_SECONDS
     return pika.ConnectionParameters(
         host=settings.RABBITMQ_HOST,

@@ -140,5 +140,4 @@ def publisher_reset() -> None:
         _publisher = None
 
 
-__all__ = ["BrokerUnavailable", "ConfirmedPublisher", "OutgoingMessage", "get_publisher",
-           "publisher_reset"]
+__all__ = ["BrokerUnavailable", "ConfirmedPublisher", "OutgoingMessage", "get_publisher", "publisher_reset"]

@@ -92,9 +92,7 @@ def topology_declare(*, channel: BlockingChannel, topology: Topology) -> None:
             "x-overflow": "reject-publish",
         },
     )
-    channel.queue_bind(
-        queue=topology.queue, exchange=topology.exchange, routing_key=topology.routing_key
-    )
+    channel.queue_bind(queue=topology.queue, exchange=topology.exchange, routing_key=topology.routing_key)
     for delay in topology.retry_delays:
         arguments = {
             **topology.type_arguments,
@@ -106,11 +104,8 @@ def topology_declare(*, channel: BlockingChannel, topology: Topology) -> None:
             # Quorum queues dead-letter at most once unless told otherwise; at-least-once
             # needs reject-publish overflow. A retried message must not vanish in transit.
             arguments |= {"x-dead-letter-strategy": "at-least-once", "x-overflow": "reject-publish"}
-        channel.queue_declare(
-            queue=topology._retry_queue_name(delay), durable=True, arguments=arguments
-        )
-    channel.queue_declare(queue=topology.dead_queue, durable=True,
-                          arguments=topology.type_arguments)
+        channel.queue_declare(queue=topology._retry_queue_name(delay), durable=True, arguments=arguments)
+    channel.queue_declare(queue=topology.dead_queue, durable=True, arguments=topology.type_arguments)
 
 
 def topology_delete(*, channel: BlockingChannel, topology: Topology) -> None:

@@ -47,7 +47,11 @@ class IngestMessage(models.Model):
     kind = models.CharField(max_length=16, choices=MessageKind.choices)
     # No database constraint: the ledger must never stop a device from being deleted.
     device = models.ForeignKey(
-        Device, null=True, blank=True, on_delete=models.DO_NOTHING, db_constraint=False,
+        Device,
+        null=True,
+        blank=True,
+        on_delete=models.DO_NOTHING,
+        db_constraint=False,
         related_name="+",
     )
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.PENDING)
@@ -76,7 +80,11 @@ class DeadLetter(models.Model):
     message_id = models.UUIDField(unique=True)
     kind = models.CharField(max_length=16, blank=True, default="")
     device = models.ForeignKey(
-        Device, null=True, blank=True, on_delete=models.DO_NOTHING, db_constraint=False,
+        Device,
+        null=True,
+        blank=True,
+        on_delete=models.DO_NOTHING,
+        db_constraint=False,
         related_name="+",
     )
     original_queue = models.CharField(max_length=255)
@@ -94,8 +102,7 @@ class DeadLetter(models.Model):
     attempts = models.PositiveIntegerField()
     first_failed_at = models.DateTimeField()
     last_failed_at = models.DateTimeField(db_index=True)
-    status = models.CharField(max_length=16, choices=Status.choices, default=Status.DEAD,
-                              db_index=True)
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.DEAD, db_index=True)
     recorded_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 

@@ -132,9 +132,7 @@ class Alert(models.Model):
     resident = models.ForeignKey(
         Resident, null=True, blank=True, on_delete=models.PROTECT, related_name="alerts"
     )
-    device = models.ForeignKey(
-        Device, null=True, blank=True, on_delete=models.PROTECT, related_name="alerts"
-    )
+    device = models.ForeignKey(Device, null=True, blank=True, on_delete=models.PROTECT, related_name="alerts")
     alert_type = models.CharField(max_length=32)
     message = models.TextField()
     status = AlertStatusField(default=AlertStatus.OPEN, db_default=AlertStatus.OPEN)

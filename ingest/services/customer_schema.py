@@ -119,9 +119,7 @@ def customer_schema_drift(*, connection: BaseDatabaseWrapper) -> list[ColumnDrif
                 continue
             if actual.type != expected_type:
                 drift.append(
-                    ColumnDrift(
-                        table, column, f"type is {actual.type}, model expects {expected_type}"
-                    )
+                    ColumnDrift(table, column, f"type is {actual.type}, model expects {expected_type}")
                 )
             expected_nullable = bool(field.null)
             if actual.nullable != expected_nullable:

@@ -145,7 +145,8 @@ def _edited_body_check(dead_letter: DeadLetter, edited_body: str) -> bytes:
         message = message_decode(body)
     except UndecodableMessage as error:
         raise ApplicationError(
-            f"the edited body is not a valid message: {error}", code="invalid",
+            f"the edited body is not a valid message: {error}",
+            code="invalid",
             fields={"body": [str(error)]},
         ) from error
     if str(message.message_id) != str(dead_letter.message_id):
@@ -158,7 +159,10 @@ def _edited_body_check(dead_letter: DeadLetter, edited_body: str) -> bytes:
 
 
 def dead_letter_requeue(
-    *, dead_letter_id: int, actor: AbstractBaseUser | None, reason: str = "",
+    *,
+    dead_letter_id: int,
+    actor: AbstractBaseUser | None,
+    reason: str = "",
     edited_body: str | None = None,
 ) -> DeadLetter:
     """Publish the dead letter (or an edited body) back to the main queue, then mark it requeued.
@@ -174,8 +178,11 @@ def dead_letter_requeue(
         action = DeadLetterAction.Action.REQUEUED
         if edited_body is not None:
             if not reason.strip():
-                raise ApplicationError("a reason is required to edit a message", code="invalid",
-                                       fields={"reason": ["This field is required."]})
+                raise ApplicationError(
+                    "a reason is required to edit a message",
+                    code="invalid",
+                    fields={"reason": ["This field is required."]},
+                )
             body = _edited_body_check(dead_letter, edited_body)
             action = DeadLetterAction.Action.EDITED_AND_REQUEUED
         message_publish_confirmed(
@@ -204,13 +211,14 @@ def dead_letter_requeue(
 
 
 @transaction.atomic
-def dead_letter_discard(
-    *, dead_letter_id: int, actor: AbstractBaseUser | None, reason: str
-) -> DeadLetter:
+def dead_letter_discard(*, dead_letter_id: int, actor: AbstractBaseUser | None, reason: str) -> DeadLetter:
     """Give up on a dead letter for good; the row and its audit trail stay."""
     if not reason.strip():
-        raise ApplicationError("a reason is required to discard a message", code="invalid",
-                               fields={"reason": ["This field is required."]})
+        raise ApplicationError(
+            "a reason is required to discard a message",
+            code="invalid",
+            fields={"reason": ["This field is required."]},
+        )
     dead_letter = _locked_dead_letter(dead_letter_id)
     dead_letter.status = DeadLetter.Status.DISCARDED
     dead_letter.save(update_fields=["status", "updated_at"])

@@ -65,9 +65,7 @@ def demo_environment_ensure(*, secrets_dir: Path) -> DemoEnvironment:
     device = Device.objects.filter(serial_no=DEMO_SERIAL_NO).first()
     if device is None:
         resident = Resident.objects.create(full_name="Demo Resident")
-        device = device_create(
-            serial_no=DEMO_SERIAL_NO, device_type=DeviceType.VITAL, resident=resident
-        )
+        device = device_create(serial_no=DEMO_SERIAL_NO, device_type=DeviceType.VITAL, resident=resident)
     key = _read_secret(key_file)
     if key is None or not _key_belongs_to(key, device):
         _, key = device_key_issue(device=device, name="demo key")

@@ -7,9 +7,7 @@ from django.db import transaction
 from ingest.models import Device, DeviceAPIKey, DeviceType, Resident
 
 
-def device_create(
-    *, serial_no: str, device_type: str, resident: Resident | None = None
-) -> Device:
+def device_create(*, serial_no: str, device_type: str, resident: Resident | None = None) -> Device:
     if device_type not in DeviceType.values:
         raise ValueError(f"unknown device type {device_type!r}; one of {', '.join(DeviceType.values)}")
     return Device.objects.create(serial_no=serial_no, device_type=device_type, resident=resident)

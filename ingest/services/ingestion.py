@@ -97,4 +97,3 @@ def webhook_event_accept(*, source: str, event_type: str, payload: dict[str, Any
     )
     _accept(message)
     return message
-

@@ -27,8 +27,11 @@ def _payload_parse(body: bytes) -> dict[str, Any]:
     except (ValueError, UnicodeDecodeError) as error:
         raise ApplicationError(f"The body is not valid JSON: {error}", code="parse_error") from error
     if not isinstance(payload, dict):
-        raise ApplicationError("The body must be a JSON object.", code="invalid",
-                               fields={"non_field_errors": ["The body must be a JSON object."]})
+        raise ApplicationError(
+            "The body must be a JSON object.",
+            code="invalid",
+            fields={"non_field_errors": ["The body must be a JSON object."]},
+        )
     return payload
 
 
@@ -38,7 +41,8 @@ def _event_type_of(payload: dict[str, Any], header_event_type: str | None) -> st
         event_type = header_event_type or "unknown"
     if len(event_type) > EVENT_TYPE_MAX_LENGTH:
         raise ApplicationError(
-            "The event type is too long.", code="invalid",
+            "The event type is too long.",
+            code="invalid",
             fields={"type": [f"At most {EVENT_TYPE_MAX_LENGTH} characters."]},
         )
     return event_type

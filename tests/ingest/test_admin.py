@@ -16,8 +16,10 @@ def staff_client(client):
 
 
 def test_a_source_is_created_and_its_secret_is_not_rendered_back(staff_client):
-    response = staff_client.post("/admin/ingest/webhooksource/add/",
-                                 {"name": "carelink", "secret": "topsecret-123", "is_enabled": "on"})
+    response = staff_client.post(
+        "/admin/ingest/webhooksource/add/",
+        {"name": "carelink", "secret": "topsecret-123", "is_enabled": "on"},
+    )
     assert response.status_code == 302
     source = WebhookSource.objects.get(name="carelink")
     assert source.secret == "topsecret-123"
@@ -28,8 +30,10 @@ def test_a_source_is_created_and_its_secret_is_not_rendered_back(staff_client):
 
 def test_editing_without_a_secret_keeps_the_old_one(staff_client):
     source = WebhookSource.objects.create(name="carelink", secret="keep-me")
-    staff_client.post(f"/admin/ingest/webhooksource/{source.pk}/change/",
-                      {"name": "carelink", "secret": "", "is_enabled": ""})
+    staff_client.post(
+        f"/admin/ingest/webhooksource/{source.pk}/change/",
+        {"name": "carelink", "secret": "", "is_enabled": ""},
+    )
     source.refresh_from_db()
     assert (source.secret, source.is_enabled) == ("keep-me", False)
 

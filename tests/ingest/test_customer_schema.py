@@ -49,17 +49,20 @@ def test_bootstrap_db_on_existing_tables_changes_nothing_and_passes(capsys):
     [
         (
             "ALTER TABLE sensor_readings ALTER COLUMN unit TYPE varchar(32)",
-            "sensor_readings.unit: type is character varying(32), model expects "
-            "character varying(16)",
+            "sensor_readings.unit: type is character varying(32), model expects character varying(16)",
         ),
         (
             "ALTER TABLE residents ALTER COLUMN phone SET NOT NULL",
             "residents.phone: nullable is False, model expects True",
         ),
-        ("ALTER TABLE devices DROP COLUMN firmware_version",
-         "devices.firmware_version: column missing in the database"),
-        ("ALTER TABLE alerts ADD COLUMN escalated boolean",
-         "alerts.escalated: column not mapped by the model"),
+        (
+            "ALTER TABLE devices DROP COLUMN firmware_version",
+            "devices.firmware_version: column missing in the database",
+        ),
+        (
+            "ALTER TABLE alerts ADD COLUMN escalated boolean",
+            "alerts.escalated: column not mapped by the model",
+        ),
     ],
 )
 def test_bootstrap_db_reports_drift_naming_the_column(alteration, expected):
@@ -74,8 +77,12 @@ def test_bootstrap_db_reports_drift_naming_the_column(alteration, expected):
 def _admin_connection():
     params = connection.get_connection_params()
     return psycopg.connect(
-        host=params.get("host"), port=params.get("port"), user=params.get("user"),
-        password=params.get("password"), dbname="postgres", autocommit=True,
+        host=params.get("host"),
+        port=params.get("port"),
+        user=params.get("user"),
+        password=params.get("password"),
+        dbname="postgres",
+        autocommit=True,
     )
 
 
@@ -127,8 +134,7 @@ def test_bootstrap_db_creates_the_schema_once_and_then_changes_nothing(scratch_d
     with scratch_database.cursor() as cursor:
         cursor.execute("SELECT full_name FROM residents")
         assert cursor.fetchall() == [("Ada Existing",)]
-        cursor.execute("SELECT count(*) FROM pg_class WHERE relname = ANY(%s)",
-                       [list(CUSTOMER_TABLES)])
+        cursor.execute("SELECT count(*) FROM pg_class WHERE relname = ANY(%s)", [list(CUSTOMER_TABLES)])
         assert cursor.fetchone() == (len(CUSTOMER_TABLES),)
 
 

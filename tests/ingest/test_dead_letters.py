@@ -32,13 +32,18 @@ MISSING_DEVICE_ID = 987_654
 
 
 def _reading(minutes_ago: int = 1) -> dict:
-    return {"metric": "heart_rate", "value": 70.0, "unit": "bpm",
-            "measured_at": timezone.now() - timedelta(minutes=minutes_ago)}
+    return {
+        "metric": "heart_rate",
+        "value": 70.0,
+        "unit": "bpm",
+        "measured_at": timezone.now() - timedelta(minutes=minutes_ago),
+    }
 
 
 def _publish_batch(device_id: int, readings: list[dict]) -> DeviceBatch:
-    batch = DeviceBatch(message_id=uuid.uuid4(), device_id=device_id,
-                        accepted_at=timezone.now(), readings=readings, events=[])
+    batch = DeviceBatch(
+        message_id=uuid.uuid4(), device_id=device_id, accepted_at=timezone.now(), readings=readings, events=[]
+    )
     get_publisher().publish(OutgoingMessage(str(batch.message_id), batch.to_body(), DEVICE_BATCH))
     return batch
 
@@ -51,9 +56,7 @@ def _dead_letter_count() -> int:
     return DeadLetter.objects.count()
 
 
-def test_a_poison_message_is_retried_with_growing_delays_then_dead_lettered(
-    ingest_queue, settings
-):
+def test_a_poison_message_is_retried_with_growing_delays_then_dead_lettered(ingest_queue, settings):
     device = DeviceFactory()
     good_before = device_batch_accept(device=device, readings=[_reading(1)], events=[])
     poison = _publish_batch(MISSING_DEVICE_ID, [_reading(2)])  # violates devices FK
@@ -115,8 +118,9 @@ def test_an_undecodable_message_is_dead_lettered_at_once(ingest_queue, body, rea
 def _poisoned_dead_letter(ingest_queue) -> tuple[DeadLetter, object]:
     device = DeviceFactory()
     poison = _publish_batch(MISSING_DEVICE_ID, [_reading(5)])
-    IngestMessage.objects.create(message_id=poison.message_id, kind=DEVICE_BATCH,
-                                 device_id=device.id, received_at=timezone.now())
+    IngestMessage.objects.create(
+        message_id=poison.message_id, kind=DEVICE_BATCH, device_id=device.id, received_at=timezone.now()
+    )
     with worker_thread(ingest_queue):
         assert wait_until(lambda: _dead_letter_count() == 1)
     return DeadLetter.objects.get(), device
@@ -128,8 +132,9 @@ def test_edit_and_requeue_is_processed_exactly_once(ingest_queue):
     edited = json.loads(dead.body_text)
     edited["device_id"] = device.id
 
-    dead_letter_requeue(dead_letter_id=dead.pk, actor=operator, reason="wrong device id",
-                        edited_body=json.dumps(edited))
+    dead_letter_requeue(
+        dead_letter_id=dead.pk, actor=operator, reason="wrong device id", edited_body=json.dumps(edited)
+    )
     with pytest.raises(ApplicationError, match="already requeued"):
         dead_letter_requeue(dead_letter_id=dead.pk, actor=operator)
     # The same message published twice more (a duplicate, a stale retry): still once.
@@ -167,17 +172,24 @@ def test_requeue_without_edit_that_fails_again_comes_back_as_dead(ingest_queue):
     ("edited_body", "field_message"),
     [
         ("{not json", "not JSON"),
-        (json.dumps({"schema_version": 1, "kind": "device_batch", "message_id": str(uuid.uuid4()),
-                     "device_id": 1, "accepted_at": "2026-01-01T00:00:00+00:00"}),
-         "message_id must stay"),
+        (
+            json.dumps(
+                {
+                    "schema_version": 1,
+                    "kind": "device_batch",
+                    "message_id": str(uuid.uuid4()),
+                    "device_id": 1,
+                    "accepted_at": "2026-01-01T00:00:00+00:00",
+                }
+            ),
+            "message_id must stay",
+        ),
     ],
 )
-def test_an_invalid_edit_is_refused_and_nothing_is_published(ingest_queue, edited_body,
-                                                             field_message):
+def test_an_invalid_edit_is_refused_and_nothing_is_published(ingest_queue, edited_body, field_message):
     dead, _ = _poisoned_dead_letter(ingest_queue)
     with pytest.raises(ApplicationError) as excinfo:
-        dead_letter_requeue(dead_letter_id=dead.pk, actor=None, reason="fix",
-                            edited_body=edited_body)
+        dead_letter_requeue(dead_letter_id=dead.pk, actor=None, reason="fix", edited_body=edited_body)
     assert field_message in str(excinfo.value.fields["body"])
     dead.refresh_from_db()
     assert dead.status == DeadLetter.Status.DEAD
@@ -187,8 +199,7 @@ def test_an_invalid_edit_is_refused_and_nothing_is_published(ingest_queue, edite
 def test_an_edit_needs_a_reason(ingest_queue):
     dead, _ = _poisoned_dead_letter(ingest_queue)
     with pytest.raises(ApplicationError, match="reason is required"):
-        dead_letter_requeue(dead_letter_id=dead.pk, actor=None, reason=" ",
-                            edited_body=dead.body_text)
+        dead_letter_requeue(dead_letter_id=dead.pk, actor=None, reason=" ", edited_body=dead.body_text)
 
 
 def test_discard_needs_a_reason_and_is_audited(ingest_queue):
@@ -220,9 +231,11 @@ def test_a_dead_letter_waits_on_its_queue_while_the_database_is_down(ingest_queu
 
 
 def test_fingerprint_groups_errors_that_differ_only_in_values():
-    first = error_fingerprint(error_class="IntegrityError",
-                              error_message='Key (device_id)=(12) is not present in table "devices".')
-    second = error_fingerprint(error_class="IntegrityError",
-                               error_message='Key (device_id)=(99) is not present in table "devices".')
+    first = error_fingerprint(
+        error_class="IntegrityError", error_message='Key (device_id)=(12) is not present in table "devices".'
+    )
+    second = error_fingerprint(
+        error_class="IntegrityError", error_message='Key (device_id)=(99) is not present in table "devices".'
+    )
     other = error_fingerprint(error_class="DataError", error_message="value too long")
     assert first == second != other

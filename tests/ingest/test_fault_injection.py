@@ -39,11 +39,11 @@ def _publish_numbered(device, start: int, count: int) -> None:
     for number in range(start, start + count):
         at = base + timedelta(milliseconds=number)
         batch = DeviceBatch(
-            message_id=uuid.uuid4(), device_id=device.id, accepted_at=timezone.now(),
-            readings=[{"metric": "heart_rate", "value": float(number), "unit": "bpm",
-                       "measured_at": at}],
-            events=[{"event_type": "motion", "severity": 0, "occurred_at": at,
-                     "detail": {"number": number}}],
+            message_id=uuid.uuid4(),
+            device_id=device.id,
+            accepted_at=timezone.now(),
+            readings=[{"metric": "heart_rate", "value": float(number), "unit": "bpm", "measured_at": at}],
+            events=[{"event_type": "motion", "severity": 0, "occurred_at": at, "detail": {"number": number}}],
         )
         publisher.publish(OutgoingMessage(str(batch.message_id), batch.to_body(), DEVICE_BATCH))
 
@@ -143,15 +143,23 @@ def test_two_consumers_side_by_side_store_each_message_once(ingest_queue):
 def _close_broker_connection_of(pid: int) -> None:
     listing = subprocess.run(
         ["rabbitmqctl", "-q", "--no-table-headers", "list_connections", "pid", "client_properties"],
-        capture_output=True, text=True, check=True, timeout=60,
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
     )
     # The worker names its connection "iot_care worker pid=<pid>" (a client property).
-    connection_pids = [line.split("\t", 1)[0] for line in listing.stdout.splitlines()
-                       if f"iot_care worker pid={pid}" in line]
+    connection_pids = [
+        line.split("\t", 1)[0] for line in listing.stdout.splitlines() if f"iot_care worker pid={pid}" in line
+    ]
     assert connection_pids, f"no broker connection of worker {pid}"
     for connection_pid in connection_pids:
-        subprocess.run(["rabbitmqctl", "-q", "close_connection", connection_pid, "test: broker restart"],
-                       check=True, timeout=60, capture_output=True)
+        subprocess.run(
+            ["rabbitmqctl", "-q", "close_connection", connection_pid, "test: broker restart"],
+            check=True,
+            timeout=60,
+            capture_output=True,
+        )
 
 
 @pytest.mark.skipif(shutil.which("rabbitmqctl") is None, reason="needs rabbitmqctl on this machine")

@@ -32,9 +32,7 @@ def _post(client: APIClient, body) -> object:
     return client.post(URL, data=json.dumps(body), content_type="application/json")
 
 
-def test_accepted_readings_are_on_the_queue_as_a_persistent_message(
-    device, device_client, ingest_queue
-):
+def test_accepted_readings_are_on_the_queue_as_a_persistent_message(device, device_client, ingest_queue):
     response = _post(device_client, {"readings": [_reading(), _reading(metric="spo2", value=97)]})
 
     assert response.status_code == 202
@@ -52,8 +50,12 @@ def test_accepted_readings_are_on_the_queue_as_a_persistent_message(
 
 
 def test_events_are_accepted_alongside_readings(device_client, ingest_queue):
-    event = {"event_type": "fall_detected", "severity": 3, "occurred_at": _now_iso(),
-             "detail": {"room": "bath"}}
+    event = {
+        "event_type": "fall_detected",
+        "severity": 3,
+        "occurred_at": _now_iso(),
+        "detail": {"room": "bath"},
+    }
     response = _post(device_client, {"readings": [_reading()], "events": [event]})
     assert response.status_code == 202
     assert response.json()["events"] == 1
@@ -192,10 +194,18 @@ def test_readings_must_be_a_list(device_client):
     ("event", "field", "message_part"),
     [
         ({"event_type": "Fall!", "occurred_at": _now_iso()}, "event_type", "lower-case"),
-        ({"event_type": "fall", "severity": 4, "occurred_at": _now_iso()}, "severity", "less than or equal to 3"),
+        (
+            {"event_type": "fall", "severity": 4, "occurred_at": _now_iso()},
+            "severity",
+            "less than or equal to 3",
+        ),
         ({"event_type": "fall", "occurred_at": "2026-11-23T07:00:00"}, "occurred_at", "time zone"),
         ({"event_type": "fall", "occurred_at": _now_iso(), "detail": ["bath"]}, "detail", "dictionary"),
-        ({"event_type": "fall", "occurred_at": _now_iso(), "detail": {"x": "y" * 9000}}, "detail", "8192 bytes"),
+        (
+            {"event_type": "fall", "occurred_at": _now_iso(), "detail": {"x": "y" * 9000}},
+            "detail",
+            "8192 bytes",
+        ),
     ],
 )
 def test_invalid_event_fields_are_refused_with_field_and_reason(device_client, event, field, message_part):

@@ -22,8 +22,9 @@ pytestmark = pytest.mark.django_db
 
 
 def _reading_body() -> str:
-    return json.dumps({"readings": [{"metric": "heart_rate", "value": 70,
-                                     "measured_at": timezone.now().isoformat()}]})
+    return json.dumps(
+        {"readings": [{"metric": "heart_rate", "value": 70, "measured_at": timezone.now().isoformat()}]}
+    )
 
 
 def _accept(client) -> str:
@@ -46,17 +47,26 @@ def test_status_of_an_accepted_message_is_pending(device_client, ingest_queue):
 def test_status_follows_the_ledger_and_the_dead_letters(device_client, ingest_queue):
     message_id = _accept(device_client)
     IngestMessage.objects.filter(message_id=message_id).update(
-        status=IngestMessage.Status.PROCESSED, processed_at=timezone.now())
+        status=IngestMessage.Status.PROCESSED, processed_at=timezone.now()
+    )
     assert device_client.get(f"/api/v1/ingest/{message_id}/").json()["status"] == "processed"
 
     failed_id = _accept(device_client)
     dead = DeadLetter.objects.create(
-        message_id=failed_id, original_queue="q", original_routing_key="q", body=b"{}",
-        body_text="{}", error_class="IntegrityError", error_message="boom", fingerprint="f",
-        attempts=4, first_failed_at=timezone.now(), last_failed_at=timezone.now())
+        message_id=failed_id,
+        original_queue="q",
+        original_routing_key="q",
+        body=b"{}",
+        body_text="{}",
+        error_class="IntegrityError",
+        error_message="boom",
+        fingerprint="f",
+        attempts=4,
+        first_failed_at=timezone.now(),
+        last_failed_at=timezone.now(),
+    )
     answer = device_client.get(f"/api/v1/ingest/{failed_id}/").json()
-    assert (answer["status"], answer["attempts"], answer["error"]) == (
-        "failed", 4, "IntegrityError: boom")
+    assert (answer["status"], answer["attempts"], answer["error"]) == ("failed", 4, "IntegrityError: boom")
     dead.status = DeadLetter.Status.DISCARDED
     dead.save()
     assert device_client.get(f"/api/v1/ingest/{failed_id}/").json()["status"] == "discarded"
@@ -83,8 +93,9 @@ def test_a_failed_publish_leaves_no_pending_ledger_row(device_client, settings, 
     settings.RABBITMQ_PORT = 1
     publisher_reset()
     try:
-        response = device_client.post("/api/v1/ingest/", data=_reading_body(),
-                                      content_type="application/json")
+        response = device_client.post(
+            "/api/v1/ingest/", data=_reading_body(), content_type="application/json"
+        )
     finally:
         settings.RABBITMQ_PORT = broker_port
         publisher_reset()
@@ -97,8 +108,7 @@ def test_over_the_device_rate_is_a_429_with_retry_after(device_client, settings,
     settings.INGEST_DEVICE_RATE = "2/minute"
     _accept(device_client)
     _accept(device_client)
-    response = device_client.post("/api/v1/ingest/", data=_reading_body(),
-                                  content_type="application/json")
+    response = device_client.post("/api/v1/ingest/", data=_reading_body(), content_type="application/json")
     assert response.status_code == 429
     assert int(response["Retry-After"]) > 0
     assert response.json()["code"] == "throttled"
@@ -114,8 +124,9 @@ def webhook_source():
 def _webhook_post(body: bytes, signature: str | None, source="carelink", **headers):
     if signature is not None:
         headers["HTTP_X_SIGNATURE"] = signature
-    return APIClient().post(f"/api/v1/webhooks/{source}/", data=body,
-                            content_type="application/json", **headers)
+    return APIClient().post(
+        f"/api/v1/webhooks/{source}/", data=body, content_type="application/json", **headers
+    )
 
 
 def test_a_signed_webhook_is_queued(webhook_source, ingest_queue):
@@ -128,7 +139,10 @@ def test_a_signed_webhook_is_queued(webhook_source, ingest_queue):
     [(properties, raw)] = queued_messages(ingest_queue.queue)
     message = message_decode(raw)
     assert (message.source, message.event_type, message.payload) == (
-        "carelink", "visit.completed", {"type": "visit.completed", "visit": 42})
+        "carelink",
+        "visit.completed",
+        {"type": "visit.completed", "visit": 42},
+    )
     assert str(message.message_id) == response.json()["id"] == properties.message_id
 
 
@@ -158,8 +172,7 @@ def test_a_signature_over_other_bytes_is_refused(webhook_source, ingest_queue):
 
 def test_unknown_or_disabled_source_is_a_404(webhook_source, ingest_queue):
     body = b"{}"
-    assert _webhook_post(body, webhook_signature(secret="x", body=body),
-                         source="nobody").status_code == 404
+    assert _webhook_post(body, webhook_signature(secret="x", body=body), source="nobody").status_code == 404
     webhook_source.is_enabled = False
     webhook_source.save()
     signature = webhook_signature(secret=webhook_source.secret, body=body)

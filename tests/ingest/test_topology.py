@@ -66,8 +66,15 @@ def _client_for(device) -> APIClient:
 
 
 def _post_reading(client, minutes_ago: int = 1):
-    body = {"readings": [{"metric": "heart_rate", "value": 60, "measured_at":
-                          (timezone.now() - timedelta(minutes=minutes_ago)).isoformat()}]}
+    body = {
+        "readings": [
+            {
+                "metric": "heart_rate",
+                "value": 60,
+                "measured_at": (timezone.now() - timedelta(minutes=minutes_ago)).isoformat(),
+            }
+        ]
+    }
     return client.post("/api/v1/ingest/", data=json.dumps(body), content_type="application/json")
 
 
@@ -90,15 +97,24 @@ def test_quorum_queues_carry_messages_and_retries_to_the_dead_letters(own_topolo
     connection = open_connection()
     with pytest.raises(pika.exceptions.ChannelClosedByBroker, match="x-queue-type"):
         # The broker confirms the type: redeclaring as classic is refused.
-        connection.channel().queue_declare(topology.queue, durable=True,
-                                           arguments={"x-queue-type": "classic",
-                                                      "x-max-length": topology.max_length,
-                                                      "x-overflow": "reject-publish"})
+        connection.channel().queue_declare(
+            topology.queue,
+            durable=True,
+            arguments={
+                "x-queue-type": "classic",
+                "x-max-length": topology.max_length,
+                "x-overflow": "reject-publish",
+            },
+        )
     connection.close()
     assert _post_reading(_client_for(DeviceFactory())).status_code == 202
-    poison = DeviceBatch(message_id=uuid.uuid4(), device_id=987_654, accepted_at=timezone.now(),
-                         readings=[{"metric": "x", "value": 1.0, "measured_at": timezone.now()}],
-                         events=[])
+    poison = DeviceBatch(
+        message_id=uuid.uuid4(),
+        device_id=987_654,
+        accepted_at=timezone.now(),
+        readings=[{"metric": "x", "value": 1.0, "measured_at": timezone.now()}],
+        events=[],
+    )
     get_publisher().publish(OutgoingMessage(str(poison.message_id), poison.to_body(), DEVICE_BATCH))
 
     with worker_thread(topology):

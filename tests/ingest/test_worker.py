@@ -26,8 +26,12 @@ def _drain(topology) -> IngestWorker:
 
 
 def _reading(metric="heart_rate", value=72.0, minutes_ago=1):
-    return {"metric": metric, "value": value, "unit": "bpm",
-            "measured_at": timezone.now() - timedelta(minutes=minutes_ago)}
+    return {
+        "metric": metric,
+        "value": value,
+        "unit": "bpm",
+        "measured_at": timezone.now() - timedelta(minutes=minutes_ago),
+    }
 
 
 def test_batches_are_stored_and_acked(ingest_queue):
@@ -47,8 +51,12 @@ def test_batches_are_stored_and_acked(ingest_queue):
 
 def test_a_critical_event_raises_an_alert_for_the_resident(ingest_queue):
     device = DeviceFactory()
-    event = {"event_type": "fall_detected", "severity": 3,
-             "occurred_at": timezone.now(), "detail": {"room": "bath"}}
+    event = {
+        "event_type": "fall_detected",
+        "severity": 3,
+        "occurred_at": timezone.now(),
+        "detail": {"room": "bath"},
+    }
     info = {**event, "event_type": "door_opened", "severity": 0}
     device_batch_accept(device=device, readings=[], events=[event, info])
 
@@ -57,16 +65,22 @@ def test_a_critical_event_raises_an_alert_for_the_resident(ingest_queue):
     assert DeviceEvent.objects.filter(device=device).count() == 2
     [alert] = Alert.objects.all()
     assert (alert.resident_id, alert.device_id, alert.status) == (
-        device.resident_id, device.id, AlertStatus.OPEN)
+        device.resident_id,
+        device.id,
+        AlertStatus.OPEN,
+    )
     assert "fall_detected" in alert.message
 
 
 def test_a_message_delivered_twice_is_stored_once(ingest_queue):
     device = DeviceFactory()
-    batch = DeviceBatch(message_id=uuid.uuid4(), device_id=device.id, accepted_at=timezone.now(),
-                        readings=[_reading()], events=[{"event_type": "motion", "severity": 0,
-                                                        "occurred_at": timezone.now(),
-                                                        "detail": {}}])
+    batch = DeviceBatch(
+        message_id=uuid.uuid4(),
+        device_id=device.id,
+        accepted_at=timezone.now(),
+        readings=[_reading()],
+        events=[{"event_type": "motion", "severity": 0, "occurred_at": timezone.now(), "detail": {}}],
+    )
     message = OutgoingMessage(str(batch.message_id), batch.to_body(), DEVICE_BATCH)
     get_publisher().publish(message)
     get_publisher().publish(message)
@@ -81,8 +95,13 @@ def test_a_message_delivered_twice_is_stored_once(ingest_queue):
 
 def test_a_redelivery_after_a_later_run_inserts_nothing(ingest_queue):
     device = DeviceFactory()
-    batch = DeviceBatch(message_id=uuid.uuid4(), device_id=device.id,
-                        accepted_at=timezone.now(), readings=[_reading()], events=[])
+    batch = DeviceBatch(
+        message_id=uuid.uuid4(),
+        device_id=device.id,
+        accepted_at=timezone.now(),
+        readings=[_reading()],
+        events=[],
+    )
     message = OutgoingMessage(str(batch.message_id), batch.to_body(), DEVICE_BATCH)
     get_publisher().publish(message)
     _drain(ingest_queue)

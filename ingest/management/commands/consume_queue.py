@@ -15,11 +15,14 @@ class Command(BaseCommand):
     def add_arguments(self, parser):
         parser.add_argument("--batch-size", type=int, default=settings.INGEST_BATCH_SIZE)
         parser.add_argument(
-            "--batch-max-wait", type=float, default=settings.INGEST_BATCH_MAX_WAIT_SECONDS,
+            "--batch-max-wait",
+            type=float,
+            default=settings.INGEST_BATCH_MAX_WAIT_SECONDS,
             help="seconds to wait for a batch to fill after its first message",
         )
         parser.add_argument(
-            "--stop-when-idle", action="store_true",
+            "--stop-when-idle",
+            action="store_true",
             help="exit once the main and dead-letter queues are empty (scripts, benchmarks)",
         )
 

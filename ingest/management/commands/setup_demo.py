@@ -13,7 +13,9 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser):
         parser.add_argument(
-            "--secrets-dir", type=Path, default=Path(settings.BASE_DIR) / ".demo",
+            "--secrets-dir",
+            type=Path,
+            default=Path(settings.BASE_DIR) / ".demo",
             help="where the demo's plain password and device key are kept (git-ignored)",
         )
 
