@@ -30,6 +30,7 @@ from django.db import DatabaseError, InterfaceError, OperationalError, close_old
 from django.utils import timezone
 
 from ingest.broker.connection import open_connection
+from ingest.broker.publisher import OutgoingMessage
 from ingest.broker.topology import Topology, topology_declare
 from ingest.messages import (
     HEADER_ERROR_CLASS,
@@ -367,17 +368,14 @@ class _Session:
                 error_message[:500],
             )
         # Confirmed before the original is acked: the message is always somewhere.
+        outgoing = OutgoingMessage(
+            delivery.message_id, delivery.body, delivery.message_type, _json_safe(headers)
+        )
         self.publisher.basic_publish(
             exchange="",
             routing_key=target,
-            body=delivery.body,
-            properties=pika.BasicProperties(
-                message_id=delivery.message_id,
-                type=delivery.message_type,
-                content_type="application/json",
-                delivery_mode=pika.DeliveryMode.Persistent,
-                headers=_json_safe(headers),
-            ),
+            body=outgoing.body,
+            properties=outgoing.properties(),
             mandatory=True,
         )
         self._ledger_note_failure(delivery.message_id, attempts, f"{error_class}: {error_message}")

@@ -100,7 +100,8 @@ def stop_worker_process(process: subprocess.Popen, *, timeout: float = 15) -> tu
     return process.returncode, output
 
 
-def _maintenance_connection() -> psycopg.Connection:
+def maintenance_connection() -> psycopg.Connection:
+    """A connection to the ``postgres`` database, for creating, dropping and locking out others."""
     params = connection.get_connection_params()
     return psycopg.connect(
         host=params.get("host"),
@@ -123,7 +124,7 @@ def database_unavailable() -> Iterator[None]:
     with connection.cursor() as cursor:
         cursor.execute("SELECT pg_backend_pid()")
         own_pid = cursor.fetchone()[0]
-    with _maintenance_connection() as admin:
+    with maintenance_connection() as admin:
         admin.execute(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS false')
         admin.execute(
             "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s AND pid <> %s",
@@ -132,5 +133,5 @@ def database_unavailable() -> Iterator[None]:
     try:
         yield
     finally:
-        with _maintenance_connection() as admin:
+        with maintenance_connection() as admin:
             admin.execute(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS true')

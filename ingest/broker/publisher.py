@@ -30,6 +30,16 @@ class OutgoingMessage:
     message_type: str
     headers: dict = field(default_factory=dict)
 
+    def properties(self) -> pika.BasicProperties:
+        """Persistent (survives a broker restart), with the stable id the ledger dedupes on."""
+        return pika.BasicProperties(
+            message_id=self.message_id,
+            type=self.message_type,
+            content_type="application/json",
+            delivery_mode=pika.DeliveryMode.Persistent,
+            headers=self.headers,
+        )
+
 
 class ConfirmedPublisher:
     """One broker connection per process, publishing persistent messages with confirms.
@@ -84,13 +94,7 @@ class ConfirmedPublisher:
             exchange=self.topology.exchange,
             routing_key=self.topology.routing_key,
             body=message.body,
-            properties=pika.BasicProperties(
-                message_id=message.message_id,
-                type=message.message_type,
-                content_type="application/json",
-                delivery_mode=pika.DeliveryMode.Persistent,
-                headers=message.headers,
-            ),
+            properties=message.properties(),
             mandatory=True,
         )
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import uuid
 from pathlib import Path
 
-import psycopg
 import pytest
 from django.conf import settings
 from django.core.management import CommandError, call_command
@@ -17,6 +16,7 @@ from ingest.services.customer_schema import (
     customer_schema_apply,
     customer_schema_drift,
 )
+from tests.workers import maintenance_connection
 
 SHARED_SCHEMA = Path(settings.BASE_DIR).parent / "shared" / "schema.sql"
 
@@ -74,24 +74,12 @@ def test_bootstrap_db_reports_drift_naming_the_column(alteration, expected):
     assert expected in str(excinfo.value)
 
 
-def _admin_connection():
-    params = connection.get_connection_params()
-    return psycopg.connect(
-        host=params.get("host"),
-        port=params.get("port"),
-        user=params.get("user"),
-        password=params.get("password"),
-        dbname="postgres",
-        autocommit=True,
-    )
-
-
 @pytest.fixture
 def scratch_database(django_db_blocker):
     """An empty database of its own, reachable as the Django alias ``scratch``."""
     name = f"test_scratch_{uuid.uuid4().hex[:10]}"
     with django_db_blocker.unblock():
-        with _admin_connection() as admin:
+        with maintenance_connection() as admin:
             admin.execute(f'CREATE DATABASE "{name}"')
         connections.settings["scratch"] = {**connections.settings["default"], "NAME": name}
         try:
@@ -100,7 +88,7 @@ def scratch_database(django_db_blocker):
             connections["scratch"].close()
             del connections["scratch"]
             del connections.settings["scratch"]
-            with _admin_connection() as admin:
+            with maintenance_connection() as admin:
                 admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 

@@ -11,9 +11,8 @@ import pytest
 from django.contrib.auth import get_user_model
 from django.utils import timezone
 
-from ingest.broker.publisher import OutgoingMessage, get_publisher
 from ingest.errors import ApplicationError
-from ingest.messages import DEVICE_BATCH, HEADER_FAILURES, DeviceBatch
+from ingest.messages import DEVICE_BATCH, HEADER_FAILURES
 from ingest.models import DeadLetter, DeadLetterAction, IngestMessage, SensorReading
 from ingest.selectors import ingest_message_status
 from ingest.services.dead_letters import (
@@ -22,7 +21,7 @@ from ingest.services.dead_letters import (
     error_fingerprint,
 )
 from ingest.services.ingestion import device_batch_accept
-from tests.broker import queue_depth
+from tests.broker import publish_device_batch, publish_raw, queue_depth
 from tests.factories import DeviceFactory
 from tests.workers import database_unavailable, wait_until, worker_thread
 
@@ -40,18 +39,6 @@ def _reading(minutes_ago: int = 1) -> dict:
     }
 
 
-def _publish_batch(device_id: int, readings: list[dict]) -> DeviceBatch:
-    batch = DeviceBatch(
-        message_id=uuid.uuid4(), device_id=device_id, accepted_at=timezone.now(), readings=readings, events=[]
-    )
-    get_publisher().publish(OutgoingMessage(str(batch.message_id), batch.to_body(), DEVICE_BATCH))
-    return batch
-
-
-def _publish_raw(body: bytes, message_id: str | None = None) -> None:
-    get_publisher().publish(OutgoingMessage(message_id or str(uuid.uuid4()), body, DEVICE_BATCH))
-
-
 def _dead_letter_count() -> int:
     return DeadLetter.objects.count()
 
@@ -59,7 +46,7 @@ def _dead_letter_count() -> int:
 def test_a_poison_message_is_retried_with_growing_delays_then_dead_lettered(ingest_queue, settings):
     device = DeviceFactory()
     good_before = device_batch_accept(device=device, readings=[_reading(1)], events=[])
-    poison = _publish_batch(MISSING_DEVICE_ID, [_reading(2)])  # violates devices FK
+    poison = publish_device_batch(device_id=MISSING_DEVICE_ID, readings=[_reading(2)])  # violates devices FK
     good_after = device_batch_accept(device=device, readings=[_reading(3)], events=[])
 
     with worker_thread(ingest_queue) as worker:
@@ -101,7 +88,7 @@ def test_a_poison_message_is_retried_with_growing_delays_then_dead_lettered(inge
 )
 def test_an_undecodable_message_is_dead_lettered_at_once(ingest_queue, body, reason):
     message_id = str(uuid.uuid4())
-    _publish_raw(body, message_id)
+    publish_raw(body, message_id)
 
     with worker_thread(ingest_queue) as worker:
         assert wait_until(lambda: _dead_letter_count() == 1)
@@ -117,7 +104,7 @@ def test_an_undecodable_message_is_dead_lettered_at_once(ingest_queue, body, rea
 
 def _poisoned_dead_letter(ingest_queue) -> tuple[DeadLetter, object]:
     device = DeviceFactory()
-    poison = _publish_batch(MISSING_DEVICE_ID, [_reading(5)])
+    poison = publish_device_batch(device_id=MISSING_DEVICE_ID, readings=[_reading(5)])
     IngestMessage.objects.create(
         message_id=poison.message_id, kind=DEVICE_BATCH, device_id=device.id, received_at=timezone.now()
     )
@@ -138,7 +125,7 @@ def test_edit_and_requeue_is_processed_exactly_once(ingest_queue):
     with pytest.raises(ApplicationError, match="already requeued"):
         dead_letter_requeue(dead_letter_id=dead.pk, actor=operator)
     # The same message published twice more (a duplicate, a stale retry): still once.
-    _publish_raw(json.dumps(edited).encode(), str(dead.message_id))
+    publish_raw(json.dumps(edited).encode(), str(dead.message_id))
 
     with worker_thread(ingest_queue):
         assert wait_until(lambda: SensorReading.objects.count() == 1)
@@ -218,7 +205,7 @@ def test_discard_needs_a_reason_and_is_audited(ingest_queue):
 
 
 def test_a_dead_letter_waits_on_its_queue_while_the_database_is_down(ingest_queue):
-    _publish_raw(b"garbage")
+    publish_raw(b"garbage")
     with database_unavailable():
         with worker_thread(ingest_queue):
             # Dead-lettered on the broker (no database needed), not yet recorded.

@@ -12,16 +12,13 @@ import shutil
 import signal
 import subprocess
 import time
-import uuid
 from datetime import timedelta
 
 import pytest
 from django.utils import timezone
 
-from ingest.broker.publisher import OutgoingMessage, get_publisher
-from ingest.messages import DEVICE_BATCH, DeviceBatch
 from ingest.models import DeadLetter, DeviceEvent, IngestMessage, SensorReading
-from tests.broker import queue_depth
+from tests.broker import publish_device_batch, queue_depth
 from tests.factories import DeviceFactory
 from tests.workers import (
     database_unavailable,
@@ -35,17 +32,13 @@ pytestmark = pytest.mark.usefixtures("committed_db")
 
 def _publish_numbered(device, start: int, count: int) -> None:
     base = timezone.now() - timedelta(hours=1)
-    publisher = get_publisher()
     for number in range(start, start + count):
         at = base + timedelta(milliseconds=number)
-        batch = DeviceBatch(
-            message_id=uuid.uuid4(),
+        publish_device_batch(
             device_id=device.id,
-            accepted_at=timezone.now(),
             readings=[{"metric": "heart_rate", "value": float(number), "unit": "bpm", "measured_at": at}],
             events=[{"event_type": "motion", "severity": 0, "occurred_at": at, "detail": {"number": number}}],
         )
-        publisher.publish(OutgoingMessage(str(batch.message_id), batch.to_body(), DEVICE_BATCH))
 
 
 def _processed() -> int:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import uuid
 from datetime import timedelta
 
 import pika.exceptions
@@ -12,11 +11,11 @@ from django.utils import timezone
 from rest_framework.test import APIClient
 
 from ingest.broker.connection import open_connection
-from ingest.broker.publisher import OutgoingMessage, get_publisher, publisher_reset
+from ingest.broker.publisher import publisher_reset
 from ingest.broker.topology import Topology, topology_declare, topology_delete
-from ingest.messages import DEVICE_BATCH, DeviceBatch
 from ingest.models import DeadLetter, IngestMessage, SensorReading
 from ingest.services.devices import device_key_issue
+from tests.broker import publish_device_batch
 from tests.factories import DeviceFactory
 from tests.workers import wait_until, worker_thread
 
@@ -108,14 +107,9 @@ def test_quorum_queues_carry_messages_and_retries_to_the_dead_letters(own_topolo
         )
     connection.close()
     assert _post_reading(_client_for(DeviceFactory())).status_code == 202
-    poison = DeviceBatch(
-        message_id=uuid.uuid4(),
-        device_id=987_654,
-        accepted_at=timezone.now(),
-        readings=[{"metric": "x", "value": 1.0, "measured_at": timezone.now()}],
-        events=[],
+    poison = publish_device_batch(
+        device_id=987_654, readings=[{"metric": "x", "value": 1.0, "measured_at": timezone.now()}]
     )
-    get_publisher().publish(OutgoingMessage(str(poison.message_id), poison.to_body(), DEVICE_BATCH))
 
     with worker_thread(topology):
         assert wait_until(lambda: DeadLetter.objects.exists())

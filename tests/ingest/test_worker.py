@@ -2,18 +2,15 @@
 
 from __future__ import annotations
 
-import uuid
 from datetime import timedelta
 
 import pytest
 from django.utils import timezone
 
-from ingest.broker.publisher import OutgoingMessage, get_publisher
-from ingest.messages import DEVICE_BATCH, DeviceBatch
 from ingest.models import Alert, AlertStatus, Device, DeviceEvent, IngestMessage, SensorReading
 from ingest.services.ingestion import device_batch_accept
 from ingest.worker import IngestWorker
-from tests.broker import queue_depth
+from tests.broker import publish_device_batch, publish_raw, queue_depth
 from tests.factories import DeviceFactory
 
 pytestmark = pytest.mark.usefixtures("committed_db")
@@ -74,16 +71,12 @@ def test_a_critical_event_raises_an_alert_for_the_resident(ingest_queue):
 
 def test_a_message_delivered_twice_is_stored_once(ingest_queue):
     device = DeviceFactory()
-    batch = DeviceBatch(
-        message_id=uuid.uuid4(),
+    batch = publish_device_batch(
         device_id=device.id,
-        accepted_at=timezone.now(),
         readings=[_reading()],
         events=[{"event_type": "motion", "severity": 0, "occurred_at": timezone.now(), "detail": {}}],
     )
-    message = OutgoingMessage(str(batch.message_id), batch.to_body(), DEVICE_BATCH)
-    get_publisher().publish(message)
-    get_publisher().publish(message)
+    publish_raw(batch.to_body(), str(batch.message_id))
 
     worker = _drain(ingest_queue)
 
@@ -95,17 +88,9 @@ def test_a_message_delivered_twice_is_stored_once(ingest_queue):
 
 def test_a_redelivery_after_a_later_run_inserts_nothing(ingest_queue):
     device = DeviceFactory()
-    batch = DeviceBatch(
-        message_id=uuid.uuid4(),
-        device_id=device.id,
-        accepted_at=timezone.now(),
-        readings=[_reading()],
-        events=[],
-    )
-    message = OutgoingMessage(str(batch.message_id), batch.to_body(), DEVICE_BATCH)
-    get_publisher().publish(message)
+    batch = publish_device_batch(device_id=device.id, readings=[_reading()])
     _drain(ingest_queue)
-    get_publisher().publish(message)  # e.g. the ack was lost when a worker crashed
+    publish_raw(batch.to_body(), str(batch.message_id))  # e.g. the ack was lost when a worker crashed
 
     worker = _drain(ingest_queue)
 
