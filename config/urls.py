@@ -1,4 +1,4 @@
-"""Top-level URL map: device API, health probes, console."""
+"""Top-level URL map: device API, health probes, the console and Django's admin."""
 
 from django.contrib import admin
 from django.urls import include, path
@@ -9,5 +9,6 @@ urlpatterns = [
     path("api/v1/", include("ingest.urls")),
     path("healthz", HealthApi.as_view(), name="healthz"),
     path("readyz", ReadinessApi.as_view(), name="readyz"),
+    path("console/", include("dashboard.urls")),
     path("admin/", admin.site.urls),
 ]

@@ -15,3 +15,4 @@ RABBITMQ_QUEUE_TYPE = env.str("RABBITMQ_QUEUE_TYPE", default="classic")
 RABBITMQ_QUEUE_MAX_LENGTH = env.int("RABBITMQ_QUEUE_MAX_LENGTH", default=1_000_000)
 # How long a web request waits for the broker (connect, confirm) before answering 503.
 RABBITMQ_PUBLISH_TIMEOUT_SECONDS = env.float("RABBITMQ_PUBLISH_TIMEOUT_SECONDS", default=5.0)
+RABBITMQ_MANAGEMENT_URL = env.str("RABBITMQ_MANAGEMENT_URL", default="")

@@ -24,6 +24,7 @@ class DeviceAPIKey(AbstractAPIKey):
     class Meta(AbstractAPIKey.Meta):
         verbose_name = "device API key"
         verbose_name_plural = "device API keys"
+        permissions = [("manage_device_keys", "Can issue and revoke device keys")]
 
 
 class MessageKind(models.TextChoices):
@@ -108,6 +109,10 @@ class DeadLetter(models.Model):
 
     class Meta:
         verbose_name = "dead letter"
+        permissions = [
+            ("requeue_deadletter", "Can requeue (and edit) dead letters"),
+            ("discard_deadletter", "Can discard dead letters"),
+        ]
         indexes = [models.Index(fields=["status", "-last_failed_at"], name="deadletter_status_recent")]
 
     def __str__(self) -> str:
@@ -139,6 +144,10 @@ class DeadLetterAction(models.Model):
 
     def __str__(self) -> str:
         return f"{self.action} by {self.actor_name or 'system'}"
+
+    @property
+    def previous_body_text(self) -> str:
+        return bytes(self.previous_body).decode("utf-8", errors="replace") if self.previous_body else ""
 
 
 class WebhookSource(models.Model):

@@ -143,6 +143,7 @@ class Alert(models.Model):
     class Meta:
         managed = False
         db_table = "alerts"
+        permissions = [("acknowledge_alert", "Can acknowledge alerts")]
 
     def __str__(self) -> str:
         return f"{self.alert_type} ({self.status})"

@@ -158,6 +158,16 @@ def _edited_body_check(dead_letter: DeadLetter, edited_body: str) -> bytes:
     return body
 
 
+def _requeue_message(dead_letter: DeadLetter, body: bytes) -> OutgoingMessage:
+    return OutgoingMessage(
+        message_id=str(dead_letter.message_id),
+        body=body,
+        message_type=dead_letter.kind,
+        # No failure history: a requeued message gets all its attempts again.
+        headers={HEADER_SCHEMA_VERSION: SCHEMA_VERSION, "x-requeued-from": dead_letter.pk},
+    )
+
+
 def dead_letter_requeue(
     *,
     dead_letter_id: int,
@@ -185,15 +195,7 @@ def dead_letter_requeue(
                 )
             body = _edited_body_check(dead_letter, edited_body)
             action = DeadLetterAction.Action.EDITED_AND_REQUEUED
-        message_publish_confirmed(
-            outgoing=OutgoingMessage(
-                message_id=str(dead_letter.message_id),
-                body=body,
-                message_type=dead_letter.kind,
-                # A fresh start: the message gets all its attempts again.
-                headers={HEADER_SCHEMA_VERSION: SCHEMA_VERSION, "x-requeued-from": dead_letter.pk},
-            )
-        )
+        message_publish_confirmed(outgoing=_requeue_message(dead_letter, body))
         dead_letter.status = DeadLetter.Status.REQUEUED
         if body != previous_body:
             dead_letter.body = body
@@ -230,3 +232,77 @@ def dead_letter_discard(*, dead_letter_id: int, actor: AbstractBaseUser | None, 
         reason=reason,
     )
     return dead_letter
+
+
+def _mark_many(letters: list[DeadLetter], *, status: str, action: str, actor, reason: str) -> None:
+    DeadLetter.objects.filter(pk__in=[letter.pk for letter in letters]).update(
+        status=status, updated_at=timezone.now()
+    )
+    DeadLetterAction.objects.bulk_create(
+        DeadLetterAction(
+            dead_letter=letter, action=action, actor=actor, actor_name=_actor_name(actor), reason=reason
+        )
+        for letter in letters
+    )
+
+
+def dead_letters_requeue_many(
+    *, dead_letter_ids: list[int], actor: AbstractBaseUser | None, reason: str = ""
+) -> int:
+    """Requeue every still-dead letter among the ids; return how many were requeued.
+
+    Each message is published with a confirm before any is marked; the marks commit
+    together. Rows another transaction holds are skipped, not waited for. If the broker
+    fails half-way, the ones already confirmed are still marked, then the error is raised.
+    """
+    failure: ApplicationError | None = None
+    with transaction.atomic():
+        letters = list(
+            DeadLetter.objects.select_for_update(skip_locked=True)
+            .filter(pk__in=dead_letter_ids, status=DeadLetter.Status.DEAD)
+            .order_by("pk")
+        )
+        published = []
+        for letter in letters:
+            try:
+                message_publish_confirmed(outgoing=_requeue_message(letter, bytes(letter.body)))
+            except ApplicationError as error:
+                failure = error
+                break
+            published.append(letter)
+        _mark_many(
+            published,
+            status=DeadLetter.Status.REQUEUED,
+            action=DeadLetterAction.Action.REQUEUED,
+            actor=actor,
+            reason=reason,
+        )
+    if failure is not None:
+        raise failure
+    return len(published)
+
+
+@transaction.atomic
+def dead_letters_discard_many(
+    *, dead_letter_ids: list[int], actor: AbstractBaseUser | None, reason: str
+) -> int:
+    """Discard every still-dead letter among the ids; return how many were discarded."""
+    if not reason.strip():
+        raise ApplicationError(
+            "a reason is required to discard messages",
+            code="invalid",
+            fields={"reason": ["This field is required."]},
+        )
+    letters = list(
+        DeadLetter.objects.select_for_update(skip_locked=True).filter(
+            pk__in=dead_letter_ids, status=DeadLetter.Status.DEAD
+        )
+    )
+    _mark_many(
+        letters,
+        status=DeadLetter.Status.DISCARDED,
+        action=DeadLetterAction.Action.DISCARDED,
+        actor=actor,
+        reason=reason,
+    )
+    return len(letters)

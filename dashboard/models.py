@@ -1,0 +1,61 @@
+"""The console's own tables: bulk jobs over dead letters."""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.db import models
+
+
+class BulkJob(models.Model):
+    """Requeue or discard many dead letters, off the request thread, at a bounded rate.
+
+    ``selection`` says which dead letters: ``{"ids": [...]}``, ``{"fingerprint": "..."}``
+    or ``{"filter": {<the workbench's query parameters>}}``. Only letters still ``dead``
+    when the job reaches them are acted on.
+    """
+
+    class Action(models.TextChoices):
+        REQUEUE = "requeue", "Requeue"
+        DISCARD = "discard", "Discard"
+
+    class Status(models.TextChoices):
+        QUEUED = "queued", "Queued"
+        RUNNING = "running", "Running"
+        DONE = "done", "Done"
+        CANCELLED = "cancelled", "Cancelled"
+        FAILED = "failed", "Failed"
+
+    action = models.CharField(max_length=16, choices=Action.choices)
+    selection = models.JSONField()
+    description = models.CharField(max_length=255)
+    reason = models.TextField(blank=True, default="")
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.QUEUED, db_index=True)
+    total = models.PositiveIntegerField(default=0)
+    done = models.PositiveIntegerField(default=0)
+    skipped = models.PositiveIntegerField(default=0)
+    cancel_requested = models.BooleanField(default=False)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    # The highest dead-letter id handled: a restarted runner continues after it.
+    last_dead_letter_id = models.BigIntegerField(default=0)
+    error = models.TextField(blank=True, default="")
+
+    class Meta:
+        ordering = ("-created_at",)
+
+    def __str__(self) -> str:
+        return f"{self.get_action_display()} {self.description}"
+
+    @property
+    def progress_percent(self) -> int:
+        if not self.total:
+            return 100 if self.status == self.Status.DONE else 0
+        return min(100, round(100 * (self.done + self.skipped) / self.total))
+
+    @property
+    def is_active(self) -> bool:
+        return self.status in (self.Status.QUEUED, self.Status.RUNNING)

@@ -1,0 +1,290 @@
+"""Reads for the console. Lists never count a whole table: they page by keyset."""
+
+from __future__ import annotations
+
+import base64
+import json
+import logging
+import urllib.error
+import urllib.parse
+import urllib.request
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+import pika.exceptions
+from django.conf import settings
+from django.db import connection
+from django.db.models import Count, Max, Min, Q, QuerySet
+from django.utils import timezone
+from django.utils.dateparse import parse_datetime
+
+from ingest.broker.connection import open_connection
+from ingest.broker.topology import Topology
+from ingest.models import Alert, AlertStatus, DeadLetter, Device, IngestMessage
+
+logger = logging.getLogger(__name__)
+PAGE_SIZE = 50
+
+
+# --- keyset pages ---------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Page:
+    rows: list
+    next_cursor: int | None
+
+    @property
+    def has_next(self) -> bool:
+        return self.next_cursor is not None
+
+
+def keyset_page(queryset: QuerySet, *, before_id: int | None, size: int = PAGE_SIZE) -> Page:
+    """Newest first by id; the next page starts below the last id shown. No COUNT(*)."""
+    if before_id:
+        queryset = queryset.filter(pk__lt=before_id)
+    rows = list(queryset.order_by("-pk")[: size + 1])
+    if len(rows) > size:
+        return Page(rows[:size], rows[size - 1].pk)
+    return Page(rows, None)
+
+
+def estimated_row_count(model) -> int:
+    """PostgreSQL's own estimate (pg_class.reltuples): instant on any table size."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT reltuples::bigint FROM pg_class WHERE oid = %s::regclass", [model._meta.db_table]
+        )
+        row = cursor.fetchone()
+    return max(0, row[0]) if row else 0
+
+
+def parse_instant(value: str | None) -> datetime | None:
+    if not value:
+        return None
+    instant = parse_datetime(value)
+    if instant is None:
+        return None
+    return timezone.make_aware(instant) if timezone.is_naive(instant) else instant
+
+
+def int_or_none(value: str | None) -> int | None:
+    try:
+        return int(value) if value not in (None, "") else None
+    except ValueError:
+        return None
+
+
+# --- dead letters ---------------------------------------------------------------------
+
+DEAD_LETTER_FILTERS = ("status", "error_class", "device", "queue", "since", "until", "q", "fingerprint")
+
+
+def dead_letter_queryset(params: dict) -> QuerySet:
+    """Dead letters matching the workbench's filters (also what a bulk job acts on)."""
+    queryset = DeadLetter.objects.all()
+    if params.get("status"):
+        queryset = queryset.filter(status=params["status"])
+    if params.get("error_class"):
+        queryset = queryset.filter(error_class__icontains=params["error_class"])
+    if params.get("device"):
+        device = str(params["device"]).strip()
+        queryset = queryset.filter(
+            Q(device_id=int(device))
+            if device.isdigit()
+            else Q(device_id__in=Device.objects.filter(serial_no=device).values("pk"))
+        )
+    if params.get("queue"):
+        queryset = queryset.filter(original_queue=params["queue"])
+    if since := parse_instant(params.get("since")):
+        queryset = queryset.filter(last_failed_at__gte=since)
+    if until := parse_instant(params.get("until")):
+        queryset = queryset.filter(last_failed_at__lt=until)
+    if params.get("fingerprint"):
+        queryset = queryset.filter(fingerprint=params["fingerprint"])
+    if params.get("q"):
+        text = params["q"]
+        queryset = queryset.filter(
+            Q(body_text__icontains=text) | Q(error_message__icontains=text) | Q(message_id__icontains=text)
+        )
+    return queryset
+
+
+def dead_letter_filters_of(params) -> dict:
+    return {name: params.get(name, "") for name in DEAD_LETTER_FILTERS if params.get(name)}
+
+
+@dataclass(frozen=True)
+class FailureGroup:
+    fingerprint: str
+    error_class: str
+    sample_message: str
+    count: int
+    first_failed_at: datetime
+    last_failed_at: datetime
+
+
+def dead_letter_groups(*, status: str = DeadLetter.Status.DEAD, limit: int = 200) -> list[FailureGroup]:
+    """Failures sharing a cause (error class + normalised message), biggest first."""
+    queryset = DeadLetter.objects.all()
+    if status:
+        queryset = queryset.filter(status=status)
+    rows = (
+        queryset.values("fingerprint")
+        .annotate(
+            count=Count("id"), first=Min("first_failed_at"), last=Max("last_failed_at"), sample_id=Max("id")
+        )
+        .order_by("-count", "-last")[:limit]
+    )
+    rows = list(rows)
+    samples = DeadLetter.objects.in_bulk([row["sample_id"] for row in rows])
+    return [
+        FailureGroup(
+            fingerprint=row["fingerprint"],
+            error_class=samples[row["sample_id"]].error_class,
+            sample_message=samples[row["sample_id"]].error_message,
+            count=row["count"],
+            first_failed_at=row["first"],
+            last_failed_at=row["last"],
+        )
+        for row in rows
+    ]
+
+
+def dead_letter_failure_times(dead_letter: DeadLetter) -> list[str]:
+    return list(dead_letter.headers.get("x-failures") or [])
+
+
+def dead_letter_payload_pretty(dead_letter: DeadLetter) -> str:
+    try:
+        return json.dumps(json.loads(dead_letter.body_text), indent=2, sort_keys=True)
+    except ValueError:
+        return dead_letter.body_text
+
+
+def ingest_message_of(dead_letter: DeadLetter) -> IngestMessage | None:
+    return IngestMessage.objects.filter(message_id=dead_letter.message_id).first()
+
+
+# --- overview -------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class QueueDepth:
+    name: str
+    role: str
+    ready: int | None
+    unacked: int | None
+    consumers: int | None
+
+
+def _management_queue_stats(names: list[str]) -> dict[str, dict] | None:
+    """Ready/unacked/consumers from the RabbitMQ management API, when it is configured."""
+    base = settings.RABBITMQ_MANAGEMENT_URL
+    if not base:
+        return None
+    vhost = urllib.parse.quote(settings.RABBITMQ_VHOST, safe="")
+    request = urllib.request.Request(
+        f"{base.rstrip('/')}/api/queues/{vhost}?columns=name,messages_ready,messages_unacknowledged,consumers"
+    )
+    credentials = f"{settings.RABBITMQ_USER}:{settings.RABBITMQ_PASSWORD}".encode()
+    request.add_header("Authorization", "Basic " + base64.b64encode(credentials).decode())
+    try:
+        with urllib.request.urlopen(request, timeout=2) as response:
+            queues = json.loads(response.read())
+    except (urllib.error.URLError, OSError, ValueError) as error:
+        logger.info("management API unavailable (%s); using AMQP queue counts", error)
+        return None
+    return {queue["name"]: queue for queue in queues if queue["name"] in names}
+
+
+def queue_depths(topology: Topology | None = None) -> list[QueueDepth] | None:
+    """Depth of the main, retry and dead-letter queues; None when the broker is unreachable."""
+    topology = topology or Topology.from_settings()
+    roles = (
+        [(topology.queue, "main")]
+        + [(name, "retry") for name in topology.retry_queues]
+        + [(topology.dead_queue, "dead letters")]
+    )
+    names = [name for name, _ in roles]
+    stats = _management_queue_stats(names)
+    if stats is not None:
+        return [
+            QueueDepth(
+                name,
+                role,
+                stats.get(name, {}).get("messages_ready"),
+                stats.get(name, {}).get("messages_unacknowledged"),
+                stats.get(name, {}).get("consumers"),
+            )
+            for name, role in roles
+        ]
+    try:
+        broker = open_connection(role="console")
+    except (pika.exceptions.AMQPError, OSError):
+        return None
+    depths = []
+    try:
+        channel = broker.channel()
+        for name, role in roles:
+            try:
+                declared = channel.queue_declare(name, passive=True)
+                depths.append(
+                    QueueDepth(
+                        name, role, declared.method.message_count, None, declared.method.consumer_count
+                    )
+                )
+            except pika.exceptions.ChannelClosedByBroker:
+                channel = broker.channel()
+                depths.append(QueueDepth(name, role, None, None, None))
+    finally:
+        broker.close()
+    return depths
+
+
+@dataclass(frozen=True)
+class RatePoint:
+    at: datetime
+    messages: int
+    records: int
+
+
+def ingest_rate_series(*, window: timedelta, bucket_minutes: int) -> list[RatePoint]:
+    """Processed messages and records per minute, averaged over buckets, oldest first."""
+    now = timezone.now()
+    start = now - window
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"""
+            SELECT to_timestamp(floor(extract(epoch FROM processed_at) / %s) * %s) AS bucket,
+                   count(*), coalesce(sum(readings + events), 0)
+            FROM {IngestMessage._meta.db_table}
+            WHERE processed_at >= %s
+            GROUP BY 1
+            """,
+            [bucket_minutes * 60, bucket_minutes * 60, start],
+        )
+        counted = {bucket: (messages, records) for bucket, messages, records in cursor.fetchall()}
+    points = []
+    bucket = datetime.fromtimestamp(
+        (int(start.timestamp()) // (bucket_minutes * 60) + 1) * bucket_minutes * 60, tz=start.tzinfo
+    )
+    while bucket <= now:
+        messages, records = counted.get(bucket, (0, 0))
+        points.append(RatePoint(bucket, round(messages / bucket_minutes), round(records / bucket_minutes)))
+        bucket += timedelta(minutes=bucket_minutes)
+    return points
+
+
+def dead_letter_counts_by_status() -> dict[str, int]:
+    counts = dict(DeadLetter.objects.values_list("status").annotate(n=Count("id")).values_list("status", "n"))
+    return {status: counts.get(status, 0) for status in DeadLetter.Status.values}
+
+
+def open_alert_count() -> int:
+    return Alert.objects.filter(status=AlertStatus.OPEN).count()
+
+
+def scheduler_status() -> dict:
+    """The scheduler's state for the overview; it reports itself once it runs (see scheduler/)."""
+    return {"state": "not configured", "detail": "No scheduler process has reported yet."}

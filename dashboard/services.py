@@ -1,0 +1,160 @@
+"""Console actions: alerts, devices and bulk jobs over dead letters."""
+
+from __future__ import annotations
+
+import logging
+import time
+
+from django.contrib.auth.models import AbstractBaseUser
+from django.db import transaction
+from django.utils import timezone
+
+from dashboard.models import BulkJob
+from dashboard.selectors import dead_letter_queryset
+from ingest.errors import ApplicationError
+from ingest.models import Alert, AlertStatus, DeadLetter, Device, DeviceStatus
+from ingest.services.dead_letters import dead_letters_discard_many, dead_letters_requeue_many
+
+logger = logging.getLogger(__name__)
+
+
+def alert_acknowledge(*, alert_id: int, actor: AbstractBaseUser) -> Alert:
+    """Mark an open alert acknowledged, recording who and when."""
+    updated = Alert.objects.filter(pk=alert_id, status=AlertStatus.OPEN).update(
+        status=AlertStatus.ACKNOWLEDGED, acknowledged_at=timezone.now(), acknowledged_by=actor.get_username()
+    )
+    if not updated:
+        raise ApplicationError(f"alert {alert_id} is not open", code="conflict")
+    return Alert.objects.get(pk=alert_id)
+
+
+def device_status_change(*, device_id: int, status: str, actor: AbstractBaseUser) -> Device:
+    if status not in DeviceStatus.values:
+        raise ApplicationError(f"unknown device status {status!r}", code="invalid")
+    Device.objects.filter(pk=device_id).update(status=status)
+    logger.info("device %s set to %s by %s", device_id, status, actor.get_username())
+    return Device.objects.get(pk=device_id)
+
+
+def _selection_queryset(selection: dict):
+    if "ids" in selection:
+        return DeadLetter.objects.filter(pk__in=selection["ids"])
+    if "fingerprint" in selection:
+        return DeadLetter.objects.filter(fingerprint=selection["fingerprint"])
+    return dead_letter_queryset(selection.get("filter", {}))
+
+
+def bulk_job_create(
+    *, action: str, selection: dict, description: str, reason: str, actor: AbstractBaseUser
+) -> BulkJob:
+    """Queue a bulk requeue or discard; ``run_console_jobs`` carries it out."""
+    if action not in BulkJob.Action.values:
+        raise ApplicationError(f"unknown action {action!r}", code="invalid")
+    if action == BulkJob.Action.DISCARD and not reason.strip():
+        raise ApplicationError(
+            "a reason is required to discard messages",
+            code="invalid",
+            fields={"reason": ["This field is required."]},
+        )
+    total = _selection_queryset(selection).filter(status=DeadLetter.Status.DEAD).count()
+    if total == 0:
+        raise ApplicationError("no dead letters match this selection", code="invalid")
+    return BulkJob.objects.create(
+        action=action,
+        selection=selection,
+        description=description[:255],
+        reason=reason,
+        created_by=actor,
+        total=total,
+    )
+
+
+def bulk_job_cancel(*, job_id: int, actor: AbstractBaseUser) -> BulkJob:
+    """Ask a job to stop after its current chunk (a queued job stops at once)."""
+    with transaction.atomic():
+        job = BulkJob.objects.select_for_update().get(pk=job_id)
+        if not job.is_active:
+            raise ApplicationError(f"job {job_id} is already {job.status}", code="conflict")
+        job.cancel_requested = True
+        if job.status == BulkJob.Status.QUEUED:
+            job.status = BulkJob.Status.CANCELLED
+            job.finished_at = timezone.now()
+        job.save()
+    logger.info("bulk job %s cancelled by %s", job_id, actor.get_username())
+    return job
+
+
+def _claim_next_job() -> BulkJob | None:
+    with transaction.atomic():
+        job = (
+            BulkJob.objects.select_for_update(skip_locked=True)
+            .filter(status=BulkJob.Status.QUEUED)
+            .order_by("created_at")
+            .first()
+        )
+        if job is None:
+            return None
+        job.status = BulkJob.Status.RUNNING
+        job.started_at = job.started_at or timezone.now()
+        job.save(update_fields=["status", "started_at"])
+        return job
+
+
+def bulk_job_run(
+    *, job: BulkJob, chunk_size: int = 500, max_per_second: float = 2000, should_stop=lambda: False
+) -> BulkJob:
+    """Work through the job's selection in id order, a chunk per transaction, at a bounded rate.
+
+    Progress (done/skipped) is saved after every chunk; a cancel request is honoured
+    between chunks. When the runner itself is asked to stop, the job goes back to
+    ``queued`` and the next runner continues after ``last_dead_letter_id``.
+    """
+    selection = _selection_queryset(job.selection)
+    act = dead_letters_requeue_many if job.action == BulkJob.Action.REQUEUE else dead_letters_discard_many
+    while True:
+        job.refresh_from_db(fields=["cancel_requested"])
+        if job.cancel_requested:
+            job.status = BulkJob.Status.CANCELLED
+            break
+        if should_stop():
+            job.status = BulkJob.Status.QUEUED
+            job.save(update_fields=["status"])
+            return job
+        started = time.monotonic()
+        ids = list(
+            selection.filter(pk__gt=job.last_dead_letter_id, status=DeadLetter.Status.DEAD)
+            .order_by("pk")
+            .values_list("pk", flat=True)[:chunk_size]
+        )
+        if not ids:
+            job.status = BulkJob.Status.DONE
+            break
+        try:
+            acted = act(dead_letter_ids=ids, actor=job.created_by, reason=job.reason or f"bulk job {job.pk}")
+        except ApplicationError as error:
+            job.status = BulkJob.Status.FAILED
+            job.error = error.message
+            break
+        job.done += acted
+        job.skipped += len(ids) - acted
+        job.last_dead_letter_id = ids[-1]
+        job.save(update_fields=["done", "skipped", "last_dead_letter_id"])
+        # The bound keeps a large redrive from flooding the broker and the workers.
+        pause = len(ids) / max_per_second - (time.monotonic() - started)
+        if pause > 0:
+            time.sleep(pause)
+    job.finished_at = timezone.now()
+    job.save(update_fields=["status", "finished_at", "error"])
+    logger.info("bulk job %s %s: %d done, %d skipped", job.pk, job.status, job.done, job.skipped)
+    return job
+
+
+def bulk_jobs_run_pending(
+    *, chunk_size: int = 500, max_per_second: float = 2000, should_stop=lambda: False
+) -> int:
+    """Run every queued job, oldest first, until none is left or ``should_stop()``."""
+    ran = 0
+    while not should_stop() and (job := _claim_next_job()) is not None:
+        bulk_job_run(job=job, chunk_size=chunk_size, max_per_second=max_per_second, should_stop=should_stop)
+        ran += 1
+    return ran

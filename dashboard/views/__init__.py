@@ -1,0 +1,1 @@
+"""Console views: each checks access, calls one selector or service, renders one page."""

@@ -1,0 +1,59 @@
+"""Who may see and do what: every page needs an active staff user; actions need a permission."""
+
+from __future__ import annotations
+
+from django.contrib import messages
+from django.contrib.auth.mixins import LoginRequiredMixin, UserPassesTestMixin
+from django.core.exceptions import PermissionDenied
+from django.shortcuts import redirect
+from django.utils.http import url_has_allowed_host_and_scheme
+from django.views import View
+
+from ingest.errors import ApplicationError
+
+
+class StaffRequiredMixin(LoginRequiredMixin, UserPassesTestMixin):
+    login_url = "dashboard:login"
+    # A logged-in user who is not staff gets 403, not a login loop.
+    raise_exception = False
+
+    def test_func(self) -> bool:
+        user = self.request.user
+        return user.is_active and user.is_staff
+
+    def handle_no_permission(self):
+        if self.request.user.is_authenticated:
+            raise PermissionDenied("The console is for staff only.")
+        return super().handle_no_permission()
+
+
+class ConsoleActionView(StaffRequiredMixin, View):
+    """A POST that changes something: requires ``permission``; reports the outcome as a message."""
+
+    permission: str = ""
+    http_method_names = ["post"]
+
+    def dispatch(self, request, *args, **kwargs):
+        if request.user.is_authenticated and self.permission and not request.user.has_perm(self.permission):
+            raise PermissionDenied("Your role may look, not act: ask for the operator role.")
+        return super().dispatch(request, *args, **kwargs)
+
+    def post(self, request, *args, **kwargs):
+        try:
+            outcome = self.act(request, *args, **kwargs)
+        except ApplicationError as error:
+            messages.error(request, error.message)
+            return self.back(request, *args, **kwargs)
+        if outcome:
+            messages.success(request, outcome)
+        return self.back(request, *args, **kwargs)
+
+    def act(self, request, *args, **kwargs) -> str:
+        raise NotImplementedError
+
+    def back(self, request, *args, **kwargs):
+        target = request.POST.get("next") or request.META.get("HTTP_REFERER")
+        safe = target and url_has_allowed_host_and_scheme(
+            target, allowed_hosts={request.get_host()}, require_https=request.is_secure()
+        )
+        return redirect(target if safe else "dashboard:overview")

@@ -1,0 +1,52 @@
+"""The overview: queues, consumers, ingest rate, dead letters, alerts, scheduler."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from django.views.generic import TemplateView
+
+from dashboard.charts import line_chart
+from dashboard.models import BulkJob
+from dashboard.selectors import (
+    dead_letter_counts_by_status,
+    ingest_rate_series,
+    open_alert_count,
+    queue_depths,
+    scheduler_status,
+)
+from dashboard.views.access import StaffRequiredMixin
+
+RATE_WINDOWS = {"hour": (timedelta(hours=1), 1), "day": (timedelta(hours=24), 15)}
+
+
+class OverviewPanelView(StaffRequiredMixin, TemplateView):
+    """The overview's live part, fetched every few seconds by the page (no full reload)."""
+
+    template_name = "dashboard/_overview_panel.html"
+
+    def get_context_data(self, **kwargs):
+        window_name = self.request.GET.get("window", "hour")
+        window, bucket_minutes = RATE_WINDOWS.get(window_name, RATE_WINDOWS["hour"])
+        series = ingest_rate_series(window=window, bucket_minutes=bucket_minutes)
+        queues = queue_depths()
+        return {
+            **super().get_context_data(**kwargs),
+            "window": window_name if window_name in RATE_WINDOWS else "hour",
+            "queues": queues,
+            "consumers": max(
+                (queue.consumers or 0 for queue in queues or [] if queue.role == "main"), default=0
+            ),
+            "messages_chart": line_chart([point.messages for point in series]),
+            "records_chart": line_chart([point.records for point in series]),
+            "dead_letters": dead_letter_counts_by_status(),
+            "open_alerts": open_alert_count(),
+            "active_jobs": BulkJob.objects.filter(status__in=[BulkJob.Status.QUEUED, BulkJob.Status.RUNNING]),
+            "scheduler": scheduler_status(),
+        }
+
+
+class OverviewView(OverviewPanelView):
+    """The whole page: the same panel, rendered in place the first time."""
+
+    template_name = "dashboard/overview.html"

@@ -1,0 +1,111 @@
+"""Browsing the customer's tables; alerts and devices also have their own actions."""
+
+from __future__ import annotations
+
+from urllib.parse import urlencode
+
+from django.http import Http404
+from django.shortcuts import get_object_or_404, render
+from django.views.generic import TemplateView
+
+from dashboard.records import RECORDS
+from dashboard.selectors import estimated_row_count, int_or_none, keyset_page
+from dashboard.services import alert_acknowledge, device_status_change
+from dashboard.views.access import ConsoleActionView, StaffRequiredMixin
+from ingest.models import Alert, AlertStatus, Device, DeviceAPIKey, DeviceStatus
+from ingest.services.devices import device_key_issue, device_keys_revoke
+
+
+def _spec(slug: str):
+    try:
+        return RECORDS[slug]
+    except KeyError:
+        raise Http404(f"no record type {slug}") from None
+
+
+class RecordListView(StaffRequiredMixin, TemplateView):
+    template_name = "dashboard/records.html"
+
+    def get_context_data(self, slug, **kwargs):
+        spec = _spec(slug)
+        queryset, applied = spec.filtered(self.request.GET)
+        page = keyset_page(queryset, before_id=int_or_none(self.request.GET.get("before")))
+        context = {
+            **super().get_context_data(**kwargs),
+            "spec": spec,
+            "specs": RECORDS.values(),
+            "page": page,
+            "rows": [(row, [getter(row) for _, getter in spec.columns]) for row in page.rows],
+            "filter_fields": [
+                (spec_filter, self.request.GET.get(spec_filter.name, "")) for spec_filter in spec.filters
+            ],
+            "filter_query": urlencode(applied),
+            "estimated_total": estimated_row_count(queryset.model),
+        }
+        if slug == "alerts":
+            context["open_alerts"] = (
+                Alert.objects.select_related("device", "resident")
+                .filter(status=AlertStatus.OPEN)
+                .order_by("-created_at")[:200]
+            )
+        return context
+
+
+class RecordDetailView(StaffRequiredMixin, TemplateView):
+    template_name = "dashboard/record_detail.html"
+
+    def get_context_data(self, slug, pk, **kwargs):
+        spec = _spec(slug)
+        record = get_object_or_404(spec.queryset(), pk=pk)
+        fields = [(field.verbose_name, getattr(record, field.name)) for field in record._meta.concrete_fields]
+        context = {
+            **super().get_context_data(**kwargs),
+            "spec": spec,
+            "specs": RECORDS.values(),
+            "record": record,
+            "fields": fields,
+        }
+        if isinstance(record, Device):
+            context["keys"] = DeviceAPIKey.objects.filter(device=record).order_by("-created")
+            context["device_statuses"] = DeviceStatus.choices
+        return context
+
+
+class AlertAcknowledgeView(ConsoleActionView):
+    permission = "ingest.acknowledge_alert"
+
+    def act(self, request, pk):
+        alert = alert_acknowledge(alert_id=pk, actor=request.user)
+        return f"Alert {alert.pk} acknowledged."
+
+
+class DeviceStatusView(ConsoleActionView):
+    permission = "ingest.change_device"
+
+    def act(self, request, pk):
+        device = device_status_change(device_id=pk, status=request.POST.get("status", ""), actor=request.user)
+        return f"Device {device.serial_no} is now {device.status}."
+
+
+class DeviceKeyRevokeView(ConsoleActionView):
+    permission = "ingest.manage_device_keys"
+
+    def act(self, request, pk):
+        device = get_object_or_404(Device, pk=pk)
+        revoked = device_keys_revoke(device=device)
+        return f"Revoked {revoked} key(s) of {device.serial_no}."
+
+
+class DeviceKeyIssueView(ConsoleActionView):
+    """Issues a key and shows it in this response only: it is never stored or shown again."""
+
+    permission = "ingest.manage_device_keys"
+
+    def post(self, request, pk):
+        device = get_object_or_404(Device, pk=pk)
+        _, key = device_key_issue(device=device, name=request.POST.get("name", "")[:50])
+        return render(
+            request,
+            "dashboard/device_key_issued.html",
+            {"device": device, "key": key, "specs": RECORDS.values()},
+        )
