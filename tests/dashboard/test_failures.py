@@ -1,0 +1,241 @@
+"""The failed-message workbench over real dead letters, the real broker and bulk jobs."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+
+from dashboard.models import BulkJob
+from dashboard.services import bulk_job_cancel, bulk_job_create, bulk_job_run, bulk_jobs_run_pending
+from ingest.models import DeadLetter, DeadLetterAction
+from tests.broker import queue_depth, queued_messages
+from tests.factories import DeadLetterFactory
+
+pytestmark = pytest.mark.django_db
+
+
+def test_list_filters_by_status_error_class_device_and_text(viewer_client):
+    integrity = DeadLetterFactory(device_id=7)
+    data = DeadLetterFactory(error_class="django.db.utils.DataError", error_message="value too long for unit")
+    DeadLetterFactory(status=DeadLetter.Status.DISCARDED)
+
+    def listed(query: str) -> set[str]:
+        content = viewer_client.get(f"/console/failed/?{query}").content.decode()
+        return {
+            str(letter.message_id)[:10]
+            for letter in DeadLetter.objects.all()
+            if str(letter.message_id)[:10] in content
+        }
+
+    assert listed("status=dead") == {str(integrity.message_id)[:10], str(data.message_id)[:10]}
+    assert listed("error_class=DataError") == {str(data.message_id)[:10]}
+    assert listed("device=7") == {str(integrity.message_id)[:10]}
+    assert listed("q=too+long") == {str(data.message_id)[:10]}
+    assert listed("q=heart_rate&status=dead") == {str(integrity.message_id)[:10], str(data.message_id)[:10]}
+
+
+def test_list_pages_by_keyset_without_counting(viewer_client):
+    letters = DeadLetterFactory.create_batch(55)
+    with CaptureQueriesContext(connection) as queries:
+        first = viewer_client.get("/console/failed/")
+    assert not [query for query in queries if "COUNT(" in query["sql"].upper()]
+    assert first.context["page"].has_next
+    assert len(first.context["page"].rows) == 50
+    second = viewer_client.get(f"/console/failed/?before={first.context['page'].next_cursor}")
+    assert [row.pk for row in second.context["page"].rows] == sorted(
+        (letter.pk for letter in letters), reverse=True
+    )[50:]
+    assert not second.context["page"].has_next
+
+
+def test_groups_count_failures_that_share_a_cause(viewer_client):
+    DeadLetterFactory.create_batch(3)  # same class, messages differ only in the device id
+    DeadLetterFactory(error_class="django.db.utils.DataError", error_message="value too long")
+    groups = viewer_client.get("/console/failed/groups/").context["groups"]
+    assert [(group.error_class.rsplit(".", 1)[-1], group.count) for group in groups] == [
+        ("IntegrityError", 3),
+        ("DataError", 1),
+    ]
+
+
+def test_detail_shows_payload_headers_traceback_failures_and_audit(viewer_client):
+    dead = DeadLetterFactory(
+        headers={"x-failures": ["2026-11-23T07:00:00+00:00", "2026-11-23T07:00:01+00:00"]}
+    )
+    DeadLetterAction.objects.create(dead_letter=dead, action="recorded", reason="IntegrityError")
+    content = viewer_client.get(f"/console/failed/{dead.pk}/").content.decode()
+    assert "&quot;device_id&quot;: 987654" in content  # pretty-printed payload
+    assert "2026-11-23T07:00:01+00:00" in content
+    assert "Traceback (most recent call last)" in content
+    assert "Recorded" in content
+
+
+def test_requeue_publishes_then_marks_and_audits(operator_client, ingest_queue):
+    dead = DeadLetterFactory()
+    response = operator_client.post(
+        f"/console/failed/{dead.pk}/requeue/", {"reason": "fixed the device"}, follow=True
+    )
+    assert b"requeued (the broker confirmed it)" in response.content
+    dead.refresh_from_db()
+    assert dead.status == DeadLetter.Status.REQUEUED
+    [(properties, body)] = queued_messages(ingest_queue.queue)
+    assert properties.message_id == str(dead.message_id) and body == bytes(dead.body)
+    assert dead.actions.get().actor_name == "olivia"
+
+
+def test_edit_and_requeue_keeps_the_original_and_the_reason(operator_client, ingest_queue):
+    dead = DeadLetterFactory()
+    edited = json.loads(dead.body_text)
+    edited["readings"][0]["value"] = 71.0
+    operator_client.post(
+        f"/console/failed/{dead.pk}/requeue/", {"edit": "1", "body": json.dumps(edited), "reason": "typo"}
+    )
+    dead.refresh_from_db()
+    assert dead.status == DeadLetter.Status.REQUEUED
+    action = dead.actions.get()
+    assert (action.action, action.reason) == ("edited_requeued", "typo")
+    assert json.loads(action.previous_body_text)["readings"][0]["value"] == 70.0
+    [(_, body)] = queued_messages(ingest_queue.queue)
+    assert json.loads(body)["readings"][0]["value"] == 71.0
+
+
+def test_an_edit_that_is_not_json_is_refused_with_the_reason(operator_client, ingest_queue):
+    dead = DeadLetterFactory()
+    response = operator_client.post(
+        f"/console/failed/{dead.pk}/requeue/", {"edit": "1", "body": "{oops", "reason": "typo"}, follow=True
+    )
+    assert b"not a valid message" in response.content
+    dead.refresh_from_db()
+    assert dead.status == DeadLetter.Status.DEAD
+    assert queue_depth(ingest_queue.queue) == 0
+
+
+def test_discard_without_a_reason_is_refused(operator_client):
+    dead = DeadLetterFactory()
+    response = operator_client.post(f"/console/failed/{dead.pk}/discard/", {"reason": ""}, follow=True)
+    assert b"a reason is required" in response.content
+    dead.refresh_from_db()
+    assert dead.status == DeadLetter.Status.DEAD
+    operator_client.post(f"/console/failed/{dead.pk}/discard/", {"reason": "test device"})
+    dead.refresh_from_db()
+    assert dead.status == DeadLetter.Status.DISCARDED
+
+
+def test_bulk_requeue_of_a_selection_runs_as_a_job(operator_client, ingest_queue):
+    chosen = DeadLetterFactory.create_batch(3)
+    untouched = DeadLetterFactory()
+    response = operator_client.post(
+        "/console/failed/bulk/",
+        {"action": "requeue", "scope": "selected", "ids": [letter.pk for letter in chosen]},
+    )
+    job = BulkJob.objects.get()
+    assert response["Location"] == f"/console/jobs/{job.pk}/"
+    assert (job.status, job.total) == (BulkJob.Status.QUEUED, 3)
+    assert DeadLetter.objects.filter(status="requeued").count() == 0  # nothing before the job runs
+
+    assert bulk_jobs_run_pending() == 1
+
+    job.refresh_from_db()
+    assert (job.status, job.done, job.skipped) == (BulkJob.Status.DONE, 3, 0)
+    assert set(DeadLetter.objects.filter(status="requeued")) == set(chosen)
+    assert DeadLetter.objects.get(pk=untouched.pk).status == "dead"
+    assert queue_depth(ingest_queue.queue) == 3
+    page = operator_client.get(f"/console/jobs/{job.pk}/?fragment=1").content.decode()
+    assert "3 done, 0 skipped of 3" in page
+
+
+def test_bulk_discard_of_everything_matching_a_filter(operator_client):
+    DeadLetterFactory.create_batch(4, error_class="django.db.utils.DataError", error_message="value too long")
+    kept = DeadLetterFactory()
+    operator_client.post(
+        "/console/failed/bulk/",
+        {"action": "discard", "scope": "filter", "error_class": "DataError", "reason": "bad firmware"},
+    )
+    bulk_jobs_run_pending()
+    assert DeadLetter.objects.filter(status="discarded").count() == 4
+    assert DeadLetter.objects.get(pk=kept.pk).status == "dead"
+    assert set(DeadLetterAction.objects.values_list("reason", flat=True)) == {"bad firmware"}
+
+
+def test_bulk_requeue_of_a_group(operator_client, ingest_queue):
+    group = DeadLetterFactory.create_batch(3)
+    DeadLetterFactory(error_class="django.db.utils.DataError", error_message="other")
+    operator_client.post(
+        "/console/failed/bulk/", {"action": "requeue", "scope": "group", "fingerprint": group[0].fingerprint}
+    )
+    bulk_jobs_run_pending()
+    assert set(DeadLetter.objects.filter(status="requeued")) == set(group)
+
+
+def test_bulk_discard_needs_a_reason_and_an_empty_selection_is_refused(operator_client):
+    dead = DeadLetterFactory()
+    response = operator_client.post(
+        "/console/failed/bulk/", {"action": "discard", "scope": "selected", "ids": [dead.pk]}, follow=True
+    )
+    assert b"a reason is required" in response.content
+    response = operator_client.post(
+        "/console/failed/bulk/", {"action": "requeue", "scope": "selected"}, follow=True
+    )
+    assert b"no dead letters match" in response.content
+    assert not BulkJob.objects.exists()
+
+
+def test_a_job_is_bounded_in_rate_and_works_in_chunks(operator, ingest_queue):
+    DeadLetterFactory.create_batch(30)
+    job = bulk_job_create(
+        action="requeue",
+        selection={"filter": {"status": "dead"}},
+        description="all",
+        reason="",
+        actor=operator,
+    )
+    started = time.monotonic()
+    bulk_job_run(job=job, chunk_size=10, max_per_second=60)
+    assert time.monotonic() - started >= 0.45  # 30 messages at 60/s
+    assert (job.status, job.done) == (BulkJob.Status.DONE, 30)
+
+
+def test_a_cancelled_job_stops_and_a_queued_one_never_starts(operator):
+    DeadLetterFactory.create_batch(5)
+    job = bulk_job_create(
+        action="discard", selection={"filter": {}}, description="all", reason="r", actor=operator
+    )
+    bulk_job_cancel(job_id=job.pk, actor=operator)
+    assert bulk_jobs_run_pending() == 0
+    job.refresh_from_db()
+    assert job.status == BulkJob.Status.CANCELLED
+    assert DeadLetter.objects.filter(status="dead").count() == 5
+
+
+def test_a_job_whose_broker_is_down_fails_and_marks_nothing(operator, settings, ingest_queue):
+    from ingest.broker.publisher import publisher_reset
+
+    DeadLetterFactory.create_batch(3)
+    job = bulk_job_create(
+        action="requeue", selection={"filter": {}}, description="all", reason="", actor=operator
+    )
+    broker_port = settings.RABBITMQ_PORT
+    settings.RABBITMQ_PORT = 1
+    publisher_reset()
+    try:
+        bulk_job_run(job=job)
+    finally:
+        settings.RABBITMQ_PORT = broker_port
+        publisher_reset()
+    assert job.status == BulkJob.Status.FAILED
+    assert "broker did not confirm" in job.error
+    assert DeadLetter.objects.filter(status="requeued").count() == 0
+
+
+def test_cancelling_a_finished_job_is_refused(operator_client, operator):
+    DeadLetterFactory()
+    job = bulk_job_create(
+        action="discard", selection={"filter": {}}, description="all", reason="r", actor=operator
+    )
+    bulk_jobs_run_pending()
+    response = operator_client.post(f"/console/jobs/{job.pk}/cancel/", follow=True)
+    assert b"already done" in response.content

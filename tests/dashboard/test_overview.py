@@ -1,0 +1,73 @@
+"""The overview: live panel, queues, rates, dead letters, alerts."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import timedelta
+
+import pytest
+from django.utils import timezone
+
+from dashboard.charts import line_chart
+from dashboard.selectors import ingest_rate_series
+from ingest.models import IngestMessage
+from tests.broker import publish_raw
+from tests.factories import AlertFactory, DeadLetterFactory, DeviceFactory
+
+pytestmark = pytest.mark.django_db
+
+
+def test_the_panel_shows_queues_dead_letters_and_open_alerts(viewer_client, ingest_queue):
+    publish_raw(b"{}")
+    publish_raw(b"{}")
+    DeadLetterFactory.create_batch(2)
+    DeadLetterFactory(status="discarded")
+    AlertFactory.create_batch(3)
+
+    context = viewer_client.get("/console/overview/panel/").context
+    main = next(queue for queue in context["queues"] if queue.role == "main")
+    assert (main.name, main.ready) == (ingest_queue.queue, 2)
+    assert {queue.role for queue in context["queues"]} == {"main", "retry", "dead letters"}
+    assert context["dead_letters"] == {"dead": 2, "requeued": 0, "discarded": 1}
+    assert context["open_alerts"] == 3
+
+
+def test_the_page_refreshes_its_panel_in_place(viewer_client):
+    content = viewer_client.get("/console/").content.decode()
+    assert 'data-refresh-url="/console/overview/panel/?window=hour"' in content
+    assert 'id="overview-panel"' in content
+
+
+def test_the_panel_says_when_the_broker_is_unreachable(viewer_client, settings):
+    settings.RABBITMQ_PORT = 1
+    settings.RABBITMQ_MANAGEMENT_URL = ""
+    response = viewer_client.get("/console/overview/panel/")
+    assert b"The broker is unreachable" in response.content
+
+
+def test_ingest_rate_counts_processed_messages_and_records_per_minute():
+    device = DeviceFactory()
+    now = timezone.now()
+    for minutes_ago, readings in [(1, 10), (1, 5), (30, 7), (90, 100)]:
+        IngestMessage.objects.create(
+            message_id=uuid.uuid4(),
+            kind="device_batch",
+            device=device,
+            status="processed",
+            received_at=now,
+            processed_at=now - timedelta(minutes=minutes_ago),
+            readings=readings,
+        )
+    series = ingest_rate_series(window=timedelta(hours=1), bucket_minutes=1)
+    assert 59 <= len(series) <= 61
+    assert sum(point.messages for point in series) == 3  # the one 90 minutes ago is outside the hour
+    assert sum(point.records for point in series) == 22
+    day = ingest_rate_series(window=timedelta(hours=24), bucket_minutes=15)
+    assert 95 <= len(day) <= 97
+
+
+def test_line_chart_scales_to_its_peak():
+    chart = line_chart([0, 5, 10], width=100, height=50)
+    assert chart.peak == 10 and chart.latest == 10
+    assert chart.points == "0.0,48.0 50.0,25.0 100.0,2.0"
+    assert line_chart([]).points == ""

@@ -1,0 +1,102 @@
+"""Records, alerts and devices in the console."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+from django.utils import timezone
+
+from ingest.models import Alert, AlertStatus, Device, DeviceAPIKey
+from tests.factories import AlertFactory, DeviceFactory, ResidentFactory, SensorReadingFactory
+
+pytestmark = pytest.mark.django_db
+
+
+def test_readings_are_newest_first_and_filtered_by_device_metric_resident_and_time(viewer_client):
+    device = DeviceFactory(serial_no="VIT-1")
+    other = DeviceFactory(serial_no="VIT-2")
+    old = SensorReadingFactory(device=device, measured_at=timezone.now() - timedelta(days=2))
+    recent = SensorReadingFactory(device=device)
+    spo2 = SensorReadingFactory(device=device, metric="spo2")
+    SensorReadingFactory(device=other)
+
+    def ids(query: str) -> list[int]:
+        return [
+            row.pk for row in viewer_client.get(f"/console/records/readings/?{query}").context["page"].rows
+        ]
+
+    assert ids("device=VIT-1") == [spo2.pk, recent.pk, old.pk]
+    assert ids("device=VIT-1&metric=spo2") == [spo2.pk]
+    assert ids(f"resident={device.resident_id}") == [spo2.pk, recent.pk, old.pk]
+    since = (timezone.now() - timedelta(days=1)).strftime("%Y-%m-%dT%H:%M")
+    assert ids(f"device=VIT-1&since={since}") == [spo2.pk, recent.pk]
+
+
+def test_record_lists_never_count_the_table(viewer_client):
+    SensorReadingFactory.create_batch(60)
+    with CaptureQueriesContext(connection) as queries:
+        page = viewer_client.get("/console/records/readings/").context["page"]
+    assert len(page.rows) == 50 and page.has_next
+    assert not [query for query in queries if "COUNT(" in query["sql"].upper()]
+
+
+def test_detail_pages_show_every_column(viewer_client):
+    resident = ResidentFactory(full_name="Ada Lovelace")
+    content = viewer_client.get(f"/console/records/residents/{resident.pk}/").content.decode()
+    assert "Ada Lovelace" in content and "emergency contact" in content
+    assert viewer_client.get("/console/records/residents/999999/").status_code == 404
+    assert viewer_client.get("/console/records/nonsense/").status_code == 404
+
+
+def test_open_alerts_come_first_and_can_be_acknowledged(operator_client):
+    acknowledged = AlertFactory(status=AlertStatus.ACKNOWLEDGED)
+    open_alert = AlertFactory()
+    page = operator_client.get("/console/records/alerts/")
+    assert list(page.context["open_alerts"]) == [open_alert]
+    assert acknowledged in page.context["page"].rows
+
+    operator_client.post(f"/console/alerts/{open_alert.pk}/acknowledge/")
+
+    open_alert.refresh_from_db()
+    assert open_alert.status == AlertStatus.ACKNOWLEDGED
+    assert open_alert.acknowledged_by == "olivia"
+    assert open_alert.acknowledged_at is not None
+    response = operator_client.post(f"/console/alerts/{open_alert.pk}/acknowledge/", follow=True)
+    assert b"is not open" in response.content
+
+
+def test_a_device_status_can_be_changed_by_an_operator(operator_client):
+    device = DeviceFactory()
+    operator_client.post(f"/console/devices/{device.pk}/status/", {"status": "inactive"})
+    assert Device.objects.get(pk=device.pk).status == "inactive"
+    response = operator_client.post(
+        f"/console/devices/{device.pk}/status/", {"status": "melted"}, follow=True
+    )
+    assert b"unknown device status" in response.content
+
+
+def test_a_new_key_is_shown_once_and_stored_hashed(operator_client):
+    device = DeviceFactory()
+    response = operator_client.post(f"/console/devices/{device.pk}/keys/issue/", {"name": "replacement"})
+    key = response.context["key"]
+    assert key.encode() in response.content
+    stored = DeviceAPIKey.objects.get(device=device)
+    assert stored.hashed_key != key and DeviceAPIKey.objects.get_from_key(key) == stored
+    assert key.encode() not in operator_client.get(f"/console/records/devices/{device.pk}/").content
+
+
+def test_revoke_makes_every_key_of_the_device_unusable(operator_client):
+    device = DeviceFactory()
+    key = operator_client.post(f"/console/devices/{device.pk}/keys/issue/").context["key"]
+    operator_client.post(f"/console/devices/{device.pk}/keys/revoke/")
+    assert not DeviceAPIKey.objects.is_valid(key)
+
+
+def test_records_other_than_alerts_and_devices_have_no_actions(operator_client):
+    reading = SensorReadingFactory()
+    content = operator_client.get(f"/console/records/readings/{reading.pk}/").content
+    assert b"<button" not in content.split(b"<main>")[1]
+    assert Alert.objects.count() == 0
