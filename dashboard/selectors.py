@@ -179,7 +179,7 @@ class QueueDepth:
 
 
 def _management_queue_stats(names: list[str]) -> dict[str, dict] | None:
-    """Ready/unacked/consumers from the RabbitMQ management API, when it is configured."""
+    """Per-queue stats from the RabbitMQ management API, when it is configured."""
     base = settings.RABBITMQ_MANAGEMENT_URL
     if not base:
         return None
@@ -199,47 +199,45 @@ def _management_queue_stats(names: list[str]) -> dict[str, dict] | None:
 
 
 def queue_depths(topology: Topology | None = None) -> list[QueueDepth] | None:
-    """Depth of the main, retry and dead-letter queues; None when the broker is unreachable."""
+    """Depth of the main, retry and dead-letter queues; None when the broker is unreachable.
+
+    Ready messages and consumers come from AMQP (exact, immediate). Unacked messages are
+    only known to the management API, which samples every few seconds: when it is not
+    configured or not reachable they show as unknown.
+    """
     topology = topology or Topology.from_settings()
     roles = (
         [(topology.queue, "main")]
         + [(name, "retry") for name in topology.retry_queues]
         + [(topology.dead_queue, "dead letters")]
     )
-    names = [name for name, _ in roles]
-    stats = _management_queue_stats(names)
-    if stats is not None:
-        return [
-            QueueDepth(
-                name,
-                role,
-                stats.get(name, {}).get("messages_ready"),
-                stats.get(name, {}).get("messages_unacknowledged"),
-                stats.get(name, {}).get("consumers"),
-            )
-            for name, role in roles
-        ]
     try:
         broker = open_connection(role="console")
     except (pika.exceptions.AMQPError, OSError):
         return None
-    depths = []
+    counted: dict[str, tuple[int | None, int | None]] = {}
     try:
         channel = broker.channel()
-        for name, role in roles:
+        for name, _ in roles:
             try:
                 declared = channel.queue_declare(name, passive=True)
-                depths.append(
-                    QueueDepth(
-                        name, role, declared.method.message_count, None, declared.method.consumer_count
-                    )
-                )
-            except pika.exceptions.ChannelClosedByBroker:
+                counted[name] = (declared.method.message_count, declared.method.consumer_count)
+            except pika.exceptions.ChannelClosedByBroker:  # not declared yet
                 channel = broker.channel()
-                depths.append(QueueDepth(name, role, None, None, None))
+                counted[name] = (None, None)
     finally:
         broker.close()
-    return depths
+    management = _management_queue_stats([name for name, _ in roles]) or {}
+    return [
+        QueueDepth(
+            name,
+            role,
+            counted[name][0],
+            management.get(name, {}).get("messages_unacknowledged"),
+            counted[name][1],
+        )
+        for name, role in roles
+    ]
 
 
 @dataclass(frozen=True)

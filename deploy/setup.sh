@@ -100,6 +100,13 @@ if ! port_open "$RABBITMQ_HOST" "$RABBITMQ_PORT"; then
   wait_for_port "$RABBITMQ_HOST" "$RABBITMQ_PORT" RabbitMQ
 fi
 
+# The console reads ready/unacked counts from the management API when it is there.
+if [ -n "${RABBITMQ_MANAGEMENT_URL:-}" ] && command -v rabbitmq-plugins >/dev/null \
+   && ! port_open "$RABBITMQ_HOST" 15672 && [ "$(id -u)" -eq 0 ]; then
+  log "enabling the RabbitMQ management plugin"
+  rabbitmq-plugins enable rabbitmq_management >/dev/null || log "could not enable it; the console shows ready counts only"
+fi
+
 # --- Schema ------------------------------------------------------------------------------
 log "checking the customer's schema and migrating the app's own tables"
 .venv/bin/python manage.py bootstrap_db

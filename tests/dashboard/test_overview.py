@@ -13,6 +13,7 @@ from dashboard.selectors import ingest_rate_series
 from ingest.models import IngestMessage
 from tests.broker import publish_raw
 from tests.factories import AlertFactory, DeadLetterFactory, DeviceFactory
+from tests.workers import wait_until
 
 pytestmark = pytest.mark.django_db
 
@@ -71,3 +72,20 @@ def test_line_chart_scales_to_its_peak():
     assert chart.peak == 10 and chart.latest == 10
     assert chart.points == "0.0,48.0 50.0,25.0 100.0,2.0"
     assert line_chart([]).points == ""
+
+
+def test_unacked_counts_come_from_the_management_api_when_configured(viewer_client, settings, ingest_queue):
+    import urllib.request
+
+    try:
+        urllib.request.urlopen(settings.RABBITMQ_MANAGEMENT_URL or "http://127.0.0.1:15672", timeout=2)
+    except OSError:
+        pytest.skip("the RabbitMQ management plugin is not enabled here")
+    settings.RABBITMQ_MANAGEMENT_URL = settings.RABBITMQ_MANAGEMENT_URL or "http://127.0.0.1:15672"
+
+    def main_unacked():
+        context = viewer_client.get("/console/overview/panel/").context
+        return next(queue for queue in context["queues"] if queue.role == "main").unacked
+
+    # The management API reports unacked (which AMQP alone cannot), sampled every few seconds.
+    assert wait_until(lambda: main_unacked() == 0, timeout=15)
