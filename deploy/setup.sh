@@ -41,6 +41,11 @@ if [ ! -f "$STAMP" ]; then
   rm -f .venv/.installed-* && touch "$STAMP"
 fi
 
+# --- Browser for the console's end-to-end tests (deploy/test.sh sets NEED_BROWSER=1) ------
+if [ "${NEED_BROWSER:-0}" = 1 ] && [ ! -x "${CHROMIUM_PATH:-/usr/bin/chromium}" ]; then
+  apt_install chromium
+fi
+
 # --- Configuration -----------------------------------------------------------------------
 if [ ! -f .env ]; then
   log "creating .env from .env.example with a fresh secret key"

@@ -6,9 +6,10 @@ from datetime import timedelta
 
 import factory
 from django.contrib.auth import get_user_model
-from django.contrib.auth.models import Group
+from django.contrib.auth.models import Group, Permission
 from django.utils import timezone
 
+from dashboard.roles import roles_ensure
 from ingest.models import Alert, DeadLetter, Device, DeviceStatus, DeviceType, Resident, SensorReading
 from ingest.services.dead_letters import error_fingerprint
 
@@ -45,6 +46,7 @@ class UserFactory(factory.django.DjangoModelFactory):
     def role(self, create, extracted, **kwargs):
         """``UserFactory(role="Console operators")`` puts the user in that group."""
         if create and extracted:
+            roles_ensure(Group, Permission)  # transactional tests flush the groups away
             self.groups.add(Group.objects.get(name=extracted))
 
 

@@ -2,28 +2,7 @@
 
 from django.db import migrations
 
-VIEWER_PERMISSIONS = [
-    ("ingest", "view_deadletter"),
-    ("ingest", "view_deadletteraction"),
-    ("ingest", "view_ingestmessage"),
-    ("ingest", "view_resident"),
-    ("ingest", "view_device"),
-    ("ingest", "view_sensorreading"),
-    ("ingest", "view_deviceevent"),
-    ("ingest", "view_webhookevent"),
-    ("ingest", "view_alert"),
-    ("dashboard", "view_bulkjob"),
-]
-OPERATOR_PERMISSIONS = VIEWER_PERMISSIONS + [
-    ("ingest", "requeue_deadletter"),
-    ("ingest", "discard_deadletter"),
-    ("ingest", "acknowledge_alert"),
-    ("ingest", "change_device"),
-    ("ingest", "manage_device_keys"),
-    ("dashboard", "add_bulkjob"),
-    ("dashboard", "change_bulkjob"),
-]
-ROLES = {"Console viewers": VIEWER_PERMISSIONS, "Console operators": OPERATOR_PERMISSIONS}
+from dashboard.roles import ROLES, roles_ensure
 
 
 def create_roles(apps, schema_editor):
@@ -34,14 +13,7 @@ def create_roles(apps, schema_editor):
         app_config.models_module = True
         create_permissions(app_config, verbosity=0, apps=apps)
         app_config.models_module = None
-    group_model = apps.get_model("auth", "Group")
-    permission_model = apps.get_model("auth", "Permission")
-    for name, permissions in ROLES.items():
-        group, _ = group_model.objects.get_or_create(name=name)
-        for app_label, codename in permissions:
-            group.permissions.add(
-                permission_model.objects.get(content_type__app_label=app_label, codename=codename)
-            )
+    roles_ensure(apps.get_model("auth", "Group"), apps.get_model("auth", "Permission"))
 
 
 def remove_roles(apps, schema_editor):
