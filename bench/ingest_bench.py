@@ -72,7 +72,7 @@ def prepare_database(env: dict[str, str], admin_url: str) -> None:
         exists = admin.execute("SELECT 1 FROM pg_database WHERE datname = %s", [BENCH_DB]).fetchone()
         if not exists:
             admin.execute(f'CREATE DATABASE "{BENCH_DB}"')
-    for command in (["bootstrap_db"], ["migrate", "-v", "0"]):
+    for command in (["bootstrap_db"], ["migrate", "-v", "0"], ["collectstatic", "--no-input", "-v", "0"]):
         subprocess.run(
             [PYTHON, "manage.py", *command], cwd=ROOT, env=env, check=True, stdout=subprocess.DEVNULL
         )
