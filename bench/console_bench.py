@@ -17,7 +17,6 @@ Fills the benchmark database (``iot_care_bench``, shared with ingest_bench.py) o
 from __future__ import annotations
 
 import argparse
-import os
 import statistics
 import subprocess
 import sys
@@ -26,7 +25,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from ingest_bench import BENCH_DB, ROOT, bench_environment, django_setup, prepare_database  # noqa: E402
+from ingest_bench import BENCH_DB, ROOT, bench_setup  # noqa: E402
 
 
 def fill(readings: int, dead_letters: int) -> None:
@@ -149,18 +148,7 @@ def main() -> None:
     )
     args = parser.parse_args()
 
-    env_file = ROOT / ".env"
-    if env_file.exists():
-        for line in env_file.read_text().splitlines():
-            key, _, value = line.partition("=")
-            if key and not key.startswith("#"):
-                os.environ.setdefault(key, value)
-    base_url = os.environ.get("DATABASE_URL", "postgres://iot_care:iot_care@127.0.0.1:5432/iot_care")
-    from urllib.parse import urlsplit
-
-    env = {**bench_environment(base_url), "DJANGO_ALLOWED_HOSTS": "testserver,localhost"}
-    prepare_database(env, urlsplit(base_url)._replace(path="/postgres").geturl())
-    django_setup(env)
+    env = bench_setup(DJANGO_ALLOWED_HOSTS="testserver,localhost")
 
     from django.contrib.auth import get_user_model
     from django.test import Client

@@ -379,6 +379,21 @@ def run_single(args, env) -> None:
     print(result.stdout)
 
 
+def bench_setup(**extra_env: str) -> dict[str, str]:
+    """Read .env like the app does, prepare the bench database, set Django up; return the env."""
+    env_file = ROOT / ".env"
+    if env_file.exists():
+        for line in env_file.read_text().splitlines():
+            key, _, value = line.partition("=")
+            if key and not key.startswith("#"):
+                os.environ.setdefault(key, value)
+    base_url = os.environ.get("DATABASE_URL", "postgres://iot_care:iot_care@127.0.0.1:5432/iot_care")
+    env = {**bench_environment(base_url), **extra_env}
+    prepare_database(env, urlsplit(base_url)._replace(path="/postgres").geturl())
+    django_setup(env)
+    return env
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -394,16 +409,7 @@ def main() -> None:
     parser.add_argument("--consumer-batch", type=int, default=50, help="messages per transaction")
     args = parser.parse_args()
 
-    env_file = ROOT / ".env"
-    if env_file.exists():
-        for line in env_file.read_text().splitlines():
-            key, _, value = line.partition("=")
-            if key and not key.startswith("#"):
-                os.environ.setdefault(key, value)
-    base_url = os.environ.get("DATABASE_URL", "postgres://iot_care:iot_care@127.0.0.1:5432/iot_care")
-    env = bench_environment(base_url)
-    prepare_database(env, urlsplit(base_url)._replace(path="/postgres").geturl())
-    django_setup(env)
+    env = bench_setup()
     {"end-to-end": run_end_to_end, "consumer": run_consumer, "single": run_single}[args.mode](args, env)
 
 
