@@ -286,3 +286,39 @@ def open_alert_count() -> int:
 def scheduler_status() -> dict:
     """The scheduler's state for the overview; it reports itself once it runs (see scheduler/)."""
     return {"state": "not configured", "detail": "No scheduler process has reported yet."}
+
+
+@dataclass(frozen=True)
+class AuditLine:
+    at: datetime
+    actor: str
+    action: str
+    target: str
+    detail: str
+    link: str | None
+
+
+def audit_trail(*, limit: int = 200) -> list[AuditLine]:
+    """The newest console actions: dead-letter actions by people, and everything else."""
+    from dashboard.models import AuditEntry
+    from ingest.models import DeadLetterAction
+
+    lines = [
+        AuditLine(entry.at, entry.actor_name, entry.action, entry.target, entry.detail, None)
+        for entry in AuditEntry.objects.all()[:limit]
+    ]
+    people = DeadLetterAction.objects.exclude(action=DeadLetterAction.Action.RECORDED).select_related(
+        "dead_letter"
+    )
+    lines += [
+        AuditLine(
+            action.at,
+            action.actor_name or "system",
+            action.get_action_display().lower(),
+            f"message {action.dead_letter.message_id}",
+            action.reason,
+            f"/console/failed/{action.dead_letter_id}/",
+        )
+        for action in people.order_by("-at")[:limit]
+    ]
+    return sorted(lines, key=lambda line: line.at, reverse=True)[:limit]

@@ -9,15 +9,23 @@ from django.contrib.auth.models import AbstractBaseUser
 from django.db import transaction
 from django.utils import timezone
 
-from dashboard.models import BulkJob
+from dashboard.models import AuditEntry, BulkJob
 from dashboard.selectors import dead_letter_queryset
 from ingest.errors import ApplicationError
 from ingest.models import Alert, AlertStatus, DeadLetter, Device, DeviceStatus
 from ingest.services.dead_letters import dead_letters_discard_many, dead_letters_requeue_many
+from ingest.services.devices import device_key_issue, device_keys_revoke
 
 logger = logging.getLogger(__name__)
 
 
+def audit_record(*, actor: AbstractBaseUser, action: str, target: str, detail: str = "") -> AuditEntry:
+    return AuditEntry.objects.create(
+        actor=actor, actor_name=actor.get_username(), action=action, target=target, detail=detail
+    )
+
+
+@transaction.atomic
 def alert_acknowledge(*, alert_id: int, actor: AbstractBaseUser) -> Alert:
     """Mark an open alert acknowledged, recording who and when."""
     updated = Alert.objects.filter(pk=alert_id, status=AlertStatus.OPEN).update(
@@ -25,15 +33,43 @@ def alert_acknowledge(*, alert_id: int, actor: AbstractBaseUser) -> Alert:
     )
     if not updated:
         raise ApplicationError(f"alert {alert_id} is not open", code="conflict")
-    return Alert.objects.get(pk=alert_id)
+    alert = Alert.objects.get(pk=alert_id)
+    audit_record(
+        actor=actor, action="acknowledged alert", target=f"alert {alert.pk}", detail=alert.message[:500]
+    )
+    return alert
 
 
+@transaction.atomic
 def device_status_change(*, device_id: int, status: str, actor: AbstractBaseUser) -> Device:
     if status not in DeviceStatus.values:
         raise ApplicationError(f"unknown device status {status!r}", code="invalid")
-    Device.objects.filter(pk=device_id).update(status=status)
-    logger.info("device %s set to %s by %s", device_id, status, actor.get_username())
-    return Device.objects.get(pk=device_id)
+    device = Device.objects.select_for_update().get(pk=device_id)
+    previous, device.status = device.status, status
+    device.save(update_fields=["status"])
+    audit_record(
+        actor=actor, action="changed device status", target=device.serial_no, detail=f"{previous} → {status}"
+    )
+    return device
+
+
+@transaction.atomic
+def device_key_issue_audited(*, device: Device, name: str, actor: AbstractBaseUser) -> str:
+    """Issue a key from the console; the plain key is returned once and never logged."""
+    api_key, key = device_key_issue(device=device, name=name)
+    audit_record(
+        actor=actor, action="issued device key", target=device.serial_no, detail=f"prefix {api_key.prefix}"
+    )
+    return key
+
+
+@transaction.atomic
+def device_keys_revoke_audited(*, device: Device, actor: AbstractBaseUser) -> int:
+    revoked = device_keys_revoke(device=device)
+    audit_record(
+        actor=actor, action="revoked device keys", target=device.serial_no, detail=f"{revoked} key(s)"
+    )
+    return revoked
 
 
 def _selection_queryset(selection: dict):
@@ -44,6 +80,7 @@ def _selection_queryset(selection: dict):
     return dead_letter_queryset(selection.get("filter", {}))
 
 
+@transaction.atomic
 def bulk_job_create(
     *, action: str, selection: dict, description: str, reason: str, actor: AbstractBaseUser
 ) -> BulkJob:
@@ -80,7 +117,7 @@ def bulk_job_cancel(*, job_id: int, actor: AbstractBaseUser) -> BulkJob:
             job.status = BulkJob.Status.CANCELLED
             job.finished_at = timezone.now()
         job.save()
-    logger.info("bulk job %s cancelled by %s", job_id, actor.get_username())
+        audit_record(actor=actor, action="cancelled bulk job", target=f"job {job.pk}")
     return job
 
 

@@ -16,6 +16,7 @@ urlpatterns = [
     path("failed/<int:pk>/", failures.DeadLetterDetailView.as_view(), name="dead-letter"),
     path("failed/<int:pk>/requeue/", failures.DeadLetterRequeueView.as_view(), name="dead-letter-requeue"),
     path("failed/<int:pk>/discard/", failures.DeadLetterDiscardView.as_view(), name="dead-letter-discard"),
+    path("audit/", failures.AuditTrailView.as_view(), name="audit"),
     path("jobs/", failures.BulkJobListView.as_view(), name="jobs"),
     path("jobs/<int:pk>/", failures.BulkJobDetailView.as_view(), name="job-detail"),
     path("jobs/<int:pk>/cancel/", failures.BulkJobCancelView.as_view(), name="job-cancel"),

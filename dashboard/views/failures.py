@@ -10,6 +10,7 @@ from django.views.generic import DetailView, TemplateView
 
 from dashboard.models import BulkJob
 from dashboard.selectors import (
+    audit_trail,
     dead_letter_failure_times,
     dead_letter_filters_of,
     dead_letter_groups,
@@ -164,3 +165,10 @@ class BulkJobCancelView(ConsoleActionView):
     def act(self, request, pk):
         job = bulk_job_cancel(job_id=pk, actor=request.user)
         return f"Job {job.pk} will stop after its current chunk."
+
+
+class AuditTrailView(StaffRequiredMixin, TemplateView):
+    template_name = "dashboard/audit.html"
+
+    def get_context_data(self, **kwargs):
+        return {**super().get_context_data(**kwargs), "lines": audit_trail()}

@@ -10,10 +10,14 @@ from django.views.generic import TemplateView
 
 from dashboard.records import RECORDS
 from dashboard.selectors import estimated_row_count, int_or_none, keyset_page
-from dashboard.services import alert_acknowledge, device_status_change
+from dashboard.services import (
+    alert_acknowledge,
+    device_key_issue_audited,
+    device_keys_revoke_audited,
+    device_status_change,
+)
 from dashboard.views.access import ConsoleActionView, StaffRequiredMixin
 from ingest.models import Alert, AlertStatus, Device, DeviceAPIKey, DeviceStatus
-from ingest.services.devices import device_key_issue, device_keys_revoke
 
 
 def _spec(slug: str):
@@ -92,7 +96,7 @@ class DeviceKeyRevokeView(ConsoleActionView):
 
     def act(self, request, pk):
         device = get_object_or_404(Device, pk=pk)
-        revoked = device_keys_revoke(device=device)
+        revoked = device_keys_revoke_audited(device=device, actor=request.user)
         return f"Revoked {revoked} key(s) of {device.serial_no}."
 
 
@@ -103,7 +107,9 @@ class DeviceKeyIssueView(ConsoleActionView):
 
     def post(self, request, pk):
         device = get_object_or_404(Device, pk=pk)
-        _, key = device_key_issue(device=device, name=request.POST.get("name", "")[:50])
+        key = device_key_issue_audited(
+            device=device, name=request.POST.get("name", "")[:50], actor=request.user
+        )
         return render(
             request,
             "dashboard/device_key_issued.html",

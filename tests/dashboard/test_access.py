@@ -15,6 +15,7 @@ PAGES = [
     "/console/failed/",
     "/console/failed/groups/",
     "/console/jobs/",
+    "/console/audit/",
     "/console/records/residents/",
     "/console/records/devices/",
     "/console/records/readings/",

@@ -100,3 +100,32 @@ def test_records_other_than_alerts_and_devices_have_no_actions(operator_client):
     content = operator_client.get(f"/console/records/readings/{reading.pk}/").content
     assert b"<button" not in content.split(b"<main>")[1]
     assert Alert.objects.count() == 0
+
+
+def test_every_console_action_is_in_the_audit_trail(operator_client, viewer_client, ingest_queue):
+    from tests.factories import DeadLetterFactory
+
+    alert = AlertFactory()
+    device = DeviceFactory(serial_no="AUD-1")
+    dead = DeadLetterFactory()
+    operator_client.post(f"/console/alerts/{alert.pk}/acknowledge/")
+    operator_client.post(f"/console/devices/{device.pk}/status/", {"status": "inactive"})
+    operator_client.post(f"/console/devices/{device.pk}/keys/issue/")
+    operator_client.post(f"/console/devices/{device.pk}/keys/revoke/")
+    operator_client.post(f"/console/failed/{dead.pk}/discard/", {"reason": "duplicate test data"})
+    operator_client.post(
+        "/console/failed/bulk/", {"action": "requeue", "scope": "filter", "status": "dead"}, follow=True
+    )
+
+    lines = viewer_client.get("/console/audit/").context["lines"]
+    actions = [(line.actor, line.action) for line in lines]
+    for expected in [
+        "acknowledged alert",
+        "changed device status",
+        "issued device key",
+        "revoked device keys",
+        "discarded",
+    ]:
+        assert ("olivia", expected) in actions, expected
+    assert any(line.detail == "active → inactive" for line in lines)
+    assert any(line.detail == "duplicate test data" for line in lines)
