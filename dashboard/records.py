@@ -41,6 +41,8 @@ class RecordSpec:
     queryset: Callable[[], QuerySet]
     columns: list[tuple[str, Callable]]
     filters: list[Filter] = field(default_factory=list)
+    # Newest first by this column (it must be indexed), else by id.
+    time_order: str | None = None
 
     def filtered(self, params) -> tuple[QuerySet, dict]:
         queryset = self.queryset()
@@ -139,6 +141,9 @@ RECORDS: dict[str, RecordSpec] = {
                 Filter("metric", "Metric", lambda q, v: q.filter(metric=v)),
                 *_time_filters("measured_at"),
             ],
+            # ix_sensor_readings_measured and uq_sensor_readings_point (device, metric, measured_at)
+            # serve this order, filtered or not; by id, a rare device+metric would scan the table.
+            time_order="measured_at",
         ),
         RecordSpec(
             "events",

@@ -32,21 +32,41 @@ PAGE_SIZE = 50
 @dataclass(frozen=True)
 class Page:
     rows: list
-    next_cursor: int | None
+    next_cursor: str | None
 
     @property
     def has_next(self) -> bool:
         return self.next_cursor is not None
 
 
-def keyset_page(queryset: QuerySet, *, before_id: int | None, size: int = PAGE_SIZE) -> Page:
-    """Newest first by id; the next page starts below the last id shown. No COUNT(*)."""
-    if before_id:
-        queryset = queryset.filter(pk__lt=before_id)
-    rows = list(queryset.order_by("-pk")[: size + 1])
-    if len(rows) > size:
-        return Page(rows[:size], rows[size - 1].pk)
-    return Page(rows, None)
+def keyset_page(
+    queryset: QuerySet, *, cursor: str | None, time_field: str | None = None, size: int = PAGE_SIZE
+) -> Page:
+    """Newest first; the next page starts after the last row shown. Never a COUNT(*).
+
+    Ordered by primary key, or by ``time_field`` then key when the table has an index that
+    serves it (e.g. readings by ``measured_at``, which filtered lists also use).
+    The cursor is ``<id>`` or ``<iso time>|<id>``.
+    """
+    if time_field:
+        queryset = queryset.order_by(f"-{time_field}", "-pk")
+        at, _, last_id = (cursor or "").rpartition("|")
+        instant = parse_instant(at)
+        if instant is not None and last_id.isdigit():
+            # (time, id) < (at, last_id), written so that the time index bounds the scan.
+            queryset = queryset.filter(**{f"{time_field}__lte": instant}).exclude(
+                **{time_field: instant, "pk__gte": int(last_id)}
+            )
+    else:
+        queryset = queryset.order_by("-pk")
+        if (last_id := int_or_none(cursor)) is not None:
+            queryset = queryset.filter(pk__lt=last_id)
+    rows = list(queryset[: size + 1])
+    if len(rows) <= size:
+        return Page(rows, None)
+    last = rows[size - 1]
+    next_cursor = f"{getattr(last, time_field).isoformat()}|{last.pk}" if time_field else str(last.pk)
+    return Page(rows[:size], next_cursor)
 
 
 def estimated_row_count(model) -> int:

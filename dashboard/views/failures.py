@@ -17,7 +17,6 @@ from dashboard.selectors import (
     dead_letter_payload_pretty,
     dead_letter_queryset,
     ingest_message_of,
-    int_or_none,
     keyset_page,
 )
 from dashboard.services import bulk_job_cancel, bulk_job_create
@@ -34,9 +33,7 @@ class DeadLetterListView(StaffRequiredMixin, TemplateView):
 
     def get_context_data(self, **kwargs):
         filters = dead_letter_filters_of(self.request.GET)
-        page = keyset_page(
-            dead_letter_queryset(filters), before_id=int_or_none(self.request.GET.get("before"))
-        )
+        page = keyset_page(dead_letter_queryset(filters), cursor=self.request.GET.get("before"))
         return {
             **super().get_context_data(**kwargs),
             "page": page,
@@ -143,7 +140,7 @@ class BulkJobListView(StaffRequiredMixin, TemplateView):
     def get_context_data(self, **kwargs):
         page = keyset_page(
             BulkJob.objects.select_related("created_by"),
-            before_id=int_or_none(self.request.GET.get("before")),
+            cursor=self.request.GET.get("before"),
         )
         return {**super().get_context_data(**kwargs), "page": page}
 

@@ -9,7 +9,7 @@ from django.shortcuts import get_object_or_404, render
 from django.views.generic import TemplateView
 
 from dashboard.records import RECORDS
-from dashboard.selectors import estimated_row_count, int_or_none, keyset_page
+from dashboard.selectors import estimated_row_count, keyset_page
 from dashboard.services import (
     alert_acknowledge,
     device_key_issue_audited,
@@ -33,7 +33,7 @@ class RecordListView(StaffRequiredMixin, TemplateView):
     def get_context_data(self, slug, **kwargs):
         spec = _spec(slug)
         queryset, applied = spec.filtered(self.request.GET)
-        page = keyset_page(queryset, before_id=int_or_none(self.request.GET.get("before")))
+        page = keyset_page(queryset, cursor=self.request.GET.get("before"), time_field=spec.time_order)
         context = {
             **super().get_context_data(**kwargs),
             "spec": spec,

@@ -17,7 +17,7 @@ from django.contrib.auth.models import AbstractBaseUser
 from django.db import transaction
 from django.utils import timezone
 
-from ingest.broker.publisher import OutgoingMessage
+from ingest.broker.publisher import OutgoingMessage, publish_all_confirmed
 from ingest.errors import ApplicationError
 from ingest.messages import (
     HEADER_ERROR_CLASS,
@@ -251,25 +251,21 @@ def dead_letters_requeue_many(
 ) -> int:
     """Requeue every still-dead letter among the ids; return how many were requeued.
 
-    Each message is published with a confirm before any is marked; the marks commit
-    together. Rows another transaction holds are skipped, not waited for. If the broker
-    fails half-way, the ones already confirmed are still marked, then the error is raised.
+    Every message is published with a confirm (several connections at once) before any
+    is marked; only the confirmed ones are marked, and the marks commit together. Rows
+    another transaction holds are skipped, not waited for. If the broker fails part-way,
+    the confirmed ones are still marked, then the error is raised.
     """
-    failure: ApplicationError | None = None
     with transaction.atomic():
         letters = list(
             DeadLetter.objects.select_for_update(skip_locked=True)
             .filter(pk__in=dead_letter_ids, status=DeadLetter.Status.DEAD)
             .order_by("pk")
         )
-        published = []
-        for letter in letters:
-            try:
-                message_publish_confirmed(outgoing=_requeue_message(letter, bytes(letter.body)))
-            except ApplicationError as error:
-                failure = error
-                break
-            published.append(letter)
+        confirmed, failure = publish_all_confirmed(
+            [_requeue_message(letter, bytes(letter.body)) for letter in letters]
+        )
+        published = [letter for letter in letters if str(letter.message_id) in confirmed]
         _mark_many(
             published,
             status=DeadLetter.Status.REQUEUED,
@@ -278,7 +274,10 @@ def dead_letters_requeue_many(
             reason=reason,
         )
     if failure is not None:
-        raise failure
+        raise ApplicationError(
+            "The message broker did not confirm every message; the unconfirmed ones stay dead. Retry later.",
+            code="broker_unavailable",
+        ) from failure
     return len(published)
 
 
