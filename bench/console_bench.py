@@ -164,6 +164,7 @@ def main() -> None:
     client = Client()
     client.force_login(user)
     device = Device.objects.filter(serial_no__startswith="CONSOLE-").first()
+    Device.objects.get_or_create(serial_no="CONSOLE-QUIET", defaults={"device_type": "door"})
     dead = DeadLetter.objects.order_by("-pk").first()
     deep = DeadLetter.objects.order_by("pk")[1000].pk
     pages = {
@@ -178,6 +179,8 @@ def main() -> None:
         "readings": "/console/records/readings/",
         "readings by device": f"/console/records/readings/?device={device.serial_no}",
         "readings by device + metric": f"/console/records/readings/?device={device.serial_no}&metric=spo2",
+        "readings of a device with none": "/console/records/readings/?device=CONSOLE-QUIET",
+        "readings by resident": f"/console/records/readings/?resident={device.resident_id}",
         "readings, time range a week ago": "/console/records/readings/?since="
         + time.strftime("%Y-%m-%dT%H:%M", time.gmtime(time.time() - 7 * 86400))
         + "&until="

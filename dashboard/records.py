@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 
 from django.db.models import QuerySet
 
-from dashboard.selectors import parse_instant
+from dashboard.selectors import Page, parse_instant, readings_page
 from ingest.models import (
     Alert,
     AlertStatus,
@@ -43,6 +43,8 @@ class RecordSpec:
     filters: list[Filter] = field(default_factory=list)
     # Newest first by this column (it must be indexed), else by id.
     time_order: str | None = None
+    # A page built another way for some filters (returns None to use the generic one).
+    special_page: Callable[[dict, str | None], Page | None] | None = None
 
     def filtered(self, params) -> tuple[QuerySet, dict]:
         queryset = self.queryset()
@@ -88,6 +90,29 @@ def _time_filters(field_name: str) -> list[Filter]:
         Filter("since", "From", _since(field_name), kind="datetime-local"),
         Filter("until", "To", _until(field_name), kind="datetime-local"),
     ]
+
+
+def _readings_of_devices_page(params, cursor: str | None) -> Page | None:
+    """With a device or resident filter, read each series from the customer's unique index."""
+    device, resident = (params.get("device") or "").strip(), (params.get("resident") or "").strip()
+    if not device and not resident:
+        return None
+    devices = Device.objects.all()
+    if device:
+        devices = devices.filter(pk=int(device)) if device.isdigit() else devices.filter(serial_no=device)
+    if resident:
+        devices = (
+            devices.filter(resident_id=int(resident))
+            if resident.isdigit()
+            else devices.filter(resident__full_name__icontains=resident)
+        )
+    return readings_page(
+        device_ids=list(devices.values_list("pk", flat=True)[:100]),
+        metric=(params.get("metric") or "").strip() or None,
+        since=parse_instant(params.get("since")),
+        until=parse_instant(params.get("until")),
+        cursor=cursor,
+    )
 
 
 RECORDS: dict[str, RecordSpec] = {
@@ -144,6 +169,7 @@ RECORDS: dict[str, RecordSpec] = {
             # ix_sensor_readings_measured and uq_sensor_readings_point (device, metric, measured_at)
             # serve this order, filtered or not; by id, a rare device+metric would scan the table.
             time_order="measured_at",
+            special_page=_readings_of_devices_page,
         ),
         RecordSpec(
             "events",

@@ -33,7 +33,10 @@ class RecordListView(StaffRequiredMixin, TemplateView):
     def get_context_data(self, slug, **kwargs):
         spec = _spec(slug)
         queryset, applied = spec.filtered(self.request.GET)
-        page = keyset_page(queryset, cursor=self.request.GET.get("before"), time_field=spec.time_order)
+        cursor = self.request.GET.get("before")
+        page = spec.special_page(self.request.GET, cursor) if spec.special_page else None
+        if page is None:
+            page = keyset_page(queryset, cursor=cursor, time_field=spec.time_order)
         context = {
             **super().get_context_data(**kwargs),
             "spec": spec,

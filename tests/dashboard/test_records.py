@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import timedelta
-from urllib.parse import quote
+from urllib.parse import urlencode
 
 import pytest
 from django.db import connection
@@ -21,7 +21,9 @@ def test_readings_are_newest_first_and_filtered_by_device_metric_resident_and_ti
     other = DeviceFactory(serial_no="VIT-2")
     old = SensorReadingFactory(device=device, measured_at=timezone.now() - timedelta(days=2))
     recent = SensorReadingFactory(device=device, measured_at=timezone.now() - timedelta(minutes=10))
-    spo2 = SensorReadingFactory(device=device, metric="spo2", measured_at=timezone.now() - timedelta(minutes=5))
+    spo2 = SensorReadingFactory(
+        device=device, metric="spo2", measured_at=timezone.now() - timedelta(minutes=5)
+    )
     SensorReadingFactory(device=other)
 
     def ids(query: str) -> list[int]:
@@ -132,21 +134,31 @@ def test_every_console_action_is_in_the_audit_trail(operator_client, viewer_clie
     assert any(line.detail == "duplicate test data" for line in lines)
 
 
-def test_readings_page_by_measured_time_with_ties_each_row_once(viewer_client):
+@pytest.mark.parametrize("by_resident", [False, True])
+def test_readings_page_by_measured_time_with_ties_each_row_once(viewer_client, by_resident):
     instant = timezone.now() - timedelta(minutes=5)
-    devices = DeviceFactory.create_batch(3)
+    resident = ResidentFactory()
+    devices = DeviceFactory.create_batch(3, resident=resident)
     readings = [
-        SensorReadingFactory(device=devices[n % 3], measured_at=instant - timedelta(seconds=n // 3))
+        SensorReadingFactory(
+            device=devices[n % 3],
+            metric=("hr", "spo2")[n % 2],
+            measured_at=instant - timedelta(seconds=n // 3),
+        )
         for n in range(120)
     ]
     seen, cursor = [], None
     while True:
-        query = f"?before={quote(cursor)}" if cursor else ""
-        page = viewer_client.get(f"/console/records/readings/{query}").context["page"]
+        query = {"resident": resident.pk} if by_resident else {}
+        if cursor:
+            query["before"] = cursor
+        page = viewer_client.get(f"/console/records/readings/?{urlencode(query)}").context["page"]
         seen += page.rows
         if not page.has_next:
             break
         cursor = page.next_cursor
     assert sorted(row.pk for row in seen) == sorted(reading.pk for reading in readings)
     assert len(seen) == 120
-    assert [row.measured_at for row in seen] == sorted((row.measured_at for row in seen), reverse=True)
+    assert [(row.measured_at, row.pk) for row in seen] == sorted(
+        ((row.measured_at, row.pk) for row in seen), reverse=True
+    )
