@@ -15,6 +15,8 @@ VIEWER_PERMISSIONS = [
     ("ingest", "view_webhookevent"),
     ("ingest", "view_alert"),
     ("dashboard", "view_bulkjob"),
+    ("scheduler", "view_collectionsource"),
+    ("scheduler", "view_collectionrun"),
 ]
 OPERATOR_PERMISSIONS = VIEWER_PERMISSIONS + [
     ("ingest", "requeue_deadletter"),
@@ -24,6 +26,7 @@ OPERATOR_PERMISSIONS = VIEWER_PERMISSIONS + [
     ("ingest", "manage_device_keys"),
     ("dashboard", "add_bulkjob"),
     ("dashboard", "change_bulkjob"),
+    ("scheduler", "add_schedulerrequest"),
 ]
 VIEWERS = "Console viewers"
 OPERATORS = "Console operators"
@@ -35,6 +38,7 @@ def roles_ensure(group_model, permission_model) -> None:
     for name, permissions in ROLES.items():
         group, _ = group_model.objects.get_or_create(name=name)
         for app_label, codename in permissions:
-            group.permissions.add(
-                permission_model.objects.get(content_type__app_label=app_label, codename=codename)
-            )
+            # An app migrated later adds its own permissions when its migration calls this again.
+            permission = permission_model.objects.filter(content_type__app_label=app_label, codename=codename).first()
+            if permission is not None:
+                group.permissions.add(permission)

@@ -303,9 +303,11 @@ def open_alert_count() -> int:
     return Alert.objects.filter(status=AlertStatus.OPEN).count()
 
 
-def scheduler_status() -> dict:
-    """The scheduler's state for the overview; it reports itself once it runs (see scheduler/)."""
-    return {"state": "not configured", "detail": "No scheduler process has reported yet."}
+def scheduler_status():
+    """The scheduler's state for the overview (it reports through its heartbeat)."""
+    from scheduler.selectors import scheduler_state
+
+    return scheduler_state()
 
 
 @dataclass(frozen=True)

@@ -1,7 +1,7 @@
 from django.contrib.auth import views as auth_views
 from django.urls import path
 
-from dashboard.views import failures, overview, records
+from dashboard.views import failures, overview, records, scheduler
 
 app_name = "dashboard"
 
@@ -16,6 +16,8 @@ urlpatterns = [
     path("failed/<int:pk>/", failures.DeadLetterDetailView.as_view(), name="dead-letter"),
     path("failed/<int:pk>/requeue/", failures.DeadLetterRequeueView.as_view(), name="dead-letter-requeue"),
     path("failed/<int:pk>/discard/", failures.DeadLetterDiscardView.as_view(), name="dead-letter-discard"),
+    path("scheduler/", scheduler.SchedulerView.as_view(), name="scheduler"),
+    path("scheduler/jobs/<str:job_id>/", scheduler.SchedulerRequestView.as_view(), name="scheduler-request"),
     path("audit/", failures.AuditTrailView.as_view(), name="audit"),
     path("jobs/", failures.BulkJobListView.as_view(), name="jobs"),
     path("jobs/<int:pk>/", failures.BulkJobDetailView.as_view(), name="job-detail"),

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import math
 import re
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -156,3 +157,51 @@ class EventInputSerializer(serializers.Serializer):
         if len(json.dumps(detail, separators=(",", ":")).encode()) > DETAIL_MAX_BYTES:
             raise serializers.ValidationError(f"Must be at most {DETAIL_MAX_BYTES} bytes as JSON.")
         return detail
+
+
+@dataclass(frozen=True)
+class RecordsSplit:
+    readings: list[dict]
+    events: list[dict]
+    rejections: list[dict]  # {"kind": "reading"|"event", "index": n, "errors": {...}}
+
+    @property
+    def total(self) -> int:
+        return len(self.readings) + len(self.events) + len(self.rejections)
+
+
+def device_records_split(data: dict) -> RecordsSplit:
+    """Validate each record of ``{"readings": [...], "events": [...]}`` on its own.
+
+    For sources that cannot be asked to resend (collection, file import): the valid
+    records go on, each invalid one is reported with its reasons.
+    """
+    now = timezone.now()
+    readings, events, rejections = [], [], []
+    raw_readings = data.get("readings") or []
+    raw_events = data.get("events") or []
+    if not isinstance(raw_readings, list) or not isinstance(raw_events, list):
+        return RecordsSplit(
+            [],
+            [],
+            [
+                {
+                    "kind": "body",
+                    "index": 0,
+                    "errors": {"non_field_errors": ["'readings' and 'events' must be lists."]},
+                }
+            ],
+        )
+    for index, item in enumerate(raw_readings):
+        reading, errors = reading_validate(item, now=now)
+        if errors:
+            rejections.append({"kind": "reading", "index": index, "errors": errors})
+        else:
+            readings.append(reading)
+    for index, item in enumerate(raw_events):
+        serializer = EventInputSerializer(data=item)
+        if serializer.is_valid():
+            events.append(dict(serializer.validated_data))
+        else:
+            rejections.append({"kind": "event", "index": index, "errors": serializer.errors})
+    return RecordsSplit(readings, events, rejections)

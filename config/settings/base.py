@@ -18,6 +18,7 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "rest_framework",
     "rest_framework_api_key",
+    "django_apscheduler",
     "ingest",
     "scheduler",
     "dashboard",
@@ -137,3 +138,21 @@ LOGGING = {
 # Console bulk jobs (run_console_jobs): dead letters per transaction, and the rate bound.
 CONSOLE_BULK_CHUNK_SIZE = env.int("CONSOLE_BULK_CHUNK_SIZE", default=500)
 CONSOLE_BULK_MAX_PER_SECOND = env.float("CONSOLE_BULK_MAX_PER_SECOND", default=2000)
+
+# Scheduler (python manage.py run_scheduler).
+SCHEDULER_COLLECT_EVERY_SECONDS = env.int("SCHEDULER_COLLECT_EVERY_SECONDS", default=30)
+SCHEDULER_ALERT_RULES_EVERY_SECONDS = env.int("SCHEDULER_ALERT_RULES_EVERY_SECONDS", default=60)
+SCHEDULER_HOUSEKEEPING_EVERY_SECONDS = env.int("SCHEDULER_HOUSEKEEPING_EVERY_SECONDS", default=3600)
+# A standby scheduler tries to become leader this often; the leader beats this often.
+SCHEDULER_STANDBY_POLL_SECONDS = env.float("SCHEDULER_STANDBY_POLL_SECONDS", default=5)
+SCHEDULER_CONTROL_POLL_SECONDS = env.float("SCHEDULER_CONTROL_POLL_SECONDS", default=1)
+COLLECTION_TIMEOUT_SECONDS = env.float("COLLECTION_TIMEOUT_SECONDS", default=10)
+COLLECTION_ATTEMPTS = env.int("COLLECTION_ATTEMPTS", default=3)
+COLLECTION_RETRY_DELAY_SECONDS = env.float("COLLECTION_RETRY_DELAY_SECONDS", default=1)
+ALERT_DEVICE_OFFLINE_MINUTES = env.int("ALERT_DEVICE_OFFLINE_MINUTES", default=30)
+ALERT_INACTIVITY_HOURS = env.int("ALERT_INACTIVITY_HOURS", default=12)
+RETENTION_JOB_EXECUTIONS_DAYS = env.int("RETENTION_JOB_EXECUTIONS_DAYS", default=7)
+RETENTION_LEDGER_DAYS = env.int("RETENTION_LEDGER_DAYS", default=30)
+RETENTION_DISCARDED_DEAD_LETTERS_DAYS = env.int("RETENTION_DISCARDED_DEAD_LETTERS_DAYS", default=30)
+RETENTION_COLLECTION_RUNS_DAYS = env.int("RETENTION_COLLECTION_RUNS_DAYS", default=14)
+APSCHEDULER_DATETIME_FORMAT = "Y-m-d H:i:s"

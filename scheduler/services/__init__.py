@@ -1,0 +1,1 @@
+"""Scheduler services: what the periodic jobs do, callable (and tested) without a scheduler."""

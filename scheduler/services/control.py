@@ -1,0 +1,61 @@
+"""Leadership heartbeat and console requests to the running scheduler."""
+
+from __future__ import annotations
+
+import logging
+
+from apscheduler.jobstores.base import JobLookupError
+from django.contrib.auth.models import AbstractBaseUser
+from django.db import transaction
+from django.utils import timezone
+
+from ingest.errors import ApplicationError
+from scheduler.models import SchedulerLeader, SchedulerRequest
+
+logger = logging.getLogger(__name__)
+
+
+def leader_heartbeat(*, instance: str) -> None:
+    now = timezone.now()
+    leader, created = SchedulerLeader.objects.get_or_create(
+        pk=1, defaults={"instance": instance, "since": now, "heartbeat_at": now}
+    )
+    if not created:
+        if leader.instance != instance:
+            leader.instance, leader.since = instance, now
+        leader.heartbeat_at = now
+        leader.save()
+
+
+def scheduler_request_create(*, job_id: str, action: str, actor: AbstractBaseUser) -> SchedulerRequest:
+    """Ask the leading scheduler to run a job now, pause or resume it."""
+    from django_apscheduler.models import DjangoJob
+
+    if action not in SchedulerRequest.Action.values:
+        raise ApplicationError(f"unknown scheduler action {action!r}", code="invalid")
+    if not DjangoJob.objects.filter(id=job_id).exists():
+        raise ApplicationError(f"no scheduled job {job_id!r}", code="not_found")
+    return SchedulerRequest.objects.create(job_id=job_id, action=action, requested_by=actor)
+
+
+@transaction.atomic
+def scheduler_requests_apply(*, scheduler) -> int:
+    """Carry out pending console requests on the running scheduler; return how many."""
+    pending = list(SchedulerRequest.objects.select_for_update(skip_locked=True).filter(done_at__isnull=True))
+    for request in pending:
+        try:
+            if request.action == SchedulerRequest.Action.RUN_NOW:
+                scheduler.modify_job(request.job_id, next_run_time=timezone.now())
+                request.outcome = "started"
+            elif request.action == SchedulerRequest.Action.PAUSE:
+                scheduler.pause_job(request.job_id)
+                request.outcome = "paused"
+            else:
+                scheduler.resume_job(request.job_id)
+                request.outcome = "resumed"
+        except JobLookupError:
+            request.outcome = "no such job"
+        request.done_at = timezone.now()
+        request.save(update_fields=["outcome", "done_at"])
+        logger.info("scheduler request %s %s: %s", request.action, request.job_id, request.outcome)
+    return len(pending)
