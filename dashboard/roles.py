@@ -39,6 +39,8 @@ def roles_ensure(group_model, permission_model) -> None:
         group, _ = group_model.objects.get_or_create(name=name)
         for app_label, codename in permissions:
             # An app migrated later adds its own permissions when its migration calls this again.
-            permission = permission_model.objects.filter(content_type__app_label=app_label, codename=codename).first()
+            permission = permission_model.objects.filter(
+                content_type__app_label=app_label, codename=codename
+            ).first()
             if permission is not None:
                 group.permissions.add(permission)

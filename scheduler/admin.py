@@ -7,6 +7,7 @@ from scheduler.models import CollectionSource
 
 
 class CollectionSourceForm(forms.ModelForm):
+    url = forms.URLField(max_length=500, assume_scheme="https")
     # Write-only: the stored header (a credential) is never rendered back.
     auth_header = forms.CharField(
         widget=forms.PasswordInput(render_value=False),

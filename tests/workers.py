@@ -82,10 +82,15 @@ def worker_environment(topology: Topology) -> dict[str, str]:
 
 
 def start_worker_process(topology: Topology, *args: str) -> subprocess.Popen:
+    return start_command_process(topology, "consume_queue", *args)
+
+
+def start_command_process(topology: Topology, command: str, *args: str, **extra_env: str) -> subprocess.Popen:
+    """``manage.py <command>`` as its own process, on this run's test database and queues."""
     return subprocess.Popen(
-        [sys.executable, "manage.py", "consume_queue", *args],
+        [sys.executable, "manage.py", command, *args],
         cwd=PROJECT_ROOT,
-        env=worker_environment(topology),
+        env={**worker_environment(topology), **extra_env},
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,

@@ -16,6 +16,7 @@ PAGES = [
     "/console/failed/groups/",
     "/console/jobs/",
     "/console/audit/",
+    "/console/scheduler/",
     "/console/records/residents/",
     "/console/records/devices/",
     "/console/records/readings/",
@@ -60,6 +61,7 @@ def _actions():
         (f"/console/devices/{device.pk}/status/", {"status": "retired"}),
         (f"/console/devices/{device.pk}/keys/issue/", {}),
         (f"/console/devices/{device.pk}/keys/revoke/", {}),
+        ("/console/scheduler/jobs/collect_sources/", {"action": "run_now"}),
     ]
 
 

@@ -1,0 +1,71 @@
+"""The scheduler page and its requests (the running scheduler is tested in tests/scheduler)."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+from django.utils import timezone
+from django_apscheduler.models import DjangoJob, DjangoJobExecution
+
+from scheduler.models import CollectionRun, CollectionSource, SchedulerLeader, SchedulerRequest
+from scheduler.selectors import scheduler_state
+from tests.factories import DeviceFactory
+
+pytestmark = pytest.mark.django_db
+
+
+def test_the_page_lists_jobs_runs_and_sources_with_their_last_outcome(viewer_client):
+    job = DjangoJob.objects.create(id="collect_sources", next_run_time=timezone.now(), job_state=b"")
+    DjangoJobExecution.objects.create(
+        job=job, status=DjangoJobExecution.ERROR, run_time=timezone.now(), exception="ValueError: boom"
+    )
+    source = CollectionSource.objects.create(
+        name="carelink",
+        url="https://partner.example/feed",
+        device=DeviceFactory(),
+        auth_header="Authorization: Bearer top-secret",
+    )
+    CollectionRun.objects.create(
+        source=source,
+        started_at=timezone.now(),
+        finished_at=timezone.now(),
+        status="failed",
+        error="HTTP 500 from https://partner.example/feed",
+    )
+    content = viewer_client.get("/console/scheduler/").content.decode()
+    assert "collect_sources" in content and "ValueError: boom" in content and "failing" in content
+    assert "HTTP 500 from" in content
+    assert "top-secret" not in content
+    assert "Failing: collect_sources" in viewer_client.get("/console/overview/panel/").content.decode()
+
+
+def test_an_operator_request_is_queued_for_the_scheduler(operator_client):
+    DjangoJob.objects.create(id="raise_alerts", next_run_time=timezone.now(), job_state=b"")
+    operator_client.post("/console/scheduler/jobs/raise_alerts/", {"action": "pause"})
+    request = SchedulerRequest.objects.get()
+    assert (request.job_id, request.action, request.requested_by.username, request.done_at) == (
+        "raise_alerts",
+        "pause",
+        "olivia",
+        None,
+    )
+
+
+@pytest.mark.parametrize(
+    ("job_id", "action", "message"),
+    [("nope", "run_now", b"no scheduled job"), ("raise_alerts", "explode", b"unknown scheduler action")],
+)
+def test_bad_requests_are_refused(operator_client, job_id, action, message):
+    DjangoJob.objects.create(id="raise_alerts", next_run_time=timezone.now(), job_state=b"")
+    response = operator_client.post(f"/console/scheduler/jobs/{job_id}/", {"action": action}, follow=True)
+    assert message in response.content
+    assert not SchedulerRequest.objects.exists()
+
+
+def test_scheduler_state_follows_the_heartbeat():
+    assert scheduler_state().state == "not running"
+    now = timezone.now()
+    SchedulerLeader.objects.create(pk=1, instance="host pid=1", since=now, heartbeat_at=now)
+    assert scheduler_state(now=now + timedelta(seconds=5)).state == "running"
+    assert scheduler_state(now=now + timedelta(minutes=5)).state == "not running"
