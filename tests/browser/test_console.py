@@ -179,3 +179,43 @@ def test_a_viewer_cannot_act_even_by_posting_directly(live_server, page):
     )
     assert status == 403
     assert DeadLetter.objects.get(pk=dead.pk).status == "dead"
+
+
+def test_scheduler_page(live_server, page, screenshot):
+    from django_apscheduler.models import DjangoJob, DjangoJobExecution
+
+    from scheduler.models import CollectionRun, CollectionSource, SchedulerLeader
+
+    UserFactory(username="olivia", role=OPERATORS)
+    now = timezone.now()
+    SchedulerLeader.objects.create(
+        pk=1, instance="console-host pid=4242", since=now - timedelta(hours=3), heartbeat_at=now
+    )
+    for job_id, minutes in [("collect_sources", 0.5), ("raise_alerts", 1), ("housekeeping", 60)]:
+        job = DjangoJob.objects.create(
+            id=job_id, next_run_time=now + timedelta(minutes=minutes), job_state=b""
+        )
+        for n in range(3):
+            DjangoJobExecution.objects.create(
+                job=job, status="Executed", run_time=now - timedelta(minutes=minutes * (n + 1)), duration=0.04
+            )
+    source = CollectionSource.objects.create(
+        name="carelink", url="https://partner.example/feed", device=DeviceFactory(serial_no="GW-0007")
+    )
+    CollectionRun.objects.create(
+        source=source,
+        started_at=now,
+        finished_at=now,
+        status="partial",
+        fetched=40,
+        published=39,
+        rejected=1,
+        rejections=[{"kind": "reading", "index": 12, "errors": {"value": ["Must be a JSON number."]}}],
+    )
+    log_in(page, live_server.url, "olivia")
+    page.click("header nav >> text=Scheduler")
+    expect(page.locator("#scheduler-state")).to_have_text("running")
+    expect(page.locator("#sources")).to_contain_text("39 published")
+    page.click("#job-raise_alerts button[value=pause]")
+    expect(page.locator(".messages")).to_contain_text("Pause of raise_alerts sent to the scheduler")
+    screenshot(page, "scheduler")
