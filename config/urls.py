@@ -4,11 +4,13 @@ from django.contrib import admin
 from django.urls import include, path
 
 from ingest.apis import HealthApi, ReadinessApi
+from ingest.metrics import metrics_view
 
 urlpatterns = [
     path("api/v1/", include("ingest.urls")),
     path("healthz", HealthApi.as_view(), name="healthz"),
     path("readyz", ReadinessApi.as_view(), name="readyz"),
+    path("metrics", metrics_view, name="metrics"),
     path("console/", include("dashboard.urls")),
     path("admin/", admin.site.urls),
 ]

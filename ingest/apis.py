@@ -9,6 +9,7 @@ from rest_framework.views import APIView
 
 from ingest.authentication import DeviceKeyAuthentication, IsActiveDevice
 from ingest.errors import ApplicationError
+from ingest.metrics import REQUESTS
 from ingest.selectors import dependencies_unreachable, ingest_message_status
 from ingest.serializers import EventInputSerializer, ReadingsField
 from ingest.services.ingestion import device_batch_accept
@@ -65,6 +66,7 @@ class IngestCreateApi(DeviceApi):
         serializer = self.InputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         batch = device_batch_accept(device=request.user, **serializer.validated_data)
+        REQUESTS.labels(outcome="accepted").inc()
         output = self.OutputSerializer(
             {
                 "status": "queued",
@@ -110,6 +112,7 @@ class WebhookReceiveApi(APIView):
             signature=request.headers.get("X-Signature"),
             header_event_type=request.headers.get("X-Event-Type"),
         )
+        REQUESTS.labels(outcome="accepted").inc()
         output = self.OutputSerializer({"status": "queued", "id": message.message_id})
         return Response(output.data, status=status.HTTP_202_ACCEPTED)
 

@@ -19,6 +19,12 @@ APPLICATION_ERROR_STATUS = {
 }
 
 
+def _count_refusal(code: str) -> None:
+    from ingest.metrics import REQUESTS
+
+    REQUESTS.labels(outcome=code).inc()
+
+
 def application_exception_handler(exc, context):
     if isinstance(exc, RequestDataTooBig):
         exc = ApplicationError("request body is too large", code="payload_too_large")
@@ -29,11 +35,13 @@ def application_exception_handler(exc, context):
         response = Response(body, status=APPLICATION_ERROR_STATUS.get(exc.code, 400))
         if exc.retry_after is not None:
             response["Retry-After"] = str(exc.retry_after)
+        _count_refusal(exc.code)
         return response
 
     response = drf_exception_handler(exc, context)
     if response is None:
         return None
+    _count_refusal(str(getattr(exc, "default_code", "error")))
     if isinstance(exc, exceptions.ValidationError):
         response.data = {
             "code": "invalid",

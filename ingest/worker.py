@@ -29,6 +29,8 @@ import pika.exceptions
 from django.db import DatabaseError, InterfaceError, OperationalError, close_old_connections, connection
 from django.utils import timezone
 
+from config.observability import message_context
+from ingest import metrics
 from ingest.broker.connection import open_connection
 from ingest.broker.publisher import OutgoingMessage
 from ingest.broker.topology import Topology, topology_declare
@@ -109,6 +111,11 @@ class WorkerTotals:
     dead_letters_recorded: int = 0
 
     def add(self, outcome: StoreOutcome) -> None:
+        metrics.CONSUMED.labels(result="stored").inc(outcome.messages_stored)
+        metrics.CONSUMED.labels(result="already_processed").inc(outcome.messages_already_processed)
+        metrics.ROWS.labels(table="sensor_readings").inc(outcome.readings_inserted)
+        metrics.ROWS.labels(table="device_events").inc(outcome.events_inserted)
+        metrics.ROWS.labels(table="webhook_events").inc(outcome.webhook_events_inserted)
         self.messages += outcome.messages_stored + outcome.messages_already_processed
         self.readings_inserted += outcome.readings_inserted
         self.events_inserted += outcome.events_inserted
@@ -275,9 +282,16 @@ class _Session:
                 decoded.append((delivery, message_decode(delivery.body)))
             except UndecodableMessage as error:
                 # Retrying cannot make it readable: straight to the dead letters.
-                self._fail(delivery, error, retryable=False)
+                with message_context(delivery.message_id):
+                    self._fail(delivery, error, retryable=False)
         if decoded:
-            self._store_isolating_failures(decoded)
+            batch_ids = (
+                decoded[0][0].message_id
+                if len(decoded) == 1
+                else f"{decoded[0][0].message_id}..{decoded[-1][0].message_id}"
+            )
+            with message_context(batch_ids):
+                self._store_isolating_failures(decoded)
         self.consumer.basic_ack(delivery_tag=batch[-1].delivery_tag, multiple=True)
         self.worker.totals.batches += 1
 
@@ -293,12 +307,13 @@ class _Session:
                 "batch failed (%s); storing its %d messages one by one", type(error).__name__, len(decoded)
             )
             for delivery, message in decoded:
-                try:
-                    self.worker.totals.add(self._store_retrying_outages([message]))
-                except Exception as message_error:
-                    if not _is_message_fault(message_error):
-                        raise
-                    self._fail(delivery, message_error, retryable=True)
+                with message_context(delivery.message_id):
+                    try:
+                        self.worker.totals.add(self._store_retrying_outages([message]))
+                    except Exception as message_error:
+                        if not _is_message_fault(message_error):
+                            raise
+                        self._fail(delivery, message_error, retryable=True)
             return
         self.worker.totals.add(outcome)
         logger.info(
@@ -320,7 +335,8 @@ class _Session:
         while True:
             close_old_connections()
             try:
-                return messages_store(messages=messages)
+                with metrics.BATCH_SECONDS.time():
+                    return messages_store(messages=messages)
             except TRANSIENT_DATABASE_ERRORS as error:
                 connection.close()
                 delay = database_backoff.next_delay()
@@ -347,6 +363,7 @@ class _Session:
         if retryable and attempts < self.worker.max_attempts:
             target = self.topology.retry_queue(attempts)
             self.worker.totals.retried += 1
+            metrics.RETRIED.inc()
             logger.warning(
                 "message %s failed (attempt %d of %d: %s); retry in %gs",
                 delivery.message_id,
@@ -360,6 +377,7 @@ class _Session:
             headers[HEADER_ORIGINAL_QUEUE] = self.topology.queue
             headers[HEADER_ORIGINAL_ROUTING_KEY] = delivery.routing_key
             self.worker.totals.dead_lettered += 1
+            metrics.DEAD_LETTERED.inc()
             logger.error(
                 "message %s dead-lettered after %d attempt(s): %s: %s",
                 delivery.message_id,

@@ -1,5 +1,7 @@
 """Settings shared by every environment; values come from the environment (see ``env.py``)."""
 
+from config.observability import logging_config
+
 from .env import BASE_DIR, env
 from .rabbitmq import *  # noqa: F403 - integration settings live in their own module
 
@@ -25,6 +27,7 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    "config.observability.RequestIdMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -116,24 +119,13 @@ INGEST_RETRY_DELAYS_SECONDS = env.list(
 CACHES = {"default": env.cache_url("CACHE_URL", default="locmemcache://")}
 
 LOG_LEVEL = env.str("LOG_LEVEL", default="INFO")
-LOG_DIR = env.path("LOG_DIR", default=str(BASE_DIR / "logs"))
+# Relative paths are taken from the project folder; unwritable means console only.
+LOG_DIR = BASE_DIR / env.str("LOG_DIR", default="logs")
+LOG_FORMAT = env.str("LOG_FORMAT", default="plain")  # plain | json
+LOGGING = logging_config(level=LOG_LEVEL, log_dir=LOG_DIR, json_format=LOG_FORMAT == "json")
 
-LOGGING = {
-    "version": 1,
-    "disable_existing_loggers": False,
-    "formatters": {
-        "plain": {"format": "%(asctime)s %(levelname)s %(name)s %(process)d %(message)s"},
-    },
-    "handlers": {
-        "console": {"class": "logging.StreamHandler", "formatter": "plain"},
-    },
-    "root": {"handlers": ["console"], "level": LOG_LEVEL},
-    "loggers": {
-        # pika logs every refused connection attempt as ERROR with a traceback; the
-        # publisher and worker log their own one-line account of broker trouble instead.
-        "pika": {"level": "CRITICAL"},
-    },
-}
+# /metrics needs "Authorization: Bearer <token>"; without a token, loopback only.
+METRICS_TOKEN = env.str("METRICS_TOKEN", default="")
 
 # Console bulk jobs (run_console_jobs): dead letters per transaction, and the rate bound.
 CONSOLE_BULK_CHUNK_SIZE = env.int("CONSOLE_BULK_CHUNK_SIZE", default=500)

@@ -31,6 +31,7 @@ from ingest.messages import (
     UndecodableMessage,
     message_decode,
 )
+from ingest.metrics import REQUEUED
 from ingest.models import DeadLetter, DeadLetterAction
 from ingest.services.ingestion import message_publish_confirmed
 
@@ -196,6 +197,7 @@ def dead_letter_requeue(
             body = _edited_body_check(dead_letter, edited_body)
             action = DeadLetterAction.Action.EDITED_AND_REQUEUED
         message_publish_confirmed(outgoing=_requeue_message(dead_letter, body))
+        REQUEUED.inc()
         dead_letter.status = DeadLetter.Status.REQUEUED
         if body != previous_body:
             dead_letter.body = body
@@ -266,6 +268,7 @@ def dead_letters_requeue_many(
             [_requeue_message(letter, bytes(letter.body)) for letter in letters]
         )
         published = [letter for letter in letters if str(letter.message_id) in confirmed]
+        REQUEUED.inc(len(published))
         _mark_many(
             published,
             status=DeadLetter.Status.REQUEUED,

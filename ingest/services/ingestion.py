@@ -23,6 +23,7 @@ from ingest.messages import (
     PipelineMessage,
     WebhookMessage,
 )
+from ingest.metrics import PUBLISHED
 from ingest.models import Device, IngestMessage
 
 BROKER_RETRY_AFTER_SECONDS = 5
@@ -32,6 +33,7 @@ def message_publish_confirmed(*, outgoing: OutgoingMessage) -> None:
     """Publish to the main queue and await the confirm, or raise ApplicationError (503)."""
     try:
         get_publisher().publish(outgoing)
+        PUBLISHED.labels(kind=outgoing.message_type or "unknown").inc()
     except BrokerUnavailable as error:
         raise ApplicationError(
             "The message broker did not confirm the data; nothing was queued. Retry later.",

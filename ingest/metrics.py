@@ -1,0 +1,85 @@
+"""Prometheus metrics of the pipeline, served at /metrics (not public: token or loopback).
+
+With several processes (gunicorn workers, consumers) on one machine, set
+PROMETHEUS_MULTIPROC_DIR to a shared, emptied-at-start directory: /metrics then adds up
+every process's counters (prometheus_client's multiprocess mode).
+"""
+
+from __future__ import annotations
+
+import hmac
+import os
+
+from django.conf import settings
+from django.http import HttpResponse, HttpResponseForbidden
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client.core import REGISTRY, GaugeMetricFamily
+
+REQUESTS = Counter(
+    "iot_care_ingest_requests_total",
+    "Ingest API requests by outcome (accepted or the refusal code).",
+    ["outcome"],
+)
+PUBLISHED = Counter("iot_care_messages_published_total", "Messages the broker confirmed.", ["kind"])
+CONSUMED = Counter(
+    "iot_care_messages_consumed_total", "Messages the worker stored or found already stored.", ["result"]
+)
+ROWS = Counter("iot_care_rows_inserted_total", "Rows inserted into the customer's tables.", ["table"])
+DEAD_LETTERED = Counter("iot_care_messages_dead_lettered_total", "Messages sent to the dead-letter queue.")
+RETRIED = Counter("iot_care_messages_retried_total", "Messages sent to a retry tier.")
+REQUEUED = Counter("iot_care_dead_letters_requeued_total", "Dead letters requeued (confirmed by the broker).")
+BATCH_SECONDS = Histogram(
+    "iot_care_batch_seconds",
+    "Time to store one batch (one transaction).",
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+)
+
+
+class QueueDepthCollector:
+    """Queue depths read from the broker at scrape time."""
+
+    def collect(self):
+        from dashboard.selectors import queue_depths
+
+        ready = GaugeMetricFamily(
+            "iot_care_queue_messages_ready", "Messages ready in a queue.", labels=["queue", "role"]
+        )
+        consumers = GaugeMetricFamily(
+            "iot_care_queue_consumers", "Consumers of a queue.", labels=["queue", "role"]
+        )
+        for queue in queue_depths() or []:
+            if queue.ready is not None:
+                ready.add_metric([queue.name, queue.role], queue.ready)
+            if queue.consumers is not None:
+                consumers.add_metric([queue.name, queue.role], queue.consumers)
+        yield ready
+        yield consumers
+
+
+def _registry() -> CollectorRegistry:
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        from prometheus_client import multiprocess
+
+        registry = CollectorRegistry()
+        multiprocess.MultiProcessCollector(registry)
+    else:
+        registry = CollectorRegistry()
+        for collector in list(REGISTRY._collector_to_names):
+            registry.register(collector)
+    registry.register(QueueDepthCollector())
+    return registry
+
+
+def _allowed(request) -> bool:
+    token = settings.METRICS_TOKEN
+    if token:
+        sent = request.headers.get("Authorization", "").removeprefix("Bearer ").strip()
+        return hmac.compare_digest(sent, token)
+    return request.META.get("REMOTE_ADDR") in ("127.0.0.1", "::1")
+
+
+def metrics_view(request):
+    """Prometheus text format. Needs ``Authorization: Bearer $METRICS_TOKEN`` (or loopback without one)."""
+    if not _allowed(request):
+        return HttpResponseForbidden("metrics are not public\n", content_type="text/plain")
+    return HttpResponse(generate_latest(_registry()), content_type=CONTENT_TYPE_LATEST)
