@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 from django.conf import settings
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_serializer
 from rest_framework import serializers, status
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -10,6 +12,7 @@ from rest_framework.views import APIView
 from ingest.authentication import DeviceKeyAuthentication, IsActiveDevice
 from ingest.errors import ApplicationError
 from ingest.metrics import REQUESTS
+from ingest.schema import error
 from ingest.selectors import dependencies_unreachable, ingest_message_status
 from ingest.serializers import EventInputSerializer, ReadingsField
 from ingest.services.ingestion import device_batch_accept
@@ -33,6 +36,7 @@ class DeviceApi(APIView):
 
 
 class IngestCreateApi(DeviceApi):
+    @extend_schema_serializer(component_name="IngestRequest")
     class InputSerializer(serializers.Serializer):
         readings = ReadingsField(required=False, default=list)
         events = EventInputSerializer(many=True, required=False, default=list)
@@ -50,6 +54,7 @@ class IngestCreateApi(DeviceApi):
                 )
             return data
 
+    @extend_schema_serializer(component_name="IngestAccepted")
     class OutputSerializer(serializers.Serializer):
         status = serializers.CharField()
         id = serializers.UUIDField()
@@ -60,6 +65,21 @@ class IngestCreateApi(DeviceApi):
         super().initial(request, *args, **kwargs)
         _refuse_large_body(request, settings.INGEST_MAX_BODY_BYTES)
 
+    @extend_schema(
+        operation_id="ingest_create",
+        summary="Send readings and events",
+        request=InputSerializer,
+        responses={
+            202: OutputSerializer,
+            400: error("invalid fields (named in 'fields') or not JSON"),
+            401: error("missing, unknown, revoked or expired key"),
+            403: error("the device is inactive or retired"),
+            413: error("body over INGEST_MAX_BODY_BYTES"),
+            415: error("not application/json"),
+            429: error("over the device's rate; see Retry-After"),
+            503: error("the broker did not confirm: nothing was queued; see Retry-After"),
+        },
+    )
     def post(self, request):
         if not isinstance(request.data, dict):
             raise serializers.ValidationError({"non_field_errors": ["The body must be a JSON object."]})
@@ -79,6 +99,7 @@ class IngestCreateApi(DeviceApi):
 
 
 class IngestStatusApi(DeviceApi):
+    @extend_schema_serializer(component_name="IngestStatus")
     class OutputSerializer(serializers.Serializer):
         id = serializers.UUIDField()
         status = serializers.CharField()
@@ -87,6 +108,11 @@ class IngestStatusApi(DeviceApi):
         attempts = serializers.IntegerField()
         error = serializers.CharField(allow_null=True)
 
+    @extend_schema(
+        operation_id="ingest_status",
+        summary="Where one of the device's messages is",
+        responses={200: OutputSerializer, 401: error("bad key"), 404: error("not this device's message")},
+    )
     def get(self, request, message_id):
         message_status = ingest_message_status(device=request.user, message_id=message_id)
         if message_status is None:
@@ -100,10 +126,36 @@ class WebhookReceiveApi(APIView):
     # The signature covers the raw bytes: the body is read as sent, never re-serialised.
     parser_classes = []
 
+    @extend_schema_serializer(component_name="WebhookAccepted")
     class OutputSerializer(serializers.Serializer):
         status = serializers.CharField()
         id = serializers.UUIDField()
 
+    @extend_schema(
+        operation_id="webhook_receive",
+        summary="A partner system's notification",
+        request={"application/json": OpenApiTypes.OBJECT},
+        parameters=[
+            OpenApiParameter(
+                "X-Signature",
+                str,
+                OpenApiParameter.HEADER,
+                required=True,
+                description="sha256=<hex HMAC-SHA256 of the raw body with the source's secret>",
+            ),
+            OpenApiParameter(
+                "X-Event-Type", str, OpenApiParameter.HEADER, description="used when the body has no 'type'"
+            ),
+        ],
+        responses={
+            202: OutputSerializer,
+            400: error("not a JSON object"),
+            401: error("bad or missing signature"),
+            404: error("unknown or disabled source"),
+            413: error("body over WEBHOOK_MAX_BODY_BYTES"),
+            503: error("the broker did not confirm"),
+        },
+    )
     def post(self, request, source):
         _refuse_large_body(request, settings.WEBHOOK_MAX_BODY_BYTES)
         message = webhook_receive(
@@ -123,6 +175,7 @@ class HealthApi(APIView):
     authentication_classes = []
     permission_classes = []
 
+    @extend_schema(operation_id="healthz", responses={200: OpenApiTypes.OBJECT})
     def get(self, request):
         return Response({"status": "ok"})
 
@@ -133,6 +186,7 @@ class ReadinessApi(APIView):
     authentication_classes = []
     permission_classes = []
 
+    @extend_schema(operation_id="readyz", responses={200: OpenApiTypes.OBJECT, 503: OpenApiTypes.OBJECT})
     def get(self, request):
         unreachable = dependencies_unreachable()
         if unreachable:

@@ -18,7 +18,10 @@ from typing import Any
 
 from django.conf import settings
 from django.utils import timezone
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
+
+from ingest.schema import ReadingDocSerializer
 
 NAME_PATTERN = re.compile(r"\A[a-z][a-z0-9_]{0,31}\Z")
 NAME_HELP = "a lower-case letter, then up to 31 lower-case letters, digits or '_'"
@@ -99,6 +102,7 @@ def reading_validate(item: Any, *, now: datetime) -> tuple[dict | None, dict | N
     return (None, errors) if errors else (reading, None)
 
 
+@extend_schema_field(ReadingDocSerializer(many=True))
 class ReadingsField(serializers.Field):
     """A list of readings (see ``reading_validate``)."""
 
@@ -137,11 +141,13 @@ class _ParsedField(serializers.Field):
         return value
 
 
+@extend_schema_field({"type": "string", "pattern": "^[a-z][a-z0-9_]{0,31}$"})
 class NameField(_ParsedField):
     def parse(self, data):
         return name_parse(data)
 
 
+@extend_schema_field({"type": "string", "format": "date-time"})
 class RecentZonedDateTimeField(_ParsedField):
     def parse(self, data):
         return instant_parse(data, now=timezone.now())

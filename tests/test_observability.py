@@ -40,7 +40,12 @@ def test_json_log_lines_carry_request_and_message_ids():
     finally:
         request_id_var.reset(token)
     line = json.loads(JsonFormatter().format(record))
-    assert (line["message"], line["request_id"], line["message_id"], line["level"]) == ("stored 3", "req-1", "m-1..m-3", "INFO")
+    assert (line["message"], line["request_id"], line["message_id"], line["level"]) == (
+        "stored 3",
+        "req-1",
+        "m-1..m-3",
+        "INFO",
+    )
 
 
 def test_metrics_are_not_public(client, settings):
@@ -57,14 +62,21 @@ def test_metrics_count_requests_publishing_and_queue_depth(client, ingest_queue)
     api = APIClient()
     api.credentials(HTTP_AUTHORIZATION=f"Api-Key {key}")
     before = client.get("/metrics").content.decode()
-    body = {"readings": [{"metric": "hr", "value": 60, "measured_at": (timezone.now() - timedelta(minutes=1)).isoformat()}]}
+    body = {
+        "readings": [
+            {"metric": "hr", "value": 60, "measured_at": (timezone.now() - timedelta(minutes=1)).isoformat()}
+        ]
+    }
     assert api.post("/api/v1/ingest/", body, format="json").status_code == 202
     assert APIClient().post("/api/v1/ingest/", body, format="json").status_code == 401
     assert api.post("/api/v1/ingest/", {"readings": []}, format="json").status_code == 400
 
     after = client.get("/metrics").content.decode()
     for labels in ('{outcome="accepted"}', '{outcome="not_authenticated"}', '{outcome="invalid"}'):
-        assert _metric(after, "iot_care_ingest_requests_total", labels) == _metric(before, "iot_care_ingest_requests_total", labels) + 1, labels
+        assert (
+            _metric(after, "iot_care_ingest_requests_total", labels)
+            == _metric(before, "iot_care_ingest_requests_total", labels) + 1
+        ), labels
     assert _metric(after, "iot_care_messages_published_total", '{kind="device_batch"}') >= 1
     assert f'iot_care_queue_messages_ready{{queue="{ingest_queue.queue}",role="main"}} 1.0' in after
 
@@ -74,11 +86,21 @@ def test_metrics_count_consumed_messages_and_rows(client, ingest_queue):
     from ingest.services.ingestion import device_batch_accept
 
     before = client.get("/metrics").content.decode()
-    device_batch_accept(device=DeviceFactory(), readings=[{"metric": "hr", "value": 1.0, "measured_at": timezone.now()}], events=[])
+    device_batch_accept(
+        device=DeviceFactory(),
+        readings=[{"metric": "hr", "value": 1.0, "measured_at": timezone.now()}],
+        events=[],
+    )
     IngestWorker(topology=ingest_queue, batch_max_wait=0.05).run(stop_when_idle=True)
     after = client.get("/metrics").content.decode()
     stored = '{result="stored"}'
-    assert _metric(after, "iot_care_messages_consumed_total", stored) == _metric(before, "iot_care_messages_consumed_total", stored) + 1
+    assert (
+        _metric(after, "iot_care_messages_consumed_total", stored)
+        == _metric(before, "iot_care_messages_consumed_total", stored) + 1
+    )
     rows = '{table="sensor_readings"}'
-    assert _metric(after, "iot_care_rows_inserted_total", rows) == _metric(before, "iot_care_rows_inserted_total", rows) + 1
+    assert (
+        _metric(after, "iot_care_rows_inserted_total", rows)
+        == _metric(before, "iot_care_rows_inserted_total", rows) + 1
+    )
     assert _metric(after, "iot_care_batch_seconds_count") > _metric(before, "iot_care_batch_seconds_count")
