@@ -41,9 +41,10 @@ if [ ! -f "$STAMP" ]; then
   rm -f .venv/.installed-* && touch "$STAMP"
 fi
 
-# --- Browser for the console's end-to-end tests (deploy/test.sh sets NEED_BROWSER=1) ------
-if [ "${NEED_BROWSER:-0}" = 1 ] && [ ! -x "${CHROMIUM_PATH:-/usr/bin/chromium}" ]; then
-  apt_install chromium
+# --- Tools the tests drive (deploy/test.sh sets NEED_TEST_TOOLS=1): Chromium, Caddy -----
+if [ "${NEED_TEST_TOOLS:-0}" = 1 ]; then
+  [ -x "${CHROMIUM_PATH:-/usr/bin/chromium}" ] || apt_install chromium
+  command -v caddy >/dev/null || apt_install caddy
 fi
 
 # --- Configuration -----------------------------------------------------------------------

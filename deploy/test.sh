@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
 # Set everything up (deploy/setup.sh), then run the whole test suite against the real
-# PostgreSQL, RabbitMQ and Debian's Chromium (installed if missing), after the linter.
+# PostgreSQL and RabbitMQ, with Debian's Chromium and Caddy (installed if missing), after the linter.
 # The HTML report is written to reports/tests.html; console screenshots to docs/screenshots/.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-NEED_BROWSER=1 deploy/setup.sh
+NEED_TEST_TOOLS=1 deploy/setup.sh
 .venv/bin/ruff check --quiet .
 .venv/bin/ruff format --check --quiet .
 mkdir -p reports

@@ -1,0 +1,150 @@
+"""Deployment files, checked without a Docker engine: compose files parsed, env names known,
+systemd units complete, production settings clean under ``check --deploy``."""
+
+from __future__ import annotations
+
+import configparser
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+from django.conf import settings
+
+ROOT = Path(settings.BASE_DIR)
+COMPOSE = ROOT / "deploy" / "compose"
+APP_SERVICES = {"web", "worker", "jobs", "scheduler"}
+
+
+def _compose(name: str) -> dict:
+    return yaml.safe_load((COMPOSE / f"compose.{name}.yml").read_text())
+
+
+def _settings_env_names() -> set[str]:
+    names = set()
+    for path in (ROOT / "config" / "settings").glob("*.py"):
+        names |= set(re.findall(r'env(?:\.\w+)?\(\s*"([A-Z0-9_]+)"', path.read_text()))
+    return names | {"DJANGO_SETTINGS_MODULE", "PROMETHEUS_MULTIPROC_DIR"}
+
+
+@pytest.mark.parametrize("name", ["local", "dev", "prod"])
+def test_compose_files_have_the_services_and_named_volumes(name):
+    compose = _compose(name)
+    services = compose["services"]
+    assert APP_SERVICES | {"caddy"} <= set(services)
+    for service in APP_SERVICES:
+        assert services[service].get("image") or services[service].get("build")
+    assert {"logs", "caddy_data"} <= set(compose["volumes"])
+    assert "caddy_data:/data" in services["caddy"]["volumes"]
+    assert services["worker"]["command"] == ["python", "manage.py", "consume_queue"]
+    assert services["scheduler"]["command"] == ["python", "manage.py", "run_scheduler"]
+    assert services["worker"].get("deploy", {}).get("replicas", 1) >= 1
+    assert services["scheduler"].get("deploy", {}).get("replicas", 1) == 1 or name == "local"
+
+
+def test_only_local_runs_databases_in_containers_and_prod_uses_an_external_one():
+    assert {"postgres", "rabbitmq", "migrate"} <= set(_compose("local")["services"])
+    prod = _compose("prod")
+    assert "postgres" not in prod["services"]
+    assert "rabbitmq" in prod["volumes"]  # the broker's messages survive a restart
+    assert "DATABASE_URL=" in (ROOT / "deploy" / "env" / "prod.env.example").read_text()
+
+
+@pytest.mark.parametrize("env_file", ["local.env", "dev.env.example", "prod.env.example"])
+def test_example_env_files_name_only_known_settings_and_hold_no_real_secret(env_file):
+    known = _settings_env_names()
+    lines = [
+        line
+        for line in (ROOT / "deploy" / "env" / env_file).read_text().splitlines()
+        if line and not line.startswith("#")
+    ]
+    for line in lines:
+        name, _, value = line.partition("=")
+        assert name in known, f"{env_file}: {name} is not read by the settings"
+        if name in ("DJANGO_SECRET_KEY", "RABBITMQ_PASSWORD", "METRICS_TOKEN") and env_file != "local.env":
+            assert value == "", f"{env_file}: {name} must be left for the operator to fill"
+
+
+def test_the_dockerfile_is_multi_stage_and_runs_as_a_non_root_user():
+    dockerfile = (ROOT / "deploy" / "Dockerfile").read_text()
+    stages = re.findall(r"^FROM .+ AS (\w+)", dockerfile, re.M)
+    assert stages == ["build", "runtime"]
+    runtime = dockerfile.split("AS runtime", 1)[1]
+    assert "build-essential" not in runtime
+    assert re.search(r"^USER app$", runtime, re.M)
+    assert 'CMD ["gunicorn", "-c", "gunicorn.conf.py"' in runtime
+
+
+@pytest.mark.parametrize(
+    "unit",
+    [
+        "iot-care-web.service",
+        "iot-care-worker@.service",
+        "iot-care-scheduler.service",
+        "iot-care-jobs.service",
+    ],
+)
+def test_systemd_units_are_complete(unit):
+    parser = configparser.ConfigParser(strict=False, interpolation=None)
+    parser.read(ROOT / "deploy" / "systemd" / unit)
+    assert parser["Service"]["ExecStart"].startswith("/opt/iot_care/.venv/bin/")
+    assert parser["Service"]["KillSignal"] == "SIGTERM"
+    assert parser["Service"]["User"] == "iot_care"
+    assert parser["Install"]["WantedBy"] == "multi-user.target"
+
+
+def test_production_settings_pass_check_deploy_without_warnings():
+    env = {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": "config.settings.prod",
+        "DJANGO_SECRET_KEY": "a-long-random-production-secret-" + "x" * 40,
+        "DATABASE_URL": "postgres://iot_care:pw@db.internal:5432/iot_care",
+        "RABBITMQ_PASSWORD": "pw",
+        "DJANGO_ALLOWED_HOSTS": "care.example.org",
+    }
+    result = subprocess.run(
+        [sys.executable, "manage.py", "check", "--deploy", "--fail-level", "WARNING"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "no issues" in result.stdout
+
+
+@pytest.mark.parametrize(
+    "missing", ["DJANGO_SECRET_KEY", "DATABASE_URL", "RABBITMQ_PASSWORD", "DJANGO_ALLOWED_HOSTS"]
+)
+def test_production_settings_have_no_default_for_secrets(missing):
+    env = {key: value for key, value in os.environ.items() if key != missing}
+    env.update({"DJANGO_SETTINGS_MODULE": "config.settings.prod", "DJANGO_ENV_FILE": "/nonexistent/.env"})
+    for name, value in {
+        "DJANGO_SECRET_KEY": "k" * 50,
+        "DATABASE_URL": "postgres://x@db/x",
+        "RABBITMQ_PASSWORD": "pw",
+        "DJANGO_ALLOWED_HOSTS": "care.example.org",
+    }.items():
+        if name != missing:
+            env[name] = value
+    result = subprocess.run(
+        [sys.executable, "manage.py", "check"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode != 0
+    assert missing in result.stderr
+
+
+def test_gunicorn_reopens_the_broker_connection_in_each_worker():
+    import runpy
+
+    config = runpy.run_path(str(ROOT / "gunicorn.conf.py"))
+    assert config["workers"] >= 1 and config["timeout"] > 0 and config["accesslog"] == "-"
+    from ingest.broker import publisher
+
+    publisher.get_publisher()
+    config["post_fork"](server=None, worker=None)
+    assert publisher._publisher is None
