@@ -100,7 +100,10 @@ class SchedulerRunner:
                 close_old_connections()
                 try:
                     leader_heartbeat(instance=self.instance)
-                    scheduler_requests_apply(scheduler=scheduler)
+                    # Requests wait until the scheduler runs: before that its jobs are only
+                    # "tentatively added" and a run-now would find no job to modify.
+                    if scheduler.running:
+                        scheduler_requests_apply(scheduler=scheduler)
                 except Exception:  # noqa: BLE001 - a database hiccup must not end the leader
                     logger.exception("scheduler control step failed")
                 if not scheduler.running and self._scheduler is None:

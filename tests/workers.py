@@ -99,9 +99,15 @@ def start_command_process(topology: Topology, command: str, *args: str, **extra_
 
 
 def stop_worker_process(process: subprocess.Popen, *, timeout: float = 15) -> tuple[int, str]:
+    """SIGTERM and wait; a process that does not stop in time is killed (and the test fails)."""
     if process.poll() is None:
         process.send_signal(signal.SIGTERM)
-    output, _ = process.communicate(timeout=timeout)
+    try:
+        output, _ = process.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        output, _ = process.communicate()
+        raise AssertionError(f"process {process.args} ignored SIGTERM for {timeout} s:\n{output}") from None
     return process.returncode, output
 
 

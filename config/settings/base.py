@@ -59,7 +59,9 @@ TEMPLATES = [
     },
 ]
 
-DATABASES = {"default": env.db("DATABASE_URL", default="postgres://root@127.0.0.1:5432/iot_care")}
+DATABASES = {
+    "default": env.db("DATABASE_URL", default="postgres://iot_care:iot_care@127.0.0.1:5432/iot_care")
+}
 # Persistent connections: the worker and gunicorn workers are long-lived processes.
 DATABASES["default"]["CONN_MAX_AGE"] = env.int("DATABASE_CONN_MAX_AGE", default=60)
 DATABASES["default"]["CONN_HEALTH_CHECKS"] = True

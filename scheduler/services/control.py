@@ -38,10 +38,20 @@ def scheduler_request_create(*, job_id: str, action: str, actor: AbstractBaseUse
     return SchedulerRequest.objects.create(job_id=job_id, action=action, requested_by=actor)
 
 
-@transaction.atomic
 def scheduler_requests_apply(*, scheduler) -> int:
-    """Carry out pending console requests on the running scheduler; return how many."""
-    pending = list(SchedulerRequest.objects.select_for_update(skip_locked=True).filter(done_at__isnull=True))
+    """Carry out pending console requests on the running scheduler; return how many.
+
+    Requests are claimed in a short transaction, then applied outside it: the job store
+    writes the new run time in autocommit, so the scheduler's loop, woken by the change,
+    reads the committed value (inside a transaction it would read the old one and sleep on).
+    """
+    with transaction.atomic():
+        pending = list(
+            SchedulerRequest.objects.select_for_update(skip_locked=True).filter(done_at__isnull=True)
+        )
+        SchedulerRequest.objects.filter(pk__in=[request.pk for request in pending]).update(
+            done_at=timezone.now(), outcome="applying"
+        )
     for request in pending:
         try:
             if request.action == SchedulerRequest.Action.RUN_NOW:
@@ -55,7 +65,6 @@ def scheduler_requests_apply(*, scheduler) -> int:
                 request.outcome = "resumed"
         except JobLookupError:
             request.outcome = "no such job"
-        request.done_at = timezone.now()
-        request.save(update_fields=["outcome", "done_at"])
+        request.save(update_fields=["outcome"])
         logger.info("scheduler request %s %s: %s", request.action, request.job_id, request.outcome)
     return len(pending)

@@ -9,7 +9,7 @@ import time
 import pytest
 from django_apscheduler.models import DjangoJob
 
-from scheduler.models import CollectionSource, SchedulerLeader
+from scheduler.models import CollectionSource, SchedulerLeader, SchedulerRequest
 from tests.factories import DeviceFactory, UserFactory
 from tests.scheduler.test_collection import GOOD
 from tests.workers import start_command_process, stop_worker_process, wait_until
@@ -54,15 +54,21 @@ def test_two_schedulers_run_the_job_once_and_the_standby_takes_over(partner, ing
 
 def test_sigterm_stops_leader_and_standby_with_exit_0(ingest_queue):
     leader = _scheduler(ingest_queue)
-    assert wait_until(lambda: _leader_pid() == leader.pid, timeout=20)
-    standby = _scheduler(ingest_queue)
-    time.sleep(2)
-    for process in (leader, standby):
-        signalled = time.monotonic()
-        returncode, output = stop_worker_process(process, timeout=15)
-        assert returncode == 0, output
-        assert time.monotonic() - signalled < 10
-        assert "scheduler stopped" in output
+    standby = None
+    try:
+        assert wait_until(lambda: _leader_pid() == leader.pid, timeout=20)
+        standby = _scheduler(ingest_queue)
+        time.sleep(2)
+        for process in (leader, standby):
+            signalled = time.monotonic()
+            returncode, output = stop_worker_process(process, timeout=15)
+            assert returncode == 0, output
+            assert time.monotonic() - signalled < 10
+            assert "scheduler stopped" in output
+    finally:
+        for process in (leader, standby):
+            if process is not None and process.poll() is None:
+                process.kill()
 
 
 def test_run_now_pause_and_resume_from_the_console(partner, ingest_queue, client):
@@ -76,6 +82,7 @@ def test_run_now_pause_and_resume_from_the_console(partner, ingest_queue, client
 
         client.post("/console/scheduler/jobs/collect_sources/", {"action": "run_now"})
         assert wait_until(lambda: partner.hits.get("/now", 0) == 1, timeout=20)
+        assert SchedulerRequest.objects.get(action="run_now").outcome == "started"
 
         client.post("/console/scheduler/jobs/collect_sources/", {"action": "pause"})
         assert wait_until(
