@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from django.core.exceptions import RequestDataTooBig
+from django.db import InterfaceError, OperationalError
 from rest_framework import exceptions, status
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
@@ -11,6 +12,7 @@ from .errors import ApplicationError
 
 APPLICATION_ERROR_STATUS = {
     "broker_unavailable": status.HTTP_503_SERVICE_UNAVAILABLE,
+    "database_unavailable": status.HTTP_503_SERVICE_UNAVAILABLE,
     "payload_too_large": status.HTTP_413_REQUEST_ENTITY_TOO_LARGE,
     "device_not_active": status.HTTP_403_FORBIDDEN,
     "not_found": status.HTTP_404_NOT_FOUND,
@@ -28,6 +30,14 @@ def _count_refusal(code: str) -> None:
 def application_exception_handler(exc, context):
     if isinstance(exc, RequestDataTooBig):
         exc = ApplicationError("request body is too large", code="payload_too_large")
+    if isinstance(exc, OperationalError | InterfaceError):
+        # Keys are checked in the database: without it nothing can be accepted, but that is
+        # an outage to retry, not a server bug to show as a 500.
+        exc = ApplicationError(
+            "The database is unavailable; nothing was queued. Retry later.",
+            code="database_unavailable",
+            retry_after=5,
+        )
     if isinstance(exc, ApplicationError):
         body = {"code": exc.code, "message": exc.message}
         if exc.fields:

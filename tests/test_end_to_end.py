@@ -70,3 +70,24 @@ def test_wrong_key_over_http_is_refused_and_nothing_is_queued(live_server, inges
     assert status == 401
     assert answer["code"] == "authentication_failed"
     assert queue_depth(ingest_queue.queue) == 0
+
+
+@pytest.mark.usefixtures("committed_db")
+def test_database_down_is_a_503_not_a_500(live_server, ingest_queue):
+    from tests.workers import database_unavailable
+
+    device = DeviceFactory()
+    _, key = device_key_issue(device=device)
+    body = {"readings": [{"metric": "heart_rate", "value": 1, "measured_at": timezone.now().isoformat()}]}
+    assert _post_json(f"{live_server.url}/api/v1/ingest/", body, key)[0] == 202  # the server's connection exists
+    with database_unavailable():
+        status, answer = _post_json(f"{live_server.url}/api/v1/ingest/", body, key)
+        try:
+            urllib.request.urlopen(f"{live_server.url}/readyz", timeout=10)
+            readiness = None
+        except urllib.error.HTTPError as error:
+            readiness = (error.code, json.loads(error.read()))
+    assert readiness == (503, {"status": "unavailable", "unreachable": ["database"]})
+    assert status == 503
+    assert answer["code"] == "database_unavailable"
+    assert queue_depth(ingest_queue.queue) == 1  # only the first one was queued

@@ -104,3 +104,28 @@ def test_metrics_count_consumed_messages_and_rows(client, ingest_queue):
         == _metric(before, "iot_care_rows_inserted_total", rows) + 1
     )
     assert _metric(after, "iot_care_batch_seconds_count") > _metric(before, "iot_care_batch_seconds_count")
+
+
+@pytest.mark.usefixtures("committed_db")
+def test_a_worker_serves_its_own_metrics_when_asked(ingest_queue):
+    import socket
+    import urllib.request
+
+    from tests.workers import start_worker_process, stop_worker_process, wait_until
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    worker = start_worker_process(ingest_queue, "--metrics-port", str(port))
+
+    def scraped() -> str:
+        try:
+            return urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2).read().decode()
+        except OSError:
+            return ""
+
+    try:
+        assert wait_until(lambda: "iot_care_messages_consumed_total" in scraped(), timeout=20)
+    finally:
+        returncode, output = stop_worker_process(worker)
+    assert returncode == 0, output

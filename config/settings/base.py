@@ -145,6 +145,8 @@ LOGGING = logging_config(level=LOG_LEVEL, log_dir=LOG_DIR, json_format=LOG_FORMA
 
 # /metrics needs "Authorization: Bearer <token>"; without a token, loopback only.
 METRICS_TOKEN = env.str("METRICS_TOKEN", default="")
+# consume_queue serves its own metrics on this port when set (separate hosts/containers).
+WORKER_METRICS_PORT = env.int("WORKER_METRICS_PORT", default=0)
 
 # Console bulk jobs (run_console_jobs): dead letters per transaction, and the rate bound.
 CONSOLE_BULK_CHUNK_SIZE = env.int("CONSOLE_BULK_CHUNK_SIZE", default=500)

@@ -4,6 +4,7 @@ import signal
 
 from django.conf import settings
 from django.core.management.base import BaseCommand
+from prometheus_client import start_http_server
 
 from ingest.broker.topology import Topology
 from ingest.worker import IngestWorker
@@ -21,12 +22,21 @@ class Command(BaseCommand):
             help="seconds to wait for a batch to fill after its first message",
         )
         parser.add_argument(
+            "--metrics-port",
+            type=int,
+            default=settings.WORKER_METRICS_PORT,
+            help="serve this worker's Prometheus metrics on this port (0: off)",
+        )
+        parser.add_argument(
             "--stop-when-idle",
             action="store_true",
             help="exit once the main and dead-letter queues are empty (scripts, benchmarks)",
         )
 
-    def handle(self, *args, batch_size, batch_max_wait, stop_when_idle, **options):
+    def handle(self, *args, batch_size, batch_max_wait, stop_when_idle, metrics_port, **options):
+        if metrics_port:
+            # A worker on another machine or container cannot share gunicorn's metrics files.
+            start_http_server(metrics_port)
         worker = IngestWorker(
             topology=Topology.from_settings(),
             batch_size=batch_size,
