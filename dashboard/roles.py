@@ -44,3 +44,14 @@ def roles_ensure(group_model, permission_model) -> None:
             ).first()
             if permission is not None:
                 group.permissions.add(permission)
+
+
+def roles_ensure_in_migration(apps, schema_editor) -> None:
+    """RunPython step: permissions are normally created after all migrations; the roles need them now."""
+    from django.contrib.auth.management import create_permissions
+
+    for app_config in apps.get_app_configs():
+        app_config.models_module = True
+        create_permissions(app_config, verbosity=0, apps=apps)
+        app_config.models_module = None
+    roles_ensure(apps.get_model("auth", "Group"), apps.get_model("auth", "Permission"))

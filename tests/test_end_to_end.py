@@ -79,7 +79,9 @@ def test_database_down_is_a_503_not_a_500(live_server, ingest_queue):
     device = DeviceFactory()
     _, key = device_key_issue(device=device)
     body = {"readings": [{"metric": "heart_rate", "value": 1, "measured_at": timezone.now().isoformat()}]}
-    assert _post_json(f"{live_server.url}/api/v1/ingest/", body, key)[0] == 202  # the server's connection exists
+    assert (
+        _post_json(f"{live_server.url}/api/v1/ingest/", body, key)[0] == 202
+    )  # the server's connection exists
     with database_unavailable():
         status, answer = _post_json(f"{live_server.url}/api/v1/ingest/", body, key)
         try:

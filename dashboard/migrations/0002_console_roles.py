@@ -2,18 +2,7 @@
 
 from django.db import migrations
 
-from dashboard.roles import ROLES, roles_ensure
-
-
-def create_roles(apps, schema_editor):
-    from django.contrib.auth.management import create_permissions
-
-    # Permissions are normally created after all migrations; the groups need them now.
-    for app_config in apps.get_app_configs():
-        app_config.models_module = True
-        create_permissions(app_config, verbosity=0, apps=apps)
-        app_config.models_module = None
-    roles_ensure(apps.get_model("auth", "Group"), apps.get_model("auth", "Permission"))
+from dashboard.roles import ROLES, roles_ensure_in_migration
 
 
 def remove_roles(apps, schema_editor):
@@ -28,4 +17,4 @@ class Migration(migrations.Migration):
         ("contenttypes", "0002_remove_content_type_name"),
     ]
 
-    operations = [migrations.RunPython(create_roles, remove_roles)]
+    operations = [migrations.RunPython(roles_ensure_in_migration, remove_roles)]

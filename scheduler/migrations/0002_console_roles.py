@@ -2,20 +2,10 @@
 
 from django.db import migrations
 
-from dashboard.roles import roles_ensure
-
-
-def ensure_roles(apps, schema_editor):
-    from django.contrib.auth.management import create_permissions
-
-    for app_config in apps.get_app_configs():
-        app_config.models_module = True
-        create_permissions(app_config, verbosity=0, apps=apps)
-        app_config.models_module = None
-    roles_ensure(apps.get_model("auth", "Group"), apps.get_model("auth", "Permission"))
+from dashboard.roles import roles_ensure_in_migration
 
 
 class Migration(migrations.Migration):
     dependencies = [("scheduler", "0001_initial"), ("dashboard", "0002_console_roles")]
 
-    operations = [migrations.RunPython(ensure_roles, migrations.RunPython.noop)]
+    operations = [migrations.RunPython(roles_ensure_in_migration, migrations.RunPython.noop)]
