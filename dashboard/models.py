@@ -42,6 +42,9 @@ class BulkJob(models.Model):
     finished_at = models.DateTimeField(null=True, blank=True)
     # The highest dead-letter id handled: a restarted runner continues after it.
     last_dead_letter_id = models.BigIntegerField(default=0)
+    # Beaten after every chunk: a running job whose runner died (kill -9, crash) goes
+    # quiet, and another runner takes it over after RUNNER_STALE_AFTER.
+    heartbeat_at = models.DateTimeField(null=True, blank=True)
     error = models.TextField(blank=True, default="")
 
     class Meta:

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import logging
 import time
+from datetime import timedelta
 
 from django.contrib.auth.models import AbstractBaseUser
 from django.db import transaction
+from django.db.models import Q
 from django.utils import timezone
 
 from dashboard.models import AuditEntry, BulkJob
@@ -121,19 +123,32 @@ def bulk_job_cancel(*, job_id: int, actor: AbstractBaseUser) -> BulkJob:
     return job
 
 
+RUNNER_STALE_AFTER = timedelta(minutes=2)
+
+
 def _claim_next_job() -> BulkJob | None:
+    """The oldest queued job, or a running one whose runner stopped beating."""
+    now = timezone.now()
     with transaction.atomic():
         job = (
             BulkJob.objects.select_for_update(skip_locked=True)
-            .filter(status=BulkJob.Status.QUEUED)
+            .filter(
+                Q(status=BulkJob.Status.QUEUED)
+                | Q(status=BulkJob.Status.RUNNING, heartbeat_at__lt=now - RUNNER_STALE_AFTER)
+            )
             .order_by("created_at")
             .first()
         )
         if job is None:
             return None
+        if job.status == BulkJob.Status.RUNNING:
+            logger.warning(
+                "bulk job %s: its runner went quiet; taking over after id %s", job.pk, job.last_dead_letter_id
+            )
         job.status = BulkJob.Status.RUNNING
-        job.started_at = job.started_at or timezone.now()
-        job.save(update_fields=["status", "started_at"])
+        job.started_at = job.started_at or now
+        job.heartbeat_at = now
+        job.save(update_fields=["status", "started_at", "heartbeat_at"])
         return job
 
 
@@ -175,7 +190,8 @@ def bulk_job_run(
         job.done += acted
         job.skipped += len(ids) - acted
         job.last_dead_letter_id = ids[-1]
-        job.save(update_fields=["done", "skipped", "last_dead_letter_id"])
+        job.heartbeat_at = timezone.now()
+        job.save(update_fields=["done", "skipped", "last_dead_letter_id", "heartbeat_at"])
         # The bound keeps a large redrive from flooding the broker and the workers.
         pause = len(ids) / max_per_second - (time.monotonic() - started)
         if pause > 0:

@@ -239,3 +239,28 @@ def test_cancelling_a_finished_job_is_refused(operator_client, operator):
     bulk_jobs_run_pending()
     response = operator_client.post(f"/console/jobs/{job.pk}/cancel/", follow=True)
     assert b"already done" in response.content
+
+
+def test_a_running_job_whose_runner_died_is_taken_over_and_a_live_one_is_not(operator, ingest_queue):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    DeadLetterFactory.create_batch(4)
+    orphan = bulk_job_create(
+        action="discard", selection={"filter": {}}, description="all", reason="r", actor=operator
+    )
+    BulkJob.objects.filter(pk=orphan.pk).update(
+        status="running", heartbeat_at=timezone.now() - timedelta(minutes=10)
+    )
+    live = bulk_job_create(
+        action="discard", selection={"filter": {}}, description="all", reason="r", actor=operator
+    )
+    BulkJob.objects.filter(pk=live.pk).update(status="running", heartbeat_at=timezone.now())
+
+    assert bulk_jobs_run_pending() == 1
+
+    orphan.refresh_from_db()
+    live.refresh_from_db()
+    assert (orphan.status, orphan.done) == ("done", 4)
+    assert live.status == "running"
