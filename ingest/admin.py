@@ -31,3 +31,10 @@ class WebhookSourceAdmin(admin.ModelAdmin):
     list_display = ["name", "is_enabled", "created_at"]
     list_filter = ["is_enabled"]
     search_fields = ["name"]
+
+    def get_fields(self, request, obj=None):
+        fields = super().get_fields(request, obj)
+        if not self.has_change_permission(request, obj):
+            # Read-only admin pages show model values as text: never the secret.
+            fields = [name for name in fields if name != "secret"]
+        return fields

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from django.core.exceptions import RequestDataTooBig
-from django.db import InterfaceError, OperationalError
+from django.db import DatabaseError, DataError, IntegrityError
 from rest_framework import exceptions, status
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
@@ -30,7 +30,7 @@ def _count_refusal(code: str) -> None:
 def application_exception_handler(exc, context):
     if isinstance(exc, RequestDataTooBig):
         exc = ApplicationError("request body is too large", code="payload_too_large")
-    if isinstance(exc, OperationalError | InterfaceError):
+    if isinstance(exc, DatabaseError) and not isinstance(exc, IntegrityError | DataError):
         # Keys are checked in the database: without it nothing can be accepted, but that is
         # an outage to retry, not a server bug to show as a 500.
         exc = ApplicationError(

@@ -43,9 +43,13 @@ def name_parse(value: Any) -> str:
 def finite_number_parse(value: Any) -> float:
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise InvalidValue("Must be a JSON number.")
-    if not math.isfinite(value):
+    try:
+        number = float(value)
+    except OverflowError:
+        raise InvalidValue("Must be a finite number (this one is too large).") from None
+    if not math.isfinite(number):
         raise InvalidValue("Must be a finite number (NaN and Infinity are refused).")
-    return float(value)
+    return number
 
 
 def unit_parse(value: Any) -> str | None:
@@ -53,6 +57,8 @@ def unit_parse(value: Any) -> str | None:
         return None
     if not isinstance(value, str):
         raise InvalidValue("Must be a string or null.")
+    if "\x00" in value:
+        raise InvalidValue("Must not contain NUL characters.")
     if len(value) > UNIT_MAX_LENGTH:
         raise InvalidValue(f"Ensure this field has no more than {UNIT_MAX_LENGTH} characters.")
     return value
@@ -160,7 +166,11 @@ class EventInputSerializer(serializers.Serializer):
     detail = serializers.DictField(required=False, default=dict)
 
     def validate_detail(self, detail):
-        if len(json.dumps(detail, separators=(",", ":")).encode()) > DETAIL_MAX_BYTES:
+        encoded = json.dumps(detail, separators=(",", ":"))
+        if "\\u0000" in encoded:
+            # PostgreSQL's jsonb cannot hold NUL: refused here, not dead-lettered later.
+            raise serializers.ValidationError("Must not contain NUL characters.")
+        if len(encoded.encode()) > DETAIL_MAX_BYTES:
             raise serializers.ValidationError(f"Must be at most {DETAIL_MAX_BYTES} bytes as JSON.")
         return detail
 

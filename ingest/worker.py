@@ -26,7 +26,13 @@ from datetime import date, datetime
 
 import pika
 import pika.exceptions
-from django.db import DatabaseError, InterfaceError, OperationalError, close_old_connections, connection
+from django.db import (
+    DatabaseError,
+    DataError,
+    IntegrityError,
+    close_old_connections,
+    connection,
+)
 from django.utils import timezone
 
 from config.observability import message_context
@@ -52,7 +58,6 @@ from ingest.services.message_store import StoreOutcome, messages_store
 
 logger = logging.getLogger(__name__)
 
-TRANSIENT_DATABASE_ERRORS = (OperationalError, InterfaceError)
 BROKER_ERRORS = (pika.exceptions.AMQPError, OSError)
 TRACEBACK_MAX_CHARS = 16_000
 DEAD_LETTER_PREFETCH = 100
@@ -65,10 +70,13 @@ class StopRequested(Exception):
 def _is_message_fault(error: Exception) -> bool:
     """True for an error caused by the message itself (retry it, then dead-letter it).
 
-    Outages of the database or the broker, and a stop request, are not the message's
-    fault: they propagate so that the whole batch stays unacked.
+    Only integrity and data errors (and non-database errors) are the message's fault. Any
+    other database error (a read-only node after a failover, a schema being changed) is an
+    outage like a lost connection: the batch stays unacked and is tried again.
     """
-    return not isinstance(error, (StopRequested, *TRANSIENT_DATABASE_ERRORS, *BROKER_ERRORS))
+    if isinstance(error, DatabaseError):
+        return isinstance(error, IntegrityError | DataError)
+    return not isinstance(error, (StopRequested, *BROKER_ERRORS))
 
 
 @dataclass
@@ -337,7 +345,9 @@ class _Session:
             try:
                 with metrics.BATCH_SECONDS.time():
                     return messages_store(messages=messages)
-            except TRANSIENT_DATABASE_ERRORS as error:
+            except DatabaseError as error:
+                if _is_message_fault(error):
+                    raise
                 connection.close()
                 delay = database_backoff.next_delay()
                 logger.warning(

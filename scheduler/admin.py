@@ -35,3 +35,10 @@ class CollectionSourceAdmin(admin.ModelAdmin):
     list_display = ["name", "url", "interval_seconds", "device", "is_enabled", "last_run_at"]
     list_filter = ["is_enabled"]
     raw_id_fields = ["device"]
+
+    def get_fields(self, request, obj=None):
+        fields = super().get_fields(request, obj)
+        if not self.has_change_permission(request, obj):
+            # Read-only admin pages show model values as text: never the credential.
+            fields = [name for name in fields if name not in ("auth_header", "clear_auth_header")]
+        return fields

@@ -30,8 +30,17 @@ class LeaderLock:
                 params = connection.get_connection_params()
                 params.pop("cursor_factory", None)
                 params.pop("context", None)
+                # Keepalives both ways: if the leader's machine vanishes, the server ends the
+                # session (and frees the lock) in about 25 s, not after the OS's 2 hours.
                 self._connection = psycopg.connect(
-                    **params, autocommit=True, application_name="iot_care scheduler"
+                    **params,
+                    autocommit=True,
+                    application_name="iot_care scheduler",
+                    keepalives=1,
+                    keepalives_idle=10,
+                    keepalives_interval=5,
+                    keepalives_count=3,
+                    options="-c tcp_keepalives_idle=10 -c tcp_keepalives_interval=5 -c tcp_keepalives_count=3",
                 )
             acquired = self._connection.execute("SELECT pg_try_advisory_lock(%s)", [self.key]).fetchone()[0]
         except psycopg.Error as error:

@@ -69,7 +69,10 @@ def _accept(message: PipelineMessage, *, readings: int = 0, events: int = 0) -> 
     try:
         pipeline_message_publish(message=message)
     except ApplicationError:
-        IngestMessage.objects.filter(message_id=message.message_id).delete()
+        # Only if still pending: had the broker taken it after all, the worker may have stored it.
+        IngestMessage.objects.filter(
+            message_id=message.message_id, status=IngestMessage.Status.PENDING
+        ).delete()
         raise
 
 

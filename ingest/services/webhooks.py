@@ -26,6 +26,12 @@ def _payload_parse(body: bytes) -> dict[str, Any]:
         payload = json.loads(body)
     except (ValueError, UnicodeDecodeError) as error:
         raise ApplicationError(f"The body is not valid JSON: {error}", code="parse_error") from error
+    if "\\u0000" in json.dumps(payload):
+        raise ApplicationError(
+            "The body must not contain NUL characters (\\u0000).",
+            code="invalid",
+            fields={"non_field_errors": ["PostgreSQL's jsonb cannot store \\u0000."]},
+        )
     if not isinstance(payload, dict):
         raise ApplicationError(
             "The body must be a JSON object.",

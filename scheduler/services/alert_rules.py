@@ -18,9 +18,11 @@ ACTIVITY_DEVICE_TYPES = ["motion", "door"]
 
 @transaction.atomic
 def device_offline_alerts_raise(*, now: datetime, silent_after: timedelta) -> int:
-    """One open ``device_offline`` alert per active device silent for longer than ``silent_after``.
+    """One ``device_offline`` alert per silence of an active device longer than ``silent_after``.
 
-    A device that never reported counts from its installation (or creation).
+    A device that never reported counts from its installation (or creation). After the
+    alert is acknowledged, the next one comes only once the device has reported again and
+    gone silent again.
     """
     with connection.cursor() as cursor:
         cursor.execute(
@@ -33,8 +35,11 @@ def device_offline_alerts_raise(*, now: datetime, silent_after: timedelta) -> in
             FROM devices d
             WHERE d.status = 'active'
               AND coalesce(d.last_seen_at, d.installed_at, d.created_at) < %(cutoff)s
-              AND NOT EXISTS (SELECT 1 FROM alerts a WHERE a.device_id = d.id
-                              AND a.alert_type = %(type)s AND a.status = 'open')
+              -- one alert per silence: none while one is open, and none again after a
+              -- carer acknowledged it, until the device has been heard from since
+              AND NOT EXISTS (SELECT 1 FROM alerts a WHERE a.device_id = d.id AND a.alert_type = %(type)s
+                              AND (a.status = 'open'
+                                   OR a.created_at >= coalesce(d.last_seen_at, d.installed_at, d.created_at)))
             """,
             {"type": DEVICE_OFFLINE, "cutoff": now - silent_after},
         )
@@ -64,8 +69,9 @@ def inactivity_alerts_raise(*, now: datetime, quiet_for: timedelta) -> int:
               AND NOT EXISTS (SELECT 1 FROM device_events e JOIN devices d ON d.id = e.device_id
                               WHERE d.resident_id = r.id AND d.device_type = ANY(%(types)s)
                               AND e.occurred_at >= %(cutoff)s)
-              AND NOT EXISTS (SELECT 1 FROM alerts a WHERE a.resident_id = r.id
-                              AND a.alert_type = %(type)s AND a.status = 'open')
+              -- none while one is open, nor within one window of the last one
+              AND NOT EXISTS (SELECT 1 FROM alerts a WHERE a.resident_id = r.id AND a.alert_type = %(type)s
+                              AND (a.status = 'open' OR a.created_at >= %(cutoff)s))
             """,
             {"type": INACTIVITY, "cutoff": cutoff, "types": ACTIVITY_DEVICE_TYPES},
         )

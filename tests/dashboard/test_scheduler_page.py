@@ -69,3 +69,16 @@ def test_scheduler_state_follows_the_heartbeat():
     SchedulerLeader.objects.create(pk=1, instance="host pid=1", since=now, heartbeat_at=now)
     assert scheduler_state(now=now + timedelta(seconds=5)).state == "running"
     assert scheduler_state(now=now + timedelta(minutes=5)).state == "not running"
+
+
+def test_a_viewer_reading_a_source_in_the_admin_never_sees_its_credential(viewer_client):
+    source = CollectionSource.objects.create(
+        name="carelink",
+        url="https://partner.example/feed",
+        device=DeviceFactory(),
+        auth_header="Authorization: Bearer top-secret",
+    )
+    page = viewer_client.get(f"/admin/scheduler/collectionsource/{source.pk}/change/")
+    assert page.status_code == 200
+    assert b"top-secret" not in page.content
+    assert b"partner.example" in page.content

@@ -213,3 +213,24 @@ def test_invalid_event_fields_are_refused_with_field_and_reason(device_client, e
     assert response.status_code == 400
     [message] = response.json()["fields"]["events"]["0"][field]
     assert message_part in message
+
+
+@pytest.mark.parametrize(
+    ("body", "path"),
+    [
+        ({"readings": [_reading(value=10**400)]}, ("readings", "0", "value")),
+        ({"readings": [_reading(unit="b\u0000pm")]}, ("readings", "0", "unit")),
+        (
+            {"events": [{"event_type": "fall", "occurred_at": _now_iso(), "detail": {"room": "ba\u0000th"}}]},
+            ("events", "0", "detail"),
+        ),
+    ],
+)
+def test_values_postgresql_cannot_store_are_refused_up_front(device_client, body, path, ingest_queue):
+    response = _post(device_client, body)
+    assert response.status_code == 400
+    fields = response.json()["fields"]
+    for key in path:
+        fields = fields[key]
+    assert fields
+    assert queue_depth(ingest_queue.queue) == 0

@@ -207,3 +207,10 @@ def test_readyz_is_503_naming_the_broker_when_it_is_unreachable(settings):
     response = APIClient().get("/readyz")
     assert response.status_code == 503
     assert response.json()["unreachable"] == ["broker"]
+
+
+def test_a_webhook_body_with_nul_is_refused_before_queueing(webhook_source, ingest_queue):
+    body = b'{"type": "x", "note": "a\\u0000b"}'
+    response = _webhook_post(body, webhook_signature(secret=webhook_source.secret, body=body))
+    assert response.status_code == 400
+    assert queue_depth(ingest_queue.queue) == 0

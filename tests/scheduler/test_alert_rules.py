@@ -34,11 +34,17 @@ def test_a_silent_device_gets_one_offline_alert_not_two():
     assert "SIL-1" in alert.message
 
 
-def test_a_new_offline_alert_once_the_previous_one_is_acknowledged():
-    DeviceFactory(last_seen_at=NOW - timedelta(hours=2))
+def test_an_acknowledged_offline_alert_is_not_reopened_until_the_device_goes_silent_again():
+    device = DeviceFactory(last_seen_at=NOW - timedelta(hours=2))
     device_offline_alerts_raise(now=NOW, silent_after=THIRTY_MINUTES)
     Alert.objects.update(status="acknowledged")
-    assert device_offline_alerts_raise(now=NOW, silent_after=THIRTY_MINUTES) == 1
+    assert device_offline_alerts_raise(now=NOW + timedelta(minutes=1), silent_after=THIRTY_MINUTES) == 0
+    # Heard from again (after the alert was raised), then silent again: a new alert.
+    device.last_seen_at = timezone.now() + timedelta(seconds=1)
+    device.save(update_fields=["last_seen_at"])
+    assert (
+        device_offline_alerts_raise(now=timezone.now() + timedelta(hours=1), silent_after=THIRTY_MINUTES) == 1
+    )
 
 
 @pytest.mark.parametrize("status", ["inactive", "retired"])
@@ -87,3 +93,13 @@ def test_no_inactivity_alert_without_active_activity_sensors():
 def test_a_freshly_installed_sensor_raises_nothing_yet():
     DeviceFactory(resident=ResidentFactory(), device_type="door", installed_at=NOW - timedelta(hours=1))
     assert inactivity_alerts_raise(now=NOW, quiet_for=timedelta(hours=12)) == 0
+
+
+def test_an_acknowledged_inactivity_alert_is_not_repeated_within_the_window():
+    resident = ResidentFactory()
+    _motion_sensor(resident)
+    quiet = timedelta(hours=12)
+    assert inactivity_alerts_raise(now=NOW, quiet_for=quiet) == 1
+    Alert.objects.update(status="acknowledged", created_at=NOW)
+    assert inactivity_alerts_raise(now=NOW + timedelta(hours=1), quiet_for=quiet) == 0
+    assert inactivity_alerts_raise(now=NOW + timedelta(hours=13), quiet_for=quiet) == 1
