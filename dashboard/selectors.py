@@ -229,6 +229,7 @@ def queue_depths(topology: Topology | None = None) -> list[QueueDepth] | None:
     roles = (
         [(topology.queue, "main")]
         + [(name, "retry") for name in topology.retry_queues]
+        + [(topology.due_queue, "retry due")]
         + [(topology.dead_queue, "dead letters")]
     )
     try:

@@ -200,6 +200,8 @@ class IngestWorker:
             pending: list[Delivery] = []
             dead_pending: list[Delivery] = []
             consumer.basic_consume(self.topology.queue, self._collector(pending))
+            # Retries that came due: same channel, same batches, same acks.
+            consumer.basic_consume(self.topology.due_queue, self._collector(pending))
             dead_consumer.basic_consume(self.topology.dead_queue, self._collector(dead_pending))
             logger.info("consuming from %s (batch %d)", self.topology.queue, self.batch_size)
 

@@ -1,7 +1,10 @@
 """Names and idempotent declaration of the exchange and queues.
 
     publish ──▶ <q>.exchange ──(routing key <q>)──▶ <q>            main queue, consumed in batches
-    a message that failed ──▶ <q>.retry.<n>s ──(TTL n s, dead-letter exchange)──▶ <q>
+    a message that failed ──▶ <q>.retry.<n>s ──(TTL n s, dead-letter exchange)──▶ <q>.due
+    <q>.due (no length limit) is consumed by the worker like <q>: a retry that comes due
+    is never refused because the main queue is full (broker dead-lettering cannot be
+    confirmed, so into a bounded queue with reject-publish it could silently drop).
     a message out of attempts ──▶ <q>.dead                       recorded in the DeadLetter table
 
 Everything is derived from ``RABBITMQ_QUEUE_NAME`` so that a test run can use names of
@@ -64,12 +67,16 @@ class Topology:
         return f"{self.queue}.retry.{delay:g}s"
 
     @property
+    def due_queue(self) -> str:
+        return f"{self.queue}.due"
+
+    @property
     def retry_queues(self) -> list[str]:
         return [self._retry_queue_name(delay) for delay in self.retry_delays]
 
     @property
     def queue_names(self) -> list[str]:
-        return [self.queue, *self.retry_queues, self.dead_queue]
+        return [self.queue, *self.retry_queues, self.due_queue, self.dead_queue]
 
     @property
     def exchange_names(self) -> list[str]:
@@ -98,13 +105,15 @@ def topology_declare(*, channel: BlockingChannel, topology: Topology) -> None:
             **topology.type_arguments,
             "x-message-ttl": int(delay * 1000),
             "x-dead-letter-exchange": topology.exchange,
-            "x-dead-letter-routing-key": topology.routing_key,
+            "x-dead-letter-routing-key": topology.due_queue,
         }
         if topology.queue_type == "quorum":
             # Quorum queues dead-letter at most once unless told otherwise; at-least-once
             # needs reject-publish overflow. A retried message must not vanish in transit.
             arguments |= {"x-dead-letter-strategy": "at-least-once", "x-overflow": "reject-publish"}
         channel.queue_declare(queue=topology._retry_queue_name(delay), durable=True, arguments=arguments)
+    channel.queue_declare(queue=topology.due_queue, durable=True, arguments=topology.type_arguments)
+    channel.queue_bind(queue=topology.due_queue, exchange=topology.exchange, routing_key=topology.due_queue)
     channel.queue_declare(queue=topology.dead_queue, durable=True, arguments=topology.type_arguments)
 
 

@@ -28,7 +28,7 @@ def test_the_panel_shows_queues_dead_letters_and_open_alerts(viewer_client, inge
     context = viewer_client.get("/console/overview/panel/").context
     main = next(queue for queue in context["queues"] if queue.role == "main")
     assert (main.name, main.ready) == (ingest_queue.queue, 2)
-    assert {queue.role for queue in context["queues"]} == {"main", "retry", "dead letters"}
+    assert {queue.role for queue in context["queues"]} == {"main", "retry", "retry due", "dead letters"}
     assert context["dead_letters"] == {"dead": 2, "requeued": 0, "discarded": 1}
     assert context["open_alerts"] == 3
 

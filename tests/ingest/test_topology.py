@@ -24,7 +24,7 @@ def test_retry_tiers_grow_and_the_last_repeats():
     topology = Topology(queue="q", retry_delays=(1.0, 5.0, 30.0))
     assert [topology.retry_delay(failures) for failures in (1, 2, 3, 4, 9)] == [1, 5, 30, 30, 30]
     assert topology.retry_queue(1) == "q.retry.1s"
-    assert topology.queue_names == ["q", "q.retry.1s", "q.retry.5s", "q.retry.30s", "q.dead"]
+    assert topology.queue_names == ["q", "q.retry.1s", "q.retry.5s", "q.retry.30s", "q.due", "q.dead"]
 
 
 def test_an_unknown_queue_type_is_refused():
@@ -117,3 +117,28 @@ def test_quorum_queues_carry_messages_and_retries_to_the_dead_letters(own_topolo
     assert SensorReading.objects.count() == 1
     dead = DeadLetter.objects.get()
     assert (dead.message_id, dead.attempts) == (poison.message_id, 4)
+
+
+@pytest.mark.django_db
+def test_a_retry_that_comes_due_is_kept_even_when_the_main_queue_is_full(own_topology):
+    from tests.broker import queue_depth
+    from tests.workers import wait_until
+
+    topology = own_topology("due", RABBITMQ_QUEUE_MAX_LENGTH=1)
+    connection = open_connection()
+    channel = connection.channel()
+    channel.confirm_delivery()
+    channel.basic_publish(topology.exchange, topology.routing_key, b"fills the main queue", mandatory=True)
+    channel.basic_publish(
+        "",
+        topology.retry_queue(1),
+        b"a retry",
+        properties=pika.BasicProperties(delivery_mode=2),
+        mandatory=True,
+    )
+    connection.close()
+
+    # After its 0.2 s delay the retry goes to <q>.due, which has no limit: nothing dropped.
+    assert wait_until(lambda: queue_depth(topology.due_queue) == 1, timeout=10)
+    assert queue_depth(topology.queue) == 1
+    assert queue_depth(topology.retry_queue(1)) == 0
