@@ -392,19 +392,17 @@ def readings_page(
         for device_id in device_ids
         for name in ([metric] if metric else _device_metrics(device_id))
     ]
-    if not series or len(series) > MAX_SERIES_PER_PAGE:
-        return (
-            Page([], None)
-            if not series
-            else keyset_page(
-                SensorReading.objects.filter(
-                    device_id__in=device_ids, **({"metric": metric} if metric else {})
-                ),
-                cursor=cursor,
-                time_field="measured_at",
-                size=size,
-            )
+    if not series:
+        return Page([], None)
+    if len(series) > MAX_SERIES_PER_PAGE:
+        many = SensorReading.objects.filter(
+            device_id__in=device_ids, **({"metric": metric} if metric else {})
         )
+        if since:
+            many = many.filter(measured_at__gte=since)
+        if until:
+            many = many.filter(measured_at__lt=until)
+        return keyset_page(many, cursor=cursor, time_field="measured_at", size=size)
     at, _, last_id = (cursor or "").rpartition("|")
     after = parse_instant(at) if last_id.isdigit() else None
     bounds, params = [], []

@@ -163,6 +163,7 @@ class IngestWorker:
     idle_poll: float = 0.5
     totals: WorkerTotals = field(default_factory=WorkerTotals)
     _stop_requested: bool = False
+    _broker_backoff: Backoff = field(default_factory=Backoff)
 
     def request_stop(self) -> None:
         """Ask the worker to finish its current batch and return (signal-handler safe)."""
@@ -172,7 +173,6 @@ class IngestWorker:
 
     def run(self, *, stop_when_idle: bool = False) -> WorkerTotals:
         """Consume until asked to stop (or, with ``stop_when_idle``, until the queues are empty)."""
-        broker_backoff = Backoff()
         while not self._stop_requested:
             try:
                 self._consume(stop_when_idle=stop_when_idle)
@@ -181,7 +181,7 @@ class IngestWorker:
                 break
             except BROKER_ERRORS as error:
                 # Unacked messages go back to the queue by themselves when the channel dies.
-                delay = broker_backoff.next_delay()
+                delay = self._broker_backoff.next_delay()
                 logger.warning("broker connection lost (%r); reconnecting in %.1fs", error, delay)
                 self._wait(delay)
         return self.totals
@@ -202,6 +202,7 @@ class IngestWorker:
             consumer.basic_consume(self.topology.queue, self._collector(pending))
             # Retries that came due: same channel, same batches, same acks.
             consumer.basic_consume(self.topology.due_queue, self._collector(pending))
+            self._broker_backoff.reset()  # connected: the next outage starts from a short wait
             dead_consumer.basic_consume(self.topology.dead_queue, self._collector(dead_pending))
             logger.info("consuming from %s (batch %d)", self.topology.queue, self.batch_size)
 

@@ -8,7 +8,6 @@ importing the same file again publishes nothing the ledger has already processed
 from __future__ import annotations
 
 import csv
-import hashlib
 import io
 import json
 import uuid
@@ -16,13 +15,9 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from django.db import IntegrityError
-from django.utils import timezone
-
-from ingest.messages import DeviceBatch
-from ingest.models import Device, DeviceStatus, IngestMessage
+from ingest.models import Device, DeviceStatus
 from ingest.serializers import device_records_split
-from ingest.services.ingestion import pipeline_message_publish
+from ingest.services.ingestion import content_message_id, device_batch_accept_once
 
 IMPORT_NAMESPACE = uuid.UUID("5b2f9a64-4a7e-4d57-9bd2-6f1f0f1c2a11")
 CSV_READING_COLUMNS = ("metric", "value", "unit", "measured_at")
@@ -99,40 +94,18 @@ class _Devices:
         return device, ""
 
 
-def _chunk_message_id(device: Device, records: list[tuple[int, str, dict]]) -> uuid.UUID:
-    digest = hashlib.sha256()
-    digest.update(device.serial_no.encode())
-    for _, kind, record in records:
-        digest.update(kind.encode())
-        digest.update(json.dumps(record, sort_keys=True, default=str).encode())
-    return uuid.uuid5(IMPORT_NAMESPACE, digest.hexdigest())
-
-
 def _publish_chunk(chunk: _Chunk, summary: ImportSummary) -> None:
-    records = chunk.records
-    message_id = _chunk_message_id(chunk.device, records)
-    readings = [record for _, kind, record in records if kind == "reading"]
-    events = [record for _, kind, record in records if kind == "event"]
-    ledger = IngestMessage.objects.filter(message_id=message_id).first()
-    if ledger is not None and ledger.status == IngestMessage.Status.PROCESSED:
-        summary.records_already_imported += len(records)
-        return
-    batch = DeviceBatch(message_id, chunk.device.id, timezone.now(), readings, events)
-    if ledger is None:
-        try:
-            IngestMessage.objects.create(
-                message_id=message_id,
-                kind=batch.kind,
-                device=chunk.device,
-                received_at=batch.accepted_at,
-                readings=len(readings),
-                events=len(events),
-            )
-        except IntegrityError:
-            pass  # a concurrent import of the same file: publishing twice is harmless
-    pipeline_message_publish(message=batch)  # confirmed, or ApplicationError (503): the import stops
-    summary.records_published += len(records)
-    summary.messages_published += 1
+    readings = [record for _, kind, record in chunk.records if kind == "reading"]
+    events = [record for _, kind, record in chunk.records if kind == "event"]
+    message_id = content_message_id(
+        origin=f"import:{chunk.device.serial_no}", readings=readings, events=events
+    )
+    # Confirmed, or ApplicationError (503): the import stops and can simply be re-run.
+    if device_batch_accept_once(device=chunk.device, readings=readings, events=events, message_id=message_id):
+        summary.records_published += len(chunk.records)
+        summary.messages_published += 1
+    else:
+        summary.records_already_imported += len(chunk.records)
 
 
 def file_import(

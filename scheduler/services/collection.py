@@ -15,7 +15,7 @@ from django.utils import timezone
 from ingest.errors import ApplicationError
 from ingest.models import DeviceStatus
 from ingest.serializers import device_records_split
-from ingest.services.ingestion import device_batch_accept
+from ingest.services.ingestion import content_message_id, device_batch_accept_once
 from scheduler.models import CollectionRun, CollectionSource
 
 logger = logging.getLogger(__name__)
@@ -76,12 +76,15 @@ def _publish(source: CollectionSource, readings: list, events: list) -> int:
     records = [("reading", record) for record in readings] + [("event", record) for record in events]
     for start in range(0, len(records), size):
         chunk = records[start : start + size]
-        device_batch_accept(
-            device=source.device,
-            readings=[record for kind, record in chunk if kind == "reading"],
-            events=[record for kind, record in chunk if kind == "event"],
-        )
-        published += len(chunk)
+        readings = [record for kind, record in chunk if kind == "reading"]
+        events = [record for kind, record in chunk if kind == "event"]
+        # A feed answering the same records again (nothing new since the last poll) must
+        # not store its events twice: the id follows the content, the ledger skips repeats.
+        message_id = content_message_id(origin=f"collect:{source.name}", readings=readings, events=events)
+        if device_batch_accept_once(
+            device=source.device, readings=readings, events=events, message_id=message_id
+        ):
+            published += len(chunk)
     return published
 
 

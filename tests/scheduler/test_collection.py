@@ -11,7 +11,7 @@ from ingest.messages import message_decode
 from ingest.models import DeviceEvent, SensorReading
 from scheduler.models import CollectionRun, CollectionSource
 from scheduler.services.collection import sources_collect_due
-from tests.broker import queued_messages
+from tests.broker import queue_depth, queued_messages
 from tests.factories import DeviceFactory
 from tests.workers import wait_until, worker_thread
 
@@ -147,3 +147,15 @@ def test_broker_down_fails_the_run(partner, ingest_queue, settings):
         settings.RABBITMQ_PORT = port
         publisher_reset()
     assert run.status == "failed" and "broker" in run.error
+
+
+@pytest.mark.usefixtures("committed_db")
+def test_a_feed_answering_the_same_records_again_stores_them_once(partner, ingest_queue):
+    source = _source(partner.serve("/same", GOOD), interval_seconds=1)
+    sources_collect_due()
+    with worker_thread(ingest_queue):
+        assert wait_until(lambda: DeviceEvent.objects.count() == 1)
+    [second] = sources_collect_due(now=timezone.now() + timedelta(seconds=5))
+    assert (second.status, second.fetched, second.published) == ("ok", 3, 0)
+    assert queue_depth(ingest_queue.queue) == 0
+    assert DeviceEvent.objects.filter(device=source.device).count() == 1
