@@ -15,7 +15,7 @@ from dashboard.models import AuditEntry, BulkJob
 from dashboard.selectors import dead_letter_queryset
 from ingest.errors import ApplicationError
 from ingest.models import Alert, AlertStatus, DeadLetter, Device, DeviceStatus
-from ingest.services.dead_letters import dead_letters_discard_many, dead_letters_requeue_many
+from ingest.services.dead_letters import dead_letters_discard_many, dead_letters_requeue_many, reason_require
 from ingest.services.devices import device_key_issue, device_keys_revoke
 
 logger = logging.getLogger(__name__)
@@ -89,12 +89,8 @@ def bulk_job_create(
     """Queue a bulk requeue or discard; ``run_console_jobs`` carries it out."""
     if action not in BulkJob.Action.values:
         raise ApplicationError(f"unknown action {action!r}", code="invalid")
-    if action == BulkJob.Action.DISCARD and not reason.strip():
-        raise ApplicationError(
-            "a reason is required to discard messages",
-            code="invalid",
-            fields={"reason": ["This field is required."]},
-        )
+    if action == BulkJob.Action.DISCARD:
+        reason_require(reason, to="discard messages")
     total = _selection_queryset(selection).filter(status=DeadLetter.Status.DEAD).count()
     if total == 0:
         raise ApplicationError("no dead letters match this selection", code="invalid")

@@ -38,6 +38,13 @@ BATCH_SECONDS = Histogram(
 class QueueDepthCollector:
     """Queue depths read from the broker at scrape time."""
 
+    def describe(self):
+        # Given so that registering does not call collect() (a broker round trip) at import.
+        yield GaugeMetricFamily(
+            "iot_care_queue_messages_ready", "Messages ready in a queue.", labels=["queue", "role"]
+        )
+        yield GaugeMetricFamily("iot_care_queue_consumers", "Consumers of a queue.", labels=["queue", "role"])
+
     def collect(self):
         from dashboard.selectors import queue_depths
 
@@ -56,17 +63,18 @@ class QueueDepthCollector:
         yield consumers
 
 
-def _registry() -> CollectorRegistry:
-    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
-        from prometheus_client import multiprocess
+QUEUE_DEPTHS = QueueDepthCollector()
+REGISTRY.register(QUEUE_DEPTHS)
 
-        registry = CollectorRegistry()
-        multiprocess.MultiProcessCollector(registry)
-    else:
-        registry = CollectorRegistry()
-        for collector in list(REGISTRY._collector_to_names):
-            registry.register(collector)
-    registry.register(QueueDepthCollector())
+
+def _registry() -> CollectorRegistry:
+    if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        return REGISTRY
+    from prometheus_client import multiprocess
+
+    registry = CollectorRegistry()
+    multiprocess.MultiProcessCollector(registry)
+    registry.register(QUEUE_DEPTHS)
     return registry
 
 

@@ -124,6 +124,14 @@ def dead_letters_record(*, dead_messages: list[DeadMessage]) -> list[DeadLetter]
     return recorded
 
 
+def reason_require(reason: str, *, to: str) -> None:
+    """Edits and discards must say why (the audit trail shows it)."""
+    if not reason.strip():
+        raise ApplicationError(
+            f"a reason is required to {to}", code="invalid", fields={"reason": ["This field is required."]}
+        )
+
+
 def _actor_name(actor: AbstractBaseUser | None) -> str:
     return actor.get_username() if actor is not None else ""
 
@@ -188,12 +196,7 @@ def dead_letter_requeue(
         body = previous_body
         action = DeadLetterAction.Action.REQUEUED
         if edited_body is not None:
-            if not reason.strip():
-                raise ApplicationError(
-                    "a reason is required to edit a message",
-                    code="invalid",
-                    fields={"reason": ["This field is required."]},
-                )
+            reason_require(reason, to="edit a message")
             body = _edited_body_check(dead_letter, edited_body)
             action = DeadLetterAction.Action.EDITED_AND_REQUEUED
         message_publish_confirmed(outgoing=_requeue_message(dead_letter, body))
@@ -217,12 +220,7 @@ def dead_letter_requeue(
 @transaction.atomic
 def dead_letter_discard(*, dead_letter_id: int, actor: AbstractBaseUser | None, reason: str) -> DeadLetter:
     """Give up on a dead letter for good; the row and its audit trail stay."""
-    if not reason.strip():
-        raise ApplicationError(
-            "a reason is required to discard a message",
-            code="invalid",
-            fields={"reason": ["This field is required."]},
-        )
+    reason_require(reason, to="discard a message")
     dead_letter = _locked_dead_letter(dead_letter_id)
     dead_letter.status = DeadLetter.Status.DISCARDED
     dead_letter.save(update_fields=["status", "updated_at"])
@@ -248,6 +246,15 @@ def _mark_many(letters: list[DeadLetter], *, status: str, action: str, actor, re
     )
 
 
+def _still_dead_locked(dead_letter_ids: list[int]) -> list[DeadLetter]:
+    """The ids still dead, locked; rows another transaction holds are skipped, not waited for."""
+    return list(
+        DeadLetter.objects.select_for_update(skip_locked=True)
+        .filter(pk__in=dead_letter_ids, status=DeadLetter.Status.DEAD)
+        .order_by("pk")
+    )
+
+
 def dead_letters_requeue_many(
     *, dead_letter_ids: list[int], actor: AbstractBaseUser | None, reason: str = ""
 ) -> int:
@@ -259,11 +266,7 @@ def dead_letters_requeue_many(
     the confirmed ones are still marked, then the error is raised.
     """
     with transaction.atomic():
-        letters = list(
-            DeadLetter.objects.select_for_update(skip_locked=True)
-            .filter(pk__in=dead_letter_ids, status=DeadLetter.Status.DEAD)
-            .order_by("pk")
-        )
+        letters = _still_dead_locked(dead_letter_ids)
         confirmed, failure = publish_all_confirmed(
             [_requeue_message(letter, bytes(letter.body)) for letter in letters]
         )
@@ -289,17 +292,8 @@ def dead_letters_discard_many(
     *, dead_letter_ids: list[int], actor: AbstractBaseUser | None, reason: str
 ) -> int:
     """Discard every still-dead letter among the ids; return how many were discarded."""
-    if not reason.strip():
-        raise ApplicationError(
-            "a reason is required to discard messages",
-            code="invalid",
-            fields={"reason": ["This field is required."]},
-        )
-    letters = list(
-        DeadLetter.objects.select_for_update(skip_locked=True).filter(
-            pk__in=dead_letter_ids, status=DeadLetter.Status.DEAD
-        )
-    )
+    reason_require(reason, to="discard messages")
+    letters = _still_dead_locked(dead_letter_ids)
     _mark_many(
         letters,
         status=DeadLetter.Status.DISCARDED,

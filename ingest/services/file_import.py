@@ -10,7 +10,6 @@ from __future__ import annotations
 import csv
 import io
 import json
-import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,7 +18,6 @@ from ingest.models import Device, DeviceStatus
 from ingest.serializers import device_records_split
 from ingest.services.ingestion import content_message_id, device_batch_accept_once
 
-IMPORT_NAMESPACE = uuid.UUID("5b2f9a64-4a7e-4d57-9bd2-6f1f0f1c2a11")
 CSV_READING_COLUMNS = ("metric", "value", "unit", "measured_at")
 
 

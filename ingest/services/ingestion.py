@@ -56,19 +56,19 @@ def pipeline_message_publish(*, message: PipelineMessage) -> None:
     )
 
 
-def _ledger_pending_insert(*, message: PipelineMessage, readings: int = 0, events: int = 0) -> None:
+def _ledger_pending_insert(*, message: PipelineMessage) -> None:
     IngestMessage.objects.create(
         message_id=message.message_id,
         kind=message.kind,
         device_id=message.device_id,
         received_at=message.accepted_at,
-        readings=readings,
-        events=events,
+        readings=len(getattr(message, "readings", ())),
+        events=len(getattr(message, "events", ())),
     )
 
 
-def _accept(message: PipelineMessage, *, readings: int = 0, events: int = 0) -> None:
-    _ledger_pending_insert(message=message, readings=readings, events=events)
+def _accept(message: PipelineMessage) -> None:
+    _ledger_pending_insert(message=message)
     try:
         pipeline_message_publish(message=message)
     except ApplicationError:
@@ -90,7 +90,7 @@ def device_batch_accept(
         readings=readings,
         events=events,
     )
-    _accept(batch, readings=len(readings), events=len(events))
+    _accept(batch)
     return batch
 
 
@@ -124,7 +124,7 @@ def device_batch_accept_once(
     batch = DeviceBatch(message_id, device.id, timezone.now(), readings, events)
     if ledger is None:
         try:
-            _ledger_pending_insert(message=batch, readings=len(readings), events=len(events))
+            _ledger_pending_insert(message=batch)
         except IntegrityError:
             pass  # the same data arriving twice at once: publishing twice is harmless
     pipeline_message_publish(message=batch)
