@@ -121,8 +121,10 @@ INGEST_MAX_BODY_BYTES = env.int("INGEST_MAX_BODY_BYTES", default=1024 * 1024)
 WEBHOOK_MAX_BODY_BYTES = env.int("WEBHOOK_MAX_BODY_BYTES", default=1024 * 1024)
 DATA_UPLOAD_MAX_MEMORY_SIZE = max(INGEST_MAX_BODY_BYTES, WEBHOOK_MAX_BODY_BYTES)
 
-# Per-device request rate (DRF throttle syntax: "<n>/<second|minute|hour|day>").
+# Per-device request rate (DRF throttle syntax: "<n>/<second|minute|hour|day>"), counted
+# over a sliding period in the shared cache (CACHE_URL).
 INGEST_DEVICE_RATE = env.str("INGEST_DEVICE_RATE", default="600/minute")
+CACHE_TIMEOUT_SECONDS = env.float("CACHE_TIMEOUT_SECONDS", default=0.5)
 
 # Worker batching, retries and dead letters.
 INGEST_BATCH_SIZE = env.int("INGEST_BATCH_SIZE", default=200)
@@ -133,9 +135,16 @@ INGEST_RETRY_DELAYS_SECONDS = env.list(
     "INGEST_RETRY_DELAYS_SECONDS", cast=float, default=[1.0, 5.0, 30.0, 120.0]
 )
 
-# The rate limit needs a cache shared by all web workers to be exact; a per-process
-# memory cache (the default) allows up to the rate per gunicorn worker.
-CACHES = {"default": env.cache_url("CACHE_URL", default="locmemcache://")}
+# The device rate limit counts in this cache, so it must be shared by every web worker
+# and host: Redis. A per-process cache (locmem) would allow the rate once per worker;
+# production refuses one (prod.py).
+CACHES = {"default": env.cache_url("CACHE_URL", default="redis://127.0.0.1:6379/0")}
+if CACHES["default"]["BACKEND"].endswith("RedisCache"):
+    CACHES["default"]["BACKEND"] = "django.core.cache.backends.redis.RedisCache"
+    # A Redis that hangs must not hold a web worker: the rate limit then fails open.
+    CACHES["default"].setdefault("OPTIONS", {}).update(
+        {"socket_connect_timeout": CACHE_TIMEOUT_SECONDS, "socket_timeout": CACHE_TIMEOUT_SECONDS}
+    )
 
 LOG_LEVEL = env.str("LOG_LEVEL", default="INFO")
 # Relative paths are taken from the project folder; unwritable means console only.

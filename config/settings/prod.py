@@ -1,5 +1,7 @@
 """Production: every secret must come from the environment; HTTPS behind Caddy."""
 
+from django.core.exceptions import ImproperlyConfigured
+
 from .base import *  # noqa: F403
 from .env import env
 
@@ -21,3 +23,15 @@ SECURE_HSTS_PRELOAD = True
 SESSION_COOKIE_SECURE = True
 CSRF_COOKIE_SECURE = True
 CSRF_TRUSTED_ORIGINS = env.list("DJANGO_CSRF_TRUSTED_ORIGINS", default=[])
+
+# The device rate limit counts in the cache: it must be one store shared by every worker
+# and host (Redis). A per-process cache would allow the rate once per gunicorn worker.
+env.str("CACHE_URL")  # required: no default in production
+if CACHES["default"]["BACKEND"] in (  # noqa: F405
+    "django.core.cache.backends.locmem.LocMemCache",
+    "django.core.cache.backends.dummy.DummyCache",
+):
+    raise ImproperlyConfigured(
+        "CACHE_URL must name a cache shared by all processes, e.g. redis://host:6379/0; "
+        f"{CACHES['default']['BACKEND']} is per process, so the rate limit would not hold."  # noqa: F405
+    )
