@@ -1,5 +1,7 @@
 """Settings shared by every environment; values come from the environment (see ``env.py``)."""
 
+from datetime import timedelta
+
 from config.observability import logging_config
 
 from .env import BASE_DIR, env
@@ -14,6 +16,7 @@ INSTALLED_APPS = [
     "django.contrib.admin",
     "django.contrib.auth",
     "django.contrib.contenttypes",
+    "axes",
     "django.contrib.sessions",
     "django.contrib.messages",
     "whitenoise.runserver_nostatic",
@@ -38,6 +41,9 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "config.sessions.SessionLifetimeMiddleware",
+    # Last, as django-axes requires: it turns a locked-out login into the lockout page.
+    "axes.middleware.AxesMiddleware",
 ]
 
 ROOT_URLCONF = "config.urls"
@@ -88,6 +94,32 @@ STORAGES = {
 
 LOGIN_URL = "dashboard:login"
 LOGIN_REDIRECT_URL = "dashboard:overview"
+
+# Login throttling (django-axes, see dashboard/lockout.py): failed logins are counted per
+# user name and, separately, per client address; past the limit either one is refused
+# without a password check until the cool-off has passed. Counts live in the database.
+AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",
+    "django.contrib.auth.backends.ModelBackend",
+]
+AXES_FAILURE_LIMIT = env.int("LOGIN_FAILURE_LIMIT", default=10)
+AXES_COOLOFF_TIME = timedelta(minutes=env.int("LOGIN_LOCKOUT_MINUTES", default=15))
+AXES_LOCKOUT_PARAMETERS = ["username", "ip_address"]
+AXES_RESET_ON_SUCCESS = True
+AXES_CLIENT_IP_CALLABLE = "dashboard.lockout.client_address"
+AXES_LOCKOUT_CALLABLE = "dashboard.lockout.lockout_response"
+# Peers whose X-Forwarded-For is believed (addresses or networks; "*" for any): the
+# reverse proxy. The same variable tells gunicorn whose forwarded headers to trust.
+TRUSTED_PROXY_ADDRESSES = env.list("FORWARDED_ALLOW_IPS", default=["127.0.0.1", "::1"])
+
+# Console and admin sessions (config/sessions.py): the cookie ends with the browser, a
+# session ends after SESSION_IDLE_TIMEOUT_SECONDS without a page being used, and at the
+# latest SESSION_COOKIE_AGE after login.
+SESSION_EXPIRE_AT_BROWSER_CLOSE = True
+SESSION_COOKIE_AGE = env.int("SESSION_MAX_AGE_SECONDS", default=8 * 3600)
+SESSION_IDLE_TIMEOUT_SECONDS = env.int("SESSION_IDLE_TIMEOUT_SECONDS", default=30 * 60)
+SESSION_COOKIE_HTTPONLY = True
+SESSION_COOKIE_SAMESITE = "Lax"
 
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [],
