@@ -11,6 +11,7 @@ from django.db import DatabaseError, connection
 
 from ingest.broker.connection import open_connection
 from ingest.models import DeadLetter, Device, IngestMessage
+from ingest.probe_cache import RecentResults
 
 
 @dataclass(frozen=True)
@@ -54,8 +55,19 @@ def ingest_message_status(*, device: Device, message_id: uuid.UUID) -> MessageSt
     )
 
 
+_READINESS = RecentResults[list[str]](seconds_setting="READINESS_CACHE_SECONDS")
+
+
 def dependencies_unreachable() -> list[str]:
-    """Names of the services this process cannot reach right now (empty when ready)."""
+    """Names of the services this process cannot reach (empty when ready).
+
+    Probed at most once per READINESS_CACHE_SECONDS in this process: each probe opens a
+    broker connection, and probes may come several times a second.
+    """
+    return list(_READINESS.get("dependencies", _dependencies_probe))
+
+
+def _dependencies_probe() -> list[str]:
     unreachable = []
     try:
         with connection.cursor() as cursor:
@@ -63,7 +75,7 @@ def dependencies_unreachable() -> list[str]:
     except DatabaseError:
         unreachable.append("database")
     try:
-        open_connection().close()
+        open_connection(role="readiness").close()
     except (pika.exceptions.AMQPError, OSError):
         unreachable.append("broker")
     return unreachable

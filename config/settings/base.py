@@ -184,6 +184,11 @@ LOG_DIR = BASE_DIR / env.str("LOG_DIR", default="logs")
 LOG_FORMAT = env.str("LOG_FORMAT", default="plain")  # plain | json
 LOGGING = logging_config(level=LOG_LEVEL, log_dir=LOG_DIR, json_format=LOG_FORMAT == "json")
 
+# Broker probes are reused for this many seconds per process (ingest/probe_cache.py):
+# /readyz, and the queue depths shown on the console's overview and at /metrics.
+READINESS_CACHE_SECONDS = env.float("READINESS_CACHE_SECONDS", default=2)
+QUEUE_DEPTH_CACHE_SECONDS = env.float("QUEUE_DEPTH_CACHE_SECONDS", default=2)
+
 # /metrics needs "Authorization: Bearer <token>"; without a token, loopback only.
 METRICS_TOKEN = env.str("METRICS_TOKEN", default="")
 # consume_queue serves its own metrics on this port when set (separate hosts/containers).

@@ -25,6 +25,11 @@ INGEST_MAX_ATTEMPTS = 4
 # Tests that check 429 lower it themselves (processes they start: TEST_INGEST_DEVICE_RATE).
 INGEST_DEVICE_RATE = env.str("TEST_INGEST_DEVICE_RATE", default="100000/minute")
 
+# Every probe fresh: tests change the broker's state and look at once (the tests of the
+# probe cache set these themselves).
+READINESS_CACHE_SECONDS = 0
+QUEUE_DEPTH_CACHE_SECONDS = 0
+
 # Redis, as in production, under keys of this run only (other runs share the server).
 # Processes a test starts (gunicorn) are given the same prefix through the environment.
 CACHES = {
