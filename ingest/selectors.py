@@ -21,7 +21,24 @@ class MessageStatus:
     received_at: datetime
     processed_at: datetime | None
     attempts: int
-    error: str | None
+    error: str | None  # one of DEVICE_ERROR_CODES; the details are for staff, in the console
+
+
+# What a device is told about a failure: a stable code, never the exception's text, which
+# may quote the database, the schema or other records. The error class decides the code.
+DEVICE_ERROR_CODES = {
+    "DataError": "invalid_data",  # a value the database refused (too long, out of range)
+    "IntegrityError": "integrity_error",  # conflicts with stored data (e.g. an unknown device)
+    "UndecodableMessage": "undecodable",  # the message could not be read at all
+}
+DEVICE_ERROR_OTHER = "processing_error"
+
+
+def device_error_code(error_class: str) -> str | None:
+    """The code a device sees for a failure recorded as ``error_class`` ("" for none)."""
+    if not error_class:
+        return None
+    return DEVICE_ERROR_CODES.get(error_class.rpartition(".")[2], DEVICE_ERROR_OTHER)
 
 
 _DEAD_LETTER_STATUS = {
@@ -37,13 +54,14 @@ def ingest_message_status(*, device: Device, message_id: uuid.UUID) -> MessageSt
     if ledger is None:
         return None
     status = "processed" if ledger.status == IngestMessage.Status.PROCESSED else "pending"
-    error = ledger.last_error or None
+    # The ledger notes "<error class>: <message>"; only the class reaches the device.
+    error = device_error_code(ledger.last_error.partition(": ")[0])
     attempts = ledger.attempts
     if status != "processed":
         dead_letter = DeadLetter.objects.filter(message_id=message_id).first()
         if dead_letter is not None:
             status = _DEAD_LETTER_STATUS[dead_letter.status]
-            error = f"{dead_letter.error_class}: {dead_letter.error_message}"
+            error = device_error_code(dead_letter.error_class)
             attempts = max(attempts, dead_letter.attempts)
     return MessageStatus(
         id=ledger.message_id,

@@ -65,7 +65,7 @@ def test_status_follows_the_ledger_and_the_dead_letters(device_client, ingest_qu
         last_failed_at=timezone.now(),
     )
     answer = device_client.get(f"/api/v1/ingest/{failed_id}/").json()
-    assert (answer["status"], answer["attempts"], answer["error"]) == ("failed", 4, "IntegrityError: boom")
+    assert (answer["status"], answer["attempts"], answer["error"]) == ("failed", 4, "integrity_error")
     dead.status = DeadLetter.Status.DISCARDED
     dead.save()
     assert device_client.get(f"/api/v1/ingest/{failed_id}/").json()["status"] == "discarded"
