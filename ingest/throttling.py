@@ -113,6 +113,9 @@ class DeviceRateThrottle(BaseThrottle):
         if not isinstance(device, Device):
             return True
         rate = Rate.parse(settings.INGEST_DEVICE_RATE)
+        if time.monotonic() < _cache_unreachable_until:
+            _rate_limit_unavailable(None)
+            return True
         try:
             decision = device_rate_check(device_id=device.pk, rate=rate)
         except (RedisError, OSError) as error:
@@ -125,14 +128,22 @@ class DeviceRateThrottle(BaseThrottle):
         return max(1.0, getattr(self, "_wait", 1.0))
 
 
+# After a failure the cache is left alone this long: a Redis that hangs would otherwise
+# cost every request the cache timeout.
+CACHE_RETRY_AFTER_FAILURE_SECONDS = 5.0
+_cache_unreachable_until = 0.0
 _last_unavailable_log = 0.0
 
 
-def _rate_limit_unavailable(error: Exception) -> None:
+def _rate_limit_unavailable(error: Exception | None) -> None:
+    """Count a request let through unthrottled; on a fresh failure, back off and log."""
     from ingest.metrics import RATE_LIMIT_UNAVAILABLE
 
-    global _last_unavailable_log
+    global _cache_unreachable_until, _last_unavailable_log
     RATE_LIMIT_UNAVAILABLE.inc()
+    if error is None:
+        return
+    _cache_unreachable_until = time.monotonic() + CACHE_RETRY_AFTER_FAILURE_SECONDS
     # One line a minute per process is enough to page someone; one per request floods.
     if time.monotonic() - _last_unavailable_log > 60:
         _last_unavailable_log = time.monotonic()

@@ -5,8 +5,10 @@ from __future__ import annotations
 import json
 import logging
 import os
+import socket
 import subprocess
 import sys
+import threading
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
@@ -79,6 +81,7 @@ def test_an_unreachable_redis_lets_devices_through_and_says_so(settings, ingest_
     }
     before = _unavailable_count()
     monkeypatch.setattr("ingest.throttling._last_unavailable_log", 0.0, raising=False)
+    monkeypatch.setattr("ingest.throttling._cache_unreachable_until", 0.0, raising=False)
 
     with caplog.at_level(logging.ERROR, logger="ingest.throttling"):
         statuses = [
@@ -90,6 +93,48 @@ def test_an_unreachable_redis_lets_devices_through_and_says_so(settings, ingest_
     assert _unavailable_count() - before == 3
     assert [record.message for record in caplog.records if "rate limit not enforced" in record.message]
     assert queue_depth(ingest_queue.queue) == 3
+
+
+@pytest.mark.django_db
+def test_a_hanging_redis_is_asked_once_then_left_alone_for_a_while(settings, ingest_queue, monkeypatch):
+    """A Redis that accepts connections and never answers costs one timeout, not one per request."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(16)
+    accepted: list[socket.socket] = []
+
+    def accept_and_say_nothing():
+        while True:
+            try:
+                accepted.append(listener.accept()[0])
+            except OSError:
+                return
+
+    threading.Thread(target=accept_and_say_nothing, daemon=True).start()
+    monkeypatch.setattr("ingest.throttling._cache_unreachable_until", 0.0, raising=False)
+    settings.CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": f"redis://127.0.0.1:{listener.getsockname()[1]}/0",
+            "OPTIONS": {"socket_connect_timeout": 0.3, "socket_timeout": 0.3},
+        }
+    }
+    device = DeviceFactory()
+    _, key = device_key_issue(device=device)
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Api-Key {key}")
+    try:
+        statuses = [
+            client.post("/api/v1/ingest/", data=_reading_body(), content_type="application/json").status_code
+            for _ in range(5)
+        ]
+    finally:
+        listener.close()
+        for connection in accepted:
+            connection.close()
+
+    assert statuses == [202] * 5
+    assert len(accepted) == 1
 
 
 def test_the_sliding_log_refuses_past_the_rate_and_counts_only_admitted_requests(settings):
