@@ -84,9 +84,11 @@ class RateDecision:
 def device_rate_check(*, device_id: int, rate: Rate) -> RateDecision:
     """Count one request of the device against its rate, in the shared cache."""
     cache = caches["default"]
-    key = cache.make_key(f"rate:device:{{{device_id}}}")
+    # The braces make a Redis Cluster hash tag: one device's keys stay on one node.
+    key = f"rate:device:{{{device_id}}}"
     if isinstance(cache, RedisCache):
         # Django's Redis backend has no scripting API; its client is the pool's redis-py client.
+        key = cache.make_key(key)  # the cache's KEY_PREFIX, as its own methods would add
         client = cache._cache.get_client(key, write=True)
         allowed, wait = _SLIDING_LOG(
             keys=[key], args=[rate.period_seconds, rate.limit, uuid.uuid4().hex], client=client

@@ -193,3 +193,14 @@ def test_production_requires_a_cache_url_and_starts_with_redis():
     missing = _prod_settings_import()
     assert missing.returncode != 0 and "CACHE_URL" in missing.stderr
     assert _prod_settings_import(CACHE_URL="redis://127.0.0.1:6379/0").stdout.strip() == "started"
+
+
+def test_without_redis_a_development_cache_counts_per_period(settings):
+    from ingest.throttling import Rate, device_rate_check
+
+    settings.CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+    rate = Rate(limit=2, period_seconds=3600)
+    decisions = [device_rate_check(device_id=42, rate=rate) for _ in range(4)]
+
+    assert [decision.allowed for decision in decisions] == [True, True, False, False]
+    assert 0 < decisions[2].retry_after_seconds <= 3600
