@@ -24,14 +24,13 @@ SESSION_COOKIE_SECURE = True
 CSRF_COOKIE_SECURE = True
 CSRF_TRUSTED_ORIGINS = env.list("DJANGO_CSRF_TRUSTED_ORIGINS", default=[])
 
-# The device rate limit counts in the cache: it must be one store shared by every worker
-# and host (Redis). A per-process cache would allow the rate once per gunicorn worker.
+# The device rate limit counts in the cache: one Redis shared by every worker and host,
+# where one atomic script per request keeps the count exact. A per-process cache (locmem,
+# dummy) would allow the rate once per gunicorn worker; other backends count neither
+# atomically nor, for files, across hosts.
 env.str("CACHE_URL")  # required: no default in production
-if CACHES["default"]["BACKEND"] in (  # noqa: F405
-    "django.core.cache.backends.locmem.LocMemCache",
-    "django.core.cache.backends.dummy.DummyCache",
-):
+if CACHES["default"]["BACKEND"] != "django.core.cache.backends.redis.RedisCache":  # noqa: F405
     raise ImproperlyConfigured(
-        "CACHE_URL must name a cache shared by all processes, e.g. redis://host:6379/0; "
-        f"{CACHES['default']['BACKEND']} is per process, so the rate limit would not hold."  # noqa: F405
+        "CACHE_URL must be a Redis URL (redis://[:password@]host:6379/0 or rediss://...) shared by "
+        f"every web process; {CACHES['default']['BACKEND']} cannot hold the device rate limit."  # noqa: F405
     )

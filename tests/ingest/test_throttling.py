@@ -182,8 +182,8 @@ def _prod_settings_import(**overrides: str) -> subprocess.CompletedProcess:
     )
 
 
-@pytest.mark.parametrize("cache_url", ["locmemcache://", "dummycache://"])
-def test_production_refuses_a_per_process_cache(cache_url):
+@pytest.mark.parametrize("cache_url", ["locmemcache://", "dummycache://", "filecache:///tmp/cache"])
+def test_production_refuses_a_cache_that_is_not_redis(cache_url):
     result = _prod_settings_import(CACHE_URL=cache_url)
     assert result.returncode != 0
     assert "ImproperlyConfigured" in result.stderr and "CACHE_URL" in result.stderr
