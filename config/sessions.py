@@ -13,6 +13,7 @@ import time
 from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth import logout
+from django.contrib.auth.signals import user_logged_in
 
 STARTED_AT = "session_started_at"
 ACTIVE_AT = "session_active_at"
@@ -22,6 +23,17 @@ ACTIVITY_RESOLUTION_SECONDS = 60
 
 def _is_background_refresh(request) -> bool:
     return request.headers.get("X-Requested-With") == "fetch"
+
+
+def _session_started(sender, request, user, **kwargs) -> None:
+    """A login starts both clocks, even on a session that was in use before."""
+    now = time.time()
+    request.session[STARTED_AT] = now
+    request.session[ACTIVE_AT] = now
+
+
+# Connected when the middleware is loaded, i.e. wherever sessions are in use.
+user_logged_in.connect(_session_started, dispatch_uid="session-lifetime-start")
 
 
 class SessionLifetimeMiddleware:

@@ -168,6 +168,16 @@ def test_a_session_past_its_maximum_age_is_logged_out_even_when_active(operator,
     assert not _logged_in(client)
 
 
+def test_logging_in_again_restarts_the_clocks(operator, settings):
+    client = _logged_in_client(operator)
+    _age_session(client, **{STARTED_AT: settings.SESSION_COOKIE_AGE - 10})
+
+    assert _login(client, "olivia", RIGHT).status_code == 302
+
+    assert time.time() - client.session[STARTED_AT] < 5
+    assert _logged_in(client)
+
+
 def test_the_page_showing_a_new_device_key_is_never_stored(operator_client):
     device = DeviceFactory()
 
