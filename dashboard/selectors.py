@@ -21,6 +21,7 @@ from django.utils.dateparse import parse_datetime
 from ingest.broker.connection import open_connection
 from ingest.broker.topology import Topology
 from ingest.models import Alert, AlertStatus, DeadLetter, Device, IngestMessage, SensorReading
+from ingest.probe_cache import RecentResults
 
 logger = logging.getLogger(__name__)
 PAGE_SIZE = 50
@@ -218,14 +219,23 @@ def _management_queue_stats(names: list[str]) -> dict[str, dict] | None:
     return {queue["name"]: queue for queue in queues if queue["name"] in names}
 
 
+_QUEUE_DEPTHS = RecentResults[list[QueueDepth] | None](seconds_setting="QUEUE_DEPTH_CACHE_SECONDS")
+
+
 def queue_depths(topology: Topology | None = None) -> list[QueueDepth] | None:
     """Depth of the main, retry and dead-letter queues; None when the broker is unreachable.
 
     Ready messages and consumers come from AMQP (exact, immediate). Unacked messages are
     only known to the management API, which samples every few seconds: when it is not
-    configured or not reachable they show as unknown.
+    configured or not reachable they show as unknown. The overview's live panel and
+    /metrics both read this: it asks the broker at most once per
+    QUEUE_DEPTH_CACHE_SECONDS in this process.
     """
     topology = topology or Topology.from_settings()
+    return _QUEUE_DEPTHS.get(topology, lambda: _queue_depths_probe(topology))
+
+
+def _queue_depths_probe(topology: Topology) -> list[QueueDepth] | None:
     roles = (
         [(topology.queue, "main")]
         + [(name, "retry") for name in topology.retry_queues]

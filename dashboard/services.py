@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import getpass
 import logging
+import os
+import socket
 import time
 from datetime import timedelta
 
@@ -21,10 +24,28 @@ from ingest.services.devices import device_key_issue, device_keys_revoke
 logger = logging.getLogger(__name__)
 
 
-def audit_record(*, actor: AbstractBaseUser, action: str, target: str, detail: str = "") -> AuditEntry:
+def audit_record(
+    *, actor: AbstractBaseUser | None, action: str, target: str, detail: str = "", actor_name: str = ""
+) -> AuditEntry:
+    """Record an action; ``actor`` is the console user, or None with ``actor_name`` for a command."""
     return AuditEntry.objects.create(
-        actor=actor, actor_name=actor.get_username(), action=action, target=target, detail=detail
+        actor=actor,
+        actor_name=actor_name or actor.get_username(),
+        action=action,
+        target=target,
+        detail=detail,
     )
+
+
+def command_line_actor_name() -> str:
+    """Who ran a management command: the operating-system user (and who became it with sudo)."""
+    try:
+        user = getpass.getuser()
+    except (OSError, KeyError):  # a container's uid with no passwd entry
+        user = f"uid {os.getuid()}"
+    if (sudo_user := os.environ.get("SUDO_USER")) and sudo_user != user:
+        user = f"{sudo_user} as {user}"
+    return f"{user} (command line on {socket.gethostname()})"[:150]
 
 
 @transaction.atomic
@@ -56,20 +77,32 @@ def device_status_change(*, device_id: int, status: str, actor: AbstractBaseUser
 
 
 @transaction.atomic
-def device_key_issue_audited(*, device: Device, name: str, actor: AbstractBaseUser) -> str:
-    """Issue a key from the console; the plain key is returned once and never logged."""
+def device_key_issue_audited(
+    *, device: Device, name: str, actor: AbstractBaseUser | None, actor_name: str = ""
+) -> str:
+    """Issue a key (console or command line); the plain key is returned once and never logged."""
     api_key, key = device_key_issue(device=device, name=name)
     audit_record(
-        actor=actor, action="issued device key", target=device.serial_no, detail=f"prefix {api_key.prefix}"
+        actor=actor,
+        actor_name=actor_name,
+        action="issued device key",
+        target=device.serial_no,
+        detail=f"prefix {api_key.prefix}",
     )
     return key
 
 
 @transaction.atomic
-def device_keys_revoke_audited(*, device: Device, actor: AbstractBaseUser) -> int:
+def device_keys_revoke_audited(
+    *, device: Device, actor: AbstractBaseUser | None, actor_name: str = ""
+) -> int:
     revoked = device_keys_revoke(device=device)
     audit_record(
-        actor=actor, action="revoked device keys", target=device.serial_no, detail=f"{revoked} key(s)"
+        actor=actor,
+        actor_name=actor_name,
+        action="revoked device keys",
+        target=device.serial_no,
+        detail=f"{revoked} key(s)",
     )
     return revoked
 

@@ -113,6 +113,14 @@ if [ -n "${RABBITMQ_MANAGEMENT_URL:-}" ] && command -v rabbitmq-plugins >/dev/nu
   rabbitmq-plugins enable rabbitmq_management >/dev/null || log "could not enable it; the console shows ready counts only"
 fi
 
+# --- Redis (the device rate limit's counters; the tests use it too) ---------------------
+if ! port_open 127.0.0.1 6379; then
+  command -v redis-server >/dev/null || apt_install redis-server
+  log "starting Redis"
+  redis-server --daemonize yes --bind 127.0.0.1 --port 6379 >/dev/null || true
+  wait_for_port 127.0.0.1 6379 Redis
+fi
+
 # --- Schema ------------------------------------------------------------------------------
 log "checking the customer's schema and migrating the app's own tables"
 .venv/bin/python manage.py bootstrap_db

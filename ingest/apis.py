@@ -13,7 +13,12 @@ from ingest.authentication import DeviceKeyAuthentication, IsActiveDevice
 from ingest.errors import ApplicationError
 from ingest.metrics import REQUESTS
 from ingest.schema import error
-from ingest.selectors import dependencies_unreachable, ingest_message_status
+from ingest.selectors import (
+    DEVICE_ERROR_CODES,
+    DEVICE_ERROR_OTHER,
+    dependencies_unreachable,
+    ingest_message_status,
+)
 from ingest.serializers import EventInputSerializer, ReadingsField
 from ingest.services.ingestion import device_batch_accept
 from ingest.services.webhooks import webhook_receive
@@ -106,7 +111,11 @@ class IngestStatusApi(DeviceApi):
         received_at = serializers.DateTimeField()
         processed_at = serializers.DateTimeField(allow_null=True)
         attempts = serializers.IntegerField()
-        error = serializers.CharField(allow_null=True)
+        error = serializers.ChoiceField(
+            choices=[*DEVICE_ERROR_CODES.values(), DEVICE_ERROR_OTHER],
+            allow_null=True,
+            help_text="why the last attempt failed, as a stable code (details are for staff)",
+        )
 
     @extend_schema(
         operation_id="ingest_status",

@@ -28,6 +28,10 @@ ROWS = Counter("iot_care_rows_inserted_total", "Rows inserted into the customer'
 DEAD_LETTERED = Counter("iot_care_messages_dead_lettered_total", "Messages sent to the dead-letter queue.")
 RETRIED = Counter("iot_care_messages_retried_total", "Messages sent to a retry tier.")
 REQUEUED = Counter("iot_care_dead_letters_requeued_total", "Dead letters requeued (confirmed by the broker).")
+RATE_LIMIT_UNAVAILABLE = Counter(
+    "iot_care_rate_limit_unavailable_total",
+    "Device requests let through unthrottled because the rate-limit cache (Redis) was unreachable.",
+)
 BATCH_SECONDS = Histogram(
     "iot_care_batch_seconds",
     "Time to store one batch (one transaction).",

@@ -11,6 +11,7 @@ from django.db import DatabaseError, connection
 
 from ingest.broker.connection import open_connection
 from ingest.models import DeadLetter, Device, IngestMessage
+from ingest.probe_cache import RecentResults
 
 
 @dataclass(frozen=True)
@@ -20,7 +21,24 @@ class MessageStatus:
     received_at: datetime
     processed_at: datetime | None
     attempts: int
-    error: str | None
+    error: str | None  # one of DEVICE_ERROR_CODES; the details are for staff, in the console
+
+
+# What a device is told about a failure: a stable code, never the exception's text, which
+# may quote the database, the schema or other records. The error class decides the code.
+DEVICE_ERROR_CODES = {
+    "DataError": "invalid_data",  # a value the database refused (too long, out of range)
+    "IntegrityError": "integrity_error",  # conflicts with stored data (e.g. an unknown device)
+    "UndecodableMessage": "undecodable",  # the message could not be read at all
+}
+DEVICE_ERROR_OTHER = "processing_error"
+
+
+def device_error_code(error_class: str) -> str | None:
+    """The code a device sees for a failure recorded as ``error_class`` ("" for none)."""
+    if not error_class:
+        return None
+    return DEVICE_ERROR_CODES.get(error_class.rpartition(".")[2], DEVICE_ERROR_OTHER)
 
 
 _DEAD_LETTER_STATUS = {
@@ -36,13 +54,14 @@ def ingest_message_status(*, device: Device, message_id: uuid.UUID) -> MessageSt
     if ledger is None:
         return None
     status = "processed" if ledger.status == IngestMessage.Status.PROCESSED else "pending"
-    error = ledger.last_error or None
+    # The ledger notes "<error class>: <message>"; only the class reaches the device.
+    error = device_error_code(ledger.last_error.partition(": ")[0])
     attempts = ledger.attempts
     if status != "processed":
         dead_letter = DeadLetter.objects.filter(message_id=message_id).first()
         if dead_letter is not None:
             status = _DEAD_LETTER_STATUS[dead_letter.status]
-            error = f"{dead_letter.error_class}: {dead_letter.error_message}"
+            error = device_error_code(dead_letter.error_class)
             attempts = max(attempts, dead_letter.attempts)
     return MessageStatus(
         id=ledger.message_id,
@@ -54,8 +73,19 @@ def ingest_message_status(*, device: Device, message_id: uuid.UUID) -> MessageSt
     )
 
 
+_READINESS = RecentResults[list[str]](seconds_setting="READINESS_CACHE_SECONDS")
+
+
 def dependencies_unreachable() -> list[str]:
-    """Names of the services this process cannot reach right now (empty when ready)."""
+    """Names of the services this process cannot reach (empty when ready).
+
+    Probed at most once per READINESS_CACHE_SECONDS in this process: each probe opens a
+    broker connection, and probes may come several times a second.
+    """
+    return list(_READINESS.get("dependencies", _dependencies_probe))
+
+
+def _dependencies_probe() -> list[str]:
     unreachable = []
     try:
         with connection.cursor() as cursor:
@@ -63,7 +93,7 @@ def dependencies_unreachable() -> list[str]:
     except DatabaseError:
         unreachable.append("database")
     try:
-        open_connection().close()
+        open_connection(role="readiness").close()
     except (pika.exceptions.AMQPError, OSError):
         unreachable.append("broker")
     return unreachable

@@ -1,19 +1,154 @@
-"""Per-device request rate (429 with Retry-After above ``INGEST_DEVICE_RATE``)."""
+"""Per-device request rate (429 with Retry-After above ``INGEST_DEVICE_RATE``).
+
+The count lives in the shared cache (Redis), so the limit holds across every gunicorn
+worker and web host. Each request costs one round trip: a Lua script keeps the times of
+the device's accepted requests in the last period (a sliding log, exact at every instant)
+and admits the request only if fewer than the rate are there. Refused requests are not
+counted: a device over its rate still gets exactly the rate through.
+
+When the cache cannot be reached the throttle lets the request through (fail open),
+logs it and counts it in ``iot_care_rate_limit_unavailable_total``: the limit protects
+the pipeline from one runaway device, and the broker's queue bound still protects it
+while Redis is down; refusing every device's readings (SOS alerts included) because the
+limiter's store is away would turn a Redis outage into a care outage.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+import uuid
+from dataclasses import dataclass
 
 from django.conf import settings
-from rest_framework.throttling import SimpleRateThrottle
+from django.core.cache import caches
+from django.core.cache.backends.redis import RedisCache
+from django.core.exceptions import ImproperlyConfigured
+from redis.commands.core import Script
+from redis.exceptions import RedisError
+from rest_framework.throttling import BaseThrottle
 
 from ingest.models import Device
 
+logger = logging.getLogger(__name__)
 
-class DeviceRateThrottle(SimpleRateThrottle):
-    scope = "device"
+_PERIOD_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 
-    def get_rate(self) -> str:
-        return settings.INGEST_DEVICE_RATE
+# KEYS[1]: the device's log. ARGV: period in seconds, limit, a unique member.
+# Returns {1, ""} when admitted, else {0, seconds until the oldest entry leaves the period}.
+# The server's clock is used so that web hosts with skewed clocks share one timeline.
+# Bytes: with no client to ask for an encoding, Script hashes them as they are.
+_SLIDING_LOG = Script(
+    None,
+    b"""
+local period = tonumber(ARGV[1])
+local limit = tonumber(ARGV[2])
+local clock = redis.call('TIME')
+local now = tonumber(clock[1]) + tonumber(clock[2]) / 1000000
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - period)
+if redis.call('ZCARD', KEYS[1]) < limit then
+    redis.call('ZADD', KEYS[1], now, ARGV[3])
+    redis.call('EXPIRE', KEYS[1], math.ceil(period))
+    return {1, ''}
+end
+local oldest = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
+return {0, tostring(tonumber(oldest[2]) + period - now)}
+""",
+)
 
-    def get_cache_key(self, request, view) -> str | None:
+
+@dataclass(frozen=True)
+class Rate:
+    limit: int
+    period_seconds: int
+
+    @classmethod
+    def parse(cls, rate: str) -> Rate:
+        """DRF's syntax: ``<n>/<second|minute|hour|day>`` (only the unit's first letter counts)."""
+        count, _, unit = rate.partition("/")
+        try:
+            return cls(int(count), _PERIOD_SECONDS[unit.strip()[:1]])
+        except (ValueError, KeyError):
+            raise ImproperlyConfigured(
+                f"INGEST_DEVICE_RATE={rate!r}: expected <n>/<second|minute|hour|day>"
+            ) from None
+
+
+@dataclass(frozen=True)
+class RateDecision:
+    allowed: bool
+    retry_after_seconds: float = 0.0
+
+
+def device_rate_check(*, device_id: int, rate: Rate) -> RateDecision:
+    """Count one request of the device against its rate, in the shared cache."""
+    cache = caches["default"]
+    # The braces make a Redis Cluster hash tag: one device's keys stay on one node.
+    key = f"rate:device:{{{device_id}}}"
+    if isinstance(cache, RedisCache):
+        # Django's Redis backend has no scripting API; its client is the pool's redis-py client.
+        key = cache.make_key(key)  # the cache's KEY_PREFIX, as its own methods would add
+        client = cache._cache.get_client(key, write=True)
+        allowed, wait = _SLIDING_LOG(
+            keys=[key], args=[rate.period_seconds, rate.limit, uuid.uuid4().hex], client=client
+        )
+        return RateDecision(bool(allowed), float(wait or 0))
+    return _fixed_window_check(cache=cache, key=key, rate=rate)
+
+
+def _fixed_window_check(*, cache, key: str, rate: Rate) -> RateDecision:
+    """Any other Django cache (development without Redis): a counter per period."""
+    now = time.time()
+    window_start = math.floor(now / rate.period_seconds) * rate.period_seconds
+    window_key = f"{key}:{window_start}"
+    cache.add(window_key, 0, timeout=rate.period_seconds + 1)
+    if cache.get(window_key, 0) >= rate.limit:
+        return RateDecision(False, window_start + rate.period_seconds - now)
+    cache.incr(window_key)
+    return RateDecision(True)
+
+
+class DeviceRateThrottle(BaseThrottle):
+    def allow_request(self, request, view) -> bool:
         device = request.user
         if not isinstance(device, Device):
-            return None
-        return self.cache_format % {"scope": self.scope, "ident": device.pk}
+            return True
+        rate = Rate.parse(settings.INGEST_DEVICE_RATE)
+        if time.monotonic() < _cache_unreachable_until:
+            _rate_limit_unavailable(None)
+            return True
+        try:
+            decision = device_rate_check(device_id=device.pk, rate=rate)
+        except (RedisError, OSError) as error:
+            _rate_limit_unavailable(error)
+            return True
+        self._wait = decision.retry_after_seconds
+        return decision.allowed
+
+    def wait(self) -> float | None:
+        return max(1.0, getattr(self, "_wait", 1.0))
+
+
+# After a failure the cache is left alone this long: a Redis that hangs would otherwise
+# cost every request the cache timeout.
+CACHE_RETRY_AFTER_FAILURE_SECONDS = 5.0
+_cache_unreachable_until = 0.0
+_last_unavailable_log = 0.0
+
+
+def _rate_limit_unavailable(error: Exception | None) -> None:
+    """Count a request let through unthrottled; on a fresh failure, back off and log."""
+    from ingest.metrics import RATE_LIMIT_UNAVAILABLE
+
+    global _cache_unreachable_until, _last_unavailable_log
+    RATE_LIMIT_UNAVAILABLE.inc()
+    if error is None:
+        return
+    _cache_unreachable_until = time.monotonic() + CACHE_RETRY_AFTER_FAILURE_SECONDS
+    # One line a minute per process is enough to page someone; one per request floods.
+    if time.monotonic() - _last_unavailable_log > 60:
+        _last_unavailable_log = time.monotonic()
+        logger.error(
+            "rate limit not enforced: the cache is unreachable (%s: %s)", type(error).__name__, error
+        )

@@ -1,5 +1,7 @@
 """Settings shared by every environment; values come from the environment (see ``env.py``)."""
 
+from datetime import timedelta
+
 from config.observability import logging_config
 
 from .env import BASE_DIR, env
@@ -14,6 +16,7 @@ INSTALLED_APPS = [
     "django.contrib.admin",
     "django.contrib.auth",
     "django.contrib.contenttypes",
+    "axes",
     "django.contrib.sessions",
     "django.contrib.messages",
     "whitenoise.runserver_nostatic",
@@ -38,6 +41,9 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "config.sessions.SessionLifetimeMiddleware",
+    # Last, as django-axes requires: it turns a locked-out login into the lockout page.
+    "axes.middleware.AxesMiddleware",
 ]
 
 ROOT_URLCONF = "config.urls"
@@ -89,6 +95,32 @@ STORAGES = {
 LOGIN_URL = "dashboard:login"
 LOGIN_REDIRECT_URL = "dashboard:overview"
 
+# Login throttling (django-axes, see dashboard/lockout.py): failed logins are counted per
+# user name and, separately, per client address; past the limit either one is refused
+# without a password check until the cool-off has passed. Counts live in the database.
+AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",
+    "django.contrib.auth.backends.ModelBackend",
+]
+AXES_FAILURE_LIMIT = env.int("LOGIN_FAILURE_LIMIT", default=10)
+AXES_COOLOFF_TIME = timedelta(minutes=env.int("LOGIN_LOCKOUT_MINUTES", default=15))
+AXES_LOCKOUT_PARAMETERS = ["username", "ip_address"]
+AXES_RESET_ON_SUCCESS = True
+AXES_CLIENT_IP_CALLABLE = "dashboard.lockout.client_address"
+AXES_LOCKOUT_CALLABLE = "dashboard.lockout.lockout_response"
+# Peers whose X-Forwarded-For is believed (addresses or networks; "*" for any): the
+# reverse proxy. The same variable tells gunicorn whose forwarded headers to trust.
+TRUSTED_PROXY_ADDRESSES = env.list("FORWARDED_ALLOW_IPS", default=["127.0.0.1", "::1"])
+
+# Console and admin sessions (config/sessions.py): the cookie ends with the browser, a
+# session ends after SESSION_IDLE_TIMEOUT_SECONDS without a page being used, and at the
+# latest SESSION_COOKIE_AGE after login.
+SESSION_EXPIRE_AT_BROWSER_CLOSE = True
+SESSION_COOKIE_AGE = env.int("SESSION_MAX_AGE_SECONDS", default=8 * 3600)
+SESSION_IDLE_TIMEOUT_SECONDS = env.int("SESSION_IDLE_TIMEOUT_SECONDS", default=30 * 60)
+SESSION_COOKIE_HTTPONLY = True
+SESSION_COOKIE_SAMESITE = "Lax"
+
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [],
     "DEFAULT_PERMISSION_CLASSES": [],
@@ -121,8 +153,10 @@ INGEST_MAX_BODY_BYTES = env.int("INGEST_MAX_BODY_BYTES", default=1024 * 1024)
 WEBHOOK_MAX_BODY_BYTES = env.int("WEBHOOK_MAX_BODY_BYTES", default=1024 * 1024)
 DATA_UPLOAD_MAX_MEMORY_SIZE = max(INGEST_MAX_BODY_BYTES, WEBHOOK_MAX_BODY_BYTES)
 
-# Per-device request rate (DRF throttle syntax: "<n>/<second|minute|hour|day>").
+# Per-device request rate (DRF throttle syntax: "<n>/<second|minute|hour|day>"), counted
+# over a sliding period in the shared cache (CACHE_URL).
 INGEST_DEVICE_RATE = env.str("INGEST_DEVICE_RATE", default="600/minute")
+CACHE_TIMEOUT_SECONDS = env.float("CACHE_TIMEOUT_SECONDS", default=0.5)
 
 # Worker batching, retries and dead letters.
 INGEST_BATCH_SIZE = env.int("INGEST_BATCH_SIZE", default=200)
@@ -133,15 +167,27 @@ INGEST_RETRY_DELAYS_SECONDS = env.list(
     "INGEST_RETRY_DELAYS_SECONDS", cast=float, default=[1.0, 5.0, 30.0, 120.0]
 )
 
-# The rate limit needs a cache shared by all web workers to be exact; a per-process
-# memory cache (the default) allows up to the rate per gunicorn worker.
-CACHES = {"default": env.cache_url("CACHE_URL", default="locmemcache://")}
+# The device rate limit counts in this cache, so it must be shared by every web worker
+# and host: Redis. A per-process cache (locmem) would allow the rate once per worker;
+# production refuses one (prod.py).
+CACHES = {"default": env.cache_url("CACHE_URL", default="redis://127.0.0.1:6379/0")}
+if CACHES["default"]["BACKEND"].endswith("RedisCache"):
+    CACHES["default"]["BACKEND"] = "django.core.cache.backends.redis.RedisCache"
+    # A Redis that hangs must not hold a web worker: the rate limit then fails open.
+    CACHES["default"].setdefault("OPTIONS", {}).update(
+        {"socket_connect_timeout": CACHE_TIMEOUT_SECONDS, "socket_timeout": CACHE_TIMEOUT_SECONDS}
+    )
 
 LOG_LEVEL = env.str("LOG_LEVEL", default="INFO")
 # Relative paths are taken from the project folder; unwritable means console only.
 LOG_DIR = BASE_DIR / env.str("LOG_DIR", default="logs")
 LOG_FORMAT = env.str("LOG_FORMAT", default="plain")  # plain | json
 LOGGING = logging_config(level=LOG_LEVEL, log_dir=LOG_DIR, json_format=LOG_FORMAT == "json")
+
+# Broker probes are reused for this many seconds per process (ingest/probe_cache.py):
+# /readyz, and the queue depths shown on the console's overview and at /metrics.
+READINESS_CACHE_SECONDS = env.float("READINESS_CACHE_SECONDS", default=2)
+QUEUE_DEPTH_CACHE_SECONDS = env.float("QUEUE_DEPTH_CACHE_SECONDS", default=2)
 
 # /metrics needs "Authorization: Bearer <token>"; without a token, loopback only.
 METRICS_TOKEN = env.str("METRICS_TOKEN", default="")

@@ -1,5 +1,7 @@
 """Production: every secret must come from the environment; HTTPS behind Caddy."""
 
+from django.core.exceptions import ImproperlyConfigured
+
 from .base import *  # noqa: F403
 from .env import env
 
@@ -21,3 +23,14 @@ SECURE_HSTS_PRELOAD = True
 SESSION_COOKIE_SECURE = True
 CSRF_COOKIE_SECURE = True
 CSRF_TRUSTED_ORIGINS = env.list("DJANGO_CSRF_TRUSTED_ORIGINS", default=[])
+
+# The device rate limit counts in the cache: one Redis shared by every worker and host,
+# where one atomic script per request keeps the count exact. A per-process cache (locmem,
+# dummy) would allow the rate once per gunicorn worker; other backends count neither
+# atomically nor, for files, across hosts.
+env.str("CACHE_URL")  # required: no default in production
+if CACHES["default"]["BACKEND"] != "django.core.cache.backends.redis.RedisCache":  # noqa: F405
+    raise ImproperlyConfigured(
+        "CACHE_URL must be a Redis URL (redis://[:password@]host:6379/0 or rediss://...) shared by "
+        f"every web process; {CACHES['default']['BACKEND']} cannot hold the device rate limit."  # noqa: F405
+    )

@@ -22,7 +22,23 @@ WHITENOISE_AUTOREFRESH = True  # no collectstatic before tests
 # Short retry delays so that a poison message reaches the dead letters within seconds.
 INGEST_RETRY_DELAYS_SECONDS = [0.2, 0.4, 0.8]
 INGEST_MAX_ATTEMPTS = 4
-INGEST_DEVICE_RATE = "100000/minute"  # tests that check 429 lower it themselves
+# Tests that check 429 lower it themselves (processes they start: TEST_INGEST_DEVICE_RATE).
+INGEST_DEVICE_RATE = env.str("TEST_INGEST_DEVICE_RATE", default="100000/minute")
+
+# Every probe fresh: tests change the broker's state and look at once (the tests of the
+# probe cache set these themselves).
+READINESS_CACHE_SECONDS = 0
+QUEUE_DEPTH_CACHE_SECONDS = 0
+
+# Redis, as in production, under keys of this run only (other runs share the server).
+# Processes a test starts (gunicorn) are given the same prefix through the environment.
+CACHES = {
+    "default": {
+        **env.cache_url("TEST_CACHE_URL", default="redis://127.0.0.1:6379/0"),
+        "KEY_PREFIX": env.str("TEST_CACHE_KEY_PREFIX", default=f"test-{os.getpid()}-{uuid.uuid4().hex[:8]}"),
+        "OPTIONS": {"socket_connect_timeout": 0.5, "socket_timeout": 0.5},
+    }
+}
 COLLECTION_TIMEOUT_SECONDS = 1.0
 COLLECTION_RETRY_DELAY_SECONDS = 0.05
 SCHEDULER_STANDBY_POLL_SECONDS = 0.5

@@ -6,6 +6,8 @@ from urllib.parse import urlencode
 
 from django.http import Http404
 from django.shortcuts import get_object_or_404, render
+from django.utils.decorators import method_decorator
+from django.views.decorators.cache import never_cache
 from django.views.generic import TemplateView
 
 from dashboard.records import RECORDS
@@ -103,6 +105,8 @@ class DeviceKeyRevokeView(ConsoleActionView):
         return f"Revoked {revoked} key(s) of {device.serial_no}."
 
 
+# no-store: the page holds a live device key; no browser or proxy cache may keep it.
+@method_decorator(never_cache, name="dispatch")
 class DeviceKeyIssueView(ConsoleActionView):
     """Issues a key and shows it in this response only: it is never stored or shown again."""
 

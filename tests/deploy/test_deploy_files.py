@@ -104,6 +104,7 @@ def test_production_settings_pass_check_deploy_without_warnings():
         "DATABASE_URL": "postgres://iot_care:pw@db.internal:5432/iot_care",
         "RABBITMQ_PASSWORD": "pw",
         "DJANGO_ALLOWED_HOSTS": "care.example.org",
+        "CACHE_URL": "redis://cache.internal:6379/0",
     }
     result = subprocess.run(
         [sys.executable, "manage.py", "check", "--deploy", "--fail-level", "WARNING"],
@@ -118,7 +119,7 @@ def test_production_settings_pass_check_deploy_without_warnings():
 
 
 @pytest.mark.parametrize(
-    "missing", ["DJANGO_SECRET_KEY", "DATABASE_URL", "RABBITMQ_PASSWORD", "DJANGO_ALLOWED_HOSTS"]
+    "missing", ["DJANGO_SECRET_KEY", "DATABASE_URL", "RABBITMQ_PASSWORD", "DJANGO_ALLOWED_HOSTS", "CACHE_URL"]
 )
 def test_production_settings_have_no_default_for_secrets(missing):
     env = {key: value for key, value in os.environ.items() if key != missing}
@@ -128,6 +129,7 @@ def test_production_settings_have_no_default_for_secrets(missing):
         "DATABASE_URL": "postgres://x@db/x",
         "RABBITMQ_PASSWORD": "pw",
         "DJANGO_ALLOWED_HOSTS": "care.example.org",
+        "CACHE_URL": "redis://cache.internal:6379/0",
     }.items():
         if name != missing:
             env[name] = value

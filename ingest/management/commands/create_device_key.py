@@ -1,10 +1,14 @@
-"""Issue an API key for a device; the key is printed once, alone on the last line."""
+"""Issue an API key for a device; the key is printed once, alone on the last line.
+
+Recorded in the console's audit trail, with the operating-system user as the actor.
+"""
 
 from django.core.management.base import BaseCommand, CommandError
 from django.db import transaction
 
+from dashboard.services import command_line_actor_name, device_key_issue_audited
 from ingest.models import Device, DeviceType
-from ingest.services.devices import device_create, device_key_issue
+from ingest.services.devices import device_create
 
 
 class Command(BaseCommand):
@@ -32,6 +36,8 @@ class Command(BaseCommand):
                 raise CommandError(
                     f"no device with serial number {serial_no}; use --create --type TYPE"
                 ) from None
-        _, key = device_key_issue(device=device, name=name)
+        key = device_key_issue_audited(
+            device=device, name=name, actor=None, actor_name=command_line_actor_name()
+        )
         self.stderr.write(f"Key for {serial_no} (shown once; store it on the device):")
         self.stdout.write(key)
