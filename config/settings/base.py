@@ -119,6 +119,8 @@ INGEST_MAX_CLOCK_SKEW_SECONDS = env.int("INGEST_MAX_CLOCK_SKEW", default=300)
 INGEST_MAX_AGE_DAYS = env.int("INGEST_MAX_AGE_DAYS", default=30)
 INGEST_MAX_BODY_BYTES = env.int("INGEST_MAX_BODY_BYTES", default=1024 * 1024)
 WEBHOOK_MAX_BODY_BYTES = env.int("WEBHOOK_MAX_BODY_BYTES", default=1024 * 1024)
+# Standard Webhooks: a delivery signed further than this from now (either way) is refused.
+WEBHOOK_TIMESTAMP_TOLERANCE_SECONDS = env.int("WEBHOOK_TIMESTAMP_TOLERANCE_SECONDS", default=300)
 DATA_UPLOAD_MAX_MEMORY_SIZE = max(INGEST_MAX_BODY_BYTES, WEBHOOK_MAX_BODY_BYTES)
 
 # Per-device request rate (DRF throttle syntax: "<n>/<second|minute|hour|day>").
