@@ -1,5 +1,7 @@
 """Settings shared by every environment; values come from the environment (see ``env.py``)."""
 
+import ipaddress
+
 from config.observability import logging_config
 
 from .env import BASE_DIR, env
@@ -164,6 +166,13 @@ SCHEDULER_CONTROL_POLL_SECONDS = env.float("SCHEDULER_CONTROL_POLL_SECONDS", def
 COLLECTION_TIMEOUT_SECONDS = env.float("COLLECTION_TIMEOUT_SECONDS", default=10)
 COLLECTION_ATTEMPTS = env.int("COLLECTION_ATTEMPTS", default=3)
 COLLECTION_RETRY_DELAY_SECONDS = env.float("COLLECTION_RETRY_DELAY_SECONDS", default=1)
+COLLECTION_MAX_RESPONSE_BYTES = env.int("COLLECTION_MAX_RESPONSE_BYTES", default=1024 * 1024)
+# Collection sources may not resolve to loopback, private or link-local addresses unless
+# they are inside one of these networks (CIDR, e.g. "10.20.0.0/16" for an on-premises partner).
+COLLECTION_ALLOWED_PRIVATE_NETWORKS = [
+    str(ipaddress.ip_network(network, strict=False))
+    for network in env.list("COLLECTION_ALLOWED_PRIVATE_NETWORKS", default=[])
+]
 ALERT_DEVICE_OFFLINE_MINUTES = env.int("ALERT_DEVICE_OFFLINE_MINUTES", default=30)
 ALERT_INACTIVITY_HOURS = env.int("ALERT_INACTIVITY_HOURS", default=12)
 RETENTION_JOB_EXECUTIONS_DAYS = env.int("RETENTION_JOB_EXECUTIONS_DAYS", default=7)
