@@ -67,15 +67,17 @@ def _ledger_pending_insert(*, message: PipelineMessage) -> None:
     )
 
 
+def _ledger_pending_remove(*, message: PipelineMessage) -> None:
+    # Only if still pending: had the broker taken it after all, the worker may have stored it.
+    IngestMessage.objects.filter(message_id=message.message_id, status=IngestMessage.Status.PENDING).delete()
+
+
 def _accept(message: PipelineMessage) -> None:
     _ledger_pending_insert(message=message)
     try:
         pipeline_message_publish(message=message)
     except ApplicationError:
-        # Only if still pending: had the broker taken it after all, the worker may have stored it.
-        IngestMessage.objects.filter(
-            message_id=message.message_id, status=IngestMessage.Status.PENDING
-        ).delete()
+        _ledger_pending_remove(message=message)
         raise
 
 
@@ -121,13 +123,20 @@ def _accept_once(message: PipelineMessage) -> bool:
     ledger = IngestMessage.objects.filter(message_id=message.message_id).first()
     if ledger is not None and ledger.status == IngestMessage.Status.PROCESSED:
         return False
+    inserted = False
     if ledger is None:
         try:
             with transaction.atomic():
                 _ledger_pending_insert(message=message)
+            inserted = True
         except IntegrityError:
             pass  # the same message arriving twice at once: publishing twice is harmless
-    pipeline_message_publish(message=message)
+    try:
+        pipeline_message_publish(message=message)
+    except ApplicationError:
+        if inserted:
+            _ledger_pending_remove(message=message)
+        raise
     return True
 
 

@@ -107,6 +107,24 @@ def test_the_same_signed_delivery_posted_three_times_is_stored_once(webhook_sour
     assert WebhookEvent.objects.count() == 1
 
 
+def test_a_broker_outage_is_a_503_and_the_retry_is_queued(webhook_source, ingest_queue, settings):
+    from ingest.broker.publisher import publisher_reset
+
+    headers = signed_headers(BODY, delivery_id="msg_during_outage")
+    port = settings.RABBITMQ_PORT
+    settings.RABBITMQ_PORT = 1
+    publisher_reset()
+    try:
+        response = webhook_post(BODY, headers)
+    finally:
+        settings.RABBITMQ_PORT = port
+        publisher_reset()
+    assert response.status_code == 503
+    assert IngestMessage.objects.count() == 0  # no pending row left behind
+    assert webhook_post(BODY, headers).json()["status"] == "queued"
+    assert queue_depth(ingest_queue.queue) == 1
+
+
 def test_different_deliveries_and_sources_get_different_message_ids(webhook_source, ingest_queue):
     WebhookSource.objects.create(name="homecare", secret=TEST_SECRET)
     ids = [
