@@ -10,7 +10,7 @@ What a plain ``urllib.request.urlopen`` does not guarantee and this module does:
   NAT, multicast, unspecified, reserved) is refused unless it is inside one of the
   allowed networks. The connection goes to the address that was checked, never to a
   second DNS answer, so a short-lived DNS record cannot swap it for another one.
-* **One deadline for the whole fetch.** Connecting, TLS, the headers and every read of
+* **One deadline for the whole fetch.** Resolving, connecting, TLS, the headers and every read of
   the body share one deadline: a server that trickles a byte at a time is cut off when
   it runs out, not when it pauses for longer than a socket timeout.
 * **A bounded answer**: more than ``max_bytes`` is refused, announced or not.
@@ -23,6 +23,7 @@ import io
 import ipaddress
 import socket
 import ssl
+import threading
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -184,12 +185,32 @@ class _PinnedConnection(http.client.HTTPConnection):
         self.sock = _DeadlineSocket(sock, self._deadline)
 
 
-def _addresses(host: str, port: int, policy: FetchPolicy) -> list[Address]:
+def _resolve(host: str, port: int, deadline: float) -> list[tuple]:
+    """getaddrinfo, given up at the deadline (the resolver itself has no timeout to pass)."""
+    answer: dict[str, object] = {}
+
+    def lookup() -> None:
+        try:
+            answer["infos"] = socket.getaddrinfo(
+                host, port, type=socket.SOCK_STREAM, proto=socket.IPPROTO_TCP
+            )
+        except OSError as error:
+            answer["error"] = error
+
+    resolver = threading.Thread(target=lookup, name=f"resolve {host}", daemon=True)
+    resolver.start()
+    resolver.join(_remaining(deadline))
+    if resolver.is_alive():
+        raise FetchTimedOut(f"resolving {host} did not finish before the deadline")
+    if "error" in answer:
+        error = answer["error"]
+        raise FetchError(f"cannot resolve {host}: {getattr(error, 'strerror', None) or error}") from error
+    return answer["infos"]
+
+
+def _addresses(host: str, port: int, deadline: float, policy: FetchPolicy) -> list[Address]:
     """The host's addresses the policy allows; FetchRefused if there is none."""
-    try:
-        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, proto=socket.IPPROTO_TCP)
-    except socket.gaierror as error:
-        raise FetchError(f"cannot resolve {host}: {error.strerror}") from error
+    infos = _resolve(host, port, deadline)
     allowed, refusals = [], []
     for info in infos:
         address = ipaddress.ip_address(info[4][0])
@@ -216,7 +237,7 @@ def _get_once(url: str, headers: dict[str, str], deadline: float, policy: FetchP
     if parts.query:
         target += "?" + parts.query
     last_error: OSError | None = None
-    for address in _addresses(host, port, policy):
+    for address in _addresses(host, port, deadline, policy):
         connection = _PinnedConnection(
             scheme=scheme, host=host, port=port, address=address, deadline=deadline
         )

@@ -351,6 +351,23 @@ def test_a_trickling_source_is_cut_at_the_deadline_and_the_others_still_collecte
     assert elapsed < settings.COLLECTION_TIMEOUT_SECONDS + 1.0, elapsed
 
 
+def test_a_resolver_that_does_not_answer_is_cut_at_the_deadline(ingest_queue, settings, monkeypatch):
+    settings.COLLECTION_TIMEOUT_SECONDS = 1.0
+    real_getaddrinfo = socket.getaddrinfo
+
+    def hanging_resolver(host, *args, **kwargs):
+        if host == "slow-dns.test":
+            time.sleep(5)
+        return real_getaddrinfo(host, *args, **kwargs)
+
+    monkeypatch.setattr(socket, "getaddrinfo", hanging_resolver)
+    _source("http://slow-dns.test/feed")
+    started = time.monotonic()
+    [run] = sources_collect_due()
+    assert run.status == "failed" and "timed out" in run.error
+    assert time.monotonic() - started < settings.COLLECTION_TIMEOUT_SECONDS + 1.0
+
+
 @pytest.mark.parametrize("announced", [True, False])
 def test_an_answer_over_the_size_limit_is_refused(partner, ingest_queue, settings, announced):
     settings.COLLECTION_MAX_RESPONSE_BYTES = 100
