@@ -4,6 +4,7 @@ from django import forms
 from django.contrib import admin
 
 from ingest.models import WebhookSource
+from ingest.services.webhooks import InvalidWebhookSecret, webhook_secret_validate
 
 
 class WebhookSourceForm(forms.ModelForm):
@@ -11,7 +12,12 @@ class WebhookSourceForm(forms.ModelForm):
     secret = forms.CharField(
         widget=forms.PasswordInput(render_value=False),
         required=False,
-        help_text="Shared HMAC-SHA256 secret. Leave empty to keep the current one.",
+        help_text=(
+            "Standard Webhooks secret: whsec_ followed by the base64 of 24 to 64 random bytes, "
+            'e.g. from: python -c "import base64, secrets; '
+            "print('whsec_' + base64.b64encode(secrets.token_bytes(32)).decode())\". "
+            "Leave empty to keep the current one."
+        ),
     )
 
     class Meta:
@@ -22,7 +28,13 @@ class WebhookSourceForm(forms.ModelForm):
         secret = self.cleaned_data["secret"]
         if not secret and not self.instance.pk:
             raise forms.ValidationError("A new source needs a secret.")
-        return secret or self.instance.secret
+        if not secret:
+            return self.instance.secret
+        try:
+            webhook_secret_validate(secret)
+        except InvalidWebhookSecret as error:
+            raise forms.ValidationError(str(error)) from error
+        return secret
 
 
 @admin.register(WebhookSource)

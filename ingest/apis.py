@@ -27,7 +27,10 @@ from ingest.throttling import DeviceRateThrottle
 
 def _refuse_large_body(request, limit: int) -> None:
     """413 before anything reads the body (the proxy enforces the same limit)."""
-    content_length = int(request.META.get("CONTENT_LENGTH") or 0)
+    declared = request.META.get("CONTENT_LENGTH") or "0"
+    if not (declared.isascii() and declared.isdigit()):
+        raise ApplicationError(f"Content-Length {declared!r} is not a byte count.", code="invalid")
+    content_length = int(declared)
     if content_length > limit:
         raise ApplicationError(
             f"The body is {content_length} bytes; the limit is {limit}.", code="payload_too_large"
@@ -132,25 +135,41 @@ class IngestStatusApi(DeviceApi):
 class WebhookReceiveApi(APIView):
     authentication_classes = []
     permission_classes = []
-    # The signature covers the raw bytes: the body is read as sent, never re-serialised.
+    # The signature covers the raw bytes: the body is read as sent, never re-serialised,
+    # and only once the headers and the source passed (see webhook_receive).
     parser_classes = []
 
     @extend_schema_serializer(component_name="WebhookAccepted")
     class OutputSerializer(serializers.Serializer):
-        status = serializers.CharField()
+        status = serializers.ChoiceField(choices=["queued", "already_processed"])
         id = serializers.UUIDField()
 
     @extend_schema(
         operation_id="webhook_receive",
-        summary="A partner system's notification",
+        summary="A partner system's notification (Standard Webhooks signature)",
         request={"application/json": OpenApiTypes.OBJECT},
         parameters=[
             OpenApiParameter(
-                "X-Signature",
+                "webhook-id",
                 str,
                 OpenApiParameter.HEADER,
                 required=True,
-                description="sha256=<hex HMAC-SHA256 of the raw body with the source's secret>",
+                description="the delivery's id, the same on every retry (1-255 visible ASCII characters)",
+            ),
+            OpenApiParameter(
+                "webhook-timestamp",
+                str,
+                OpenApiParameter.HEADER,
+                required=True,
+                description="integer Unix seconds when signed; at most WEBHOOK_TIMESTAMP_TOLERANCE_SECONDS away",
+            ),
+            OpenApiParameter(
+                "webhook-signature",
+                str,
+                OpenApiParameter.HEADER,
+                required=True,
+                description="v1,<base64 HMAC-SHA256 of '{webhook-id}.{webhook-timestamp}.{body}'>, "
+                "several separated by spaces while keys rotate",
             ),
             OpenApiParameter(
                 "X-Event-Type", str, OpenApiParameter.HEADER, description="used when the body has no 'type'"
@@ -159,22 +178,23 @@ class WebhookReceiveApi(APIView):
         responses={
             202: OutputSerializer,
             400: error("not a JSON object"),
-            401: error("bad or missing signature"),
-            404: error("unknown or disabled source"),
+            401: error("missing, malformed, expired or not verifying signature, or unknown source"),
             413: error("body over WEBHOOK_MAX_BODY_BYTES"),
             503: error("the broker did not confirm"),
         },
     )
     def post(self, request, source):
         _refuse_large_body(request, settings.WEBHOOK_MAX_BODY_BYTES)
-        message = webhook_receive(
+        receipt = webhook_receive(
             source_name=source,
-            body=request.body,
-            signature=request.headers.get("X-Signature"),
+            headers=request.headers,
+            read_body=lambda: request.body,
             header_event_type=request.headers.get("X-Event-Type"),
         )
-        REQUESTS.labels(outcome="accepted").inc()
-        output = self.OutputSerializer({"status": "queued", "id": message.message_id})
+        REQUESTS.labels(outcome="accepted" if receipt.queued else "already_processed").inc()
+        output = self.OutputSerializer(
+            {"status": "queued" if receipt.queued else "already_processed", "id": receipt.message.message_id}
+        )
         return Response(output.data, status=status.HTTP_202_ACCEPTED)
 
 

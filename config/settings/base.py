@@ -1,5 +1,6 @@
 """Settings shared by every environment; values come from the environment (see ``env.py``)."""
 
+import ipaddress
 from datetime import timedelta
 
 from config.observability import logging_config
@@ -151,6 +152,8 @@ INGEST_MAX_CLOCK_SKEW_SECONDS = env.int("INGEST_MAX_CLOCK_SKEW", default=300)
 INGEST_MAX_AGE_DAYS = env.int("INGEST_MAX_AGE_DAYS", default=30)
 INGEST_MAX_BODY_BYTES = env.int("INGEST_MAX_BODY_BYTES", default=1024 * 1024)
 WEBHOOK_MAX_BODY_BYTES = env.int("WEBHOOK_MAX_BODY_BYTES", default=1024 * 1024)
+# Standard Webhooks: a delivery signed further than this from now (either way) is refused.
+WEBHOOK_TIMESTAMP_TOLERANCE_SECONDS = env.int("WEBHOOK_TIMESTAMP_TOLERANCE_SECONDS", default=300)
 DATA_UPLOAD_MAX_MEMORY_SIZE = max(INGEST_MAX_BODY_BYTES, WEBHOOK_MAX_BODY_BYTES)
 
 # Per-device request rate (DRF throttle syntax: "<n>/<second|minute|hour|day>"), counted
@@ -208,6 +211,13 @@ SCHEDULER_CONTROL_POLL_SECONDS = env.float("SCHEDULER_CONTROL_POLL_SECONDS", def
 COLLECTION_TIMEOUT_SECONDS = env.float("COLLECTION_TIMEOUT_SECONDS", default=10)
 COLLECTION_ATTEMPTS = env.int("COLLECTION_ATTEMPTS", default=3)
 COLLECTION_RETRY_DELAY_SECONDS = env.float("COLLECTION_RETRY_DELAY_SECONDS", default=1)
+COLLECTION_MAX_RESPONSE_BYTES = env.int("COLLECTION_MAX_RESPONSE_BYTES", default=1024 * 1024)
+# Collection sources may not resolve to loopback, private or link-local addresses unless
+# they are inside one of these networks (CIDR, e.g. "10.20.0.0/16" for an on-premises partner).
+COLLECTION_ALLOWED_PRIVATE_NETWORKS = [
+    str(ipaddress.ip_network(network, strict=False))
+    for network in env.list("COLLECTION_ALLOWED_PRIVATE_NETWORKS", default=[])
+]
 ALERT_DEVICE_OFFLINE_MINUTES = env.int("ALERT_DEVICE_OFFLINE_MINUTES", default=30)
 ALERT_INACTIVITY_HOURS = env.int("ALERT_INACTIVITY_HOURS", default=12)
 RETENTION_JOB_EXECUTIONS_DAYS = env.int("RETENTION_JOB_EXECUTIONS_DAYS", default=7)

@@ -43,3 +43,6 @@ COLLECTION_TIMEOUT_SECONDS = 1.0
 COLLECTION_RETRY_DELAY_SECONDS = 0.05
 SCHEDULER_STANDBY_POLL_SECONDS = 0.5
 SCHEDULER_CONTROL_POLL_SECONDS = 0.2
+# The partner servers of the tests listen on loopback, which production refuses by default;
+# the tests that prove the refusal clear this list.
+COLLECTION_ALLOWED_PRIVATE_NETWORKS = ["127.0.0.1/32"]

@@ -153,8 +153,8 @@ class DeadLetterAction(models.Model):
 class WebhookSource(models.Model):
     """A partner system allowed to push to ``/api/v1/webhooks/<name>/``.
 
-    The secret must be kept in clear: verifying an HMAC needs it. The console never
-    shows it again after it is set.
+    The secret (``whsec_<base64>``, Standard Webhooks) must be kept in clear: verifying
+    an HMAC needs it. The console never shows it again after it is set.
     """
 
     name = models.SlugField(max_length=64, unique=True)

@@ -13,7 +13,7 @@ import json
 import uuid
 from typing import Any
 
-from django.db import IntegrityError
+from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from ingest.broker.connection import BrokerUnavailable
@@ -67,15 +67,17 @@ def _ledger_pending_insert(*, message: PipelineMessage) -> None:
     )
 
 
+def _ledger_pending_remove(*, message: PipelineMessage) -> None:
+    # Only if still pending: had the broker taken it after all, the worker may have stored it.
+    IngestMessage.objects.filter(message_id=message.message_id, status=IngestMessage.Status.PENDING).delete()
+
+
 def _accept(message: PipelineMessage) -> None:
     _ledger_pending_insert(message=message)
     try:
         pipeline_message_publish(message=message)
     except ApplicationError:
-        # Only if still pending: had the broker taken it after all, the worker may have stored it.
-        IngestMessage.objects.filter(
-            message_id=message.message_id, status=IngestMessage.Status.PENDING
-        ).delete()
+        _ledger_pending_remove(message=message)
         raise
 
 
@@ -111,6 +113,33 @@ def content_message_id(*, origin: str, readings: list[dict], events: list[dict])
     return uuid.uuid5(IMPORT_NAMESPACE, digest.hexdigest())
 
 
+def _accept_once(message: PipelineMessage) -> bool:
+    """Queue a message whose id may have been seen before, unless the ledger says it was stored.
+
+    Returns False when it was stored before (nothing published). A message still pending
+    is published again: its first copy may never have reached the broker, and a second
+    copy is absorbed by the worker's ledger.
+    """
+    ledger = IngestMessage.objects.filter(message_id=message.message_id).first()
+    if ledger is not None and ledger.status == IngestMessage.Status.PROCESSED:
+        return False
+    inserted = False
+    if ledger is None:
+        try:
+            with transaction.atomic():
+                _ledger_pending_insert(message=message)
+            inserted = True
+        except IntegrityError:
+            pass  # the same message arriving twice at once: publishing twice is harmless
+    try:
+        pipeline_message_publish(message=message)
+    except ApplicationError:
+        if inserted:
+            _ledger_pending_remove(message=message)
+        raise
+    return True
+
+
 def device_batch_accept_once(
     *, device: Device, readings: list[dict[str, Any]], events: list[dict[str, Any]], message_id: uuid.UUID
 ) -> bool:
@@ -118,27 +147,23 @@ def device_batch_accept_once(
 
     Returns False when the ledger says it was stored before (nothing published).
     """
-    ledger = IngestMessage.objects.filter(message_id=message_id).first()
-    if ledger is not None and ledger.status == IngestMessage.Status.PROCESSED:
-        return False
-    batch = DeviceBatch(message_id, device.id, timezone.now(), readings, events)
-    if ledger is None:
-        try:
-            _ledger_pending_insert(message=batch)
-        except IntegrityError:
-            pass  # the same data arriving twice at once: publishing twice is harmless
-    pipeline_message_publish(message=batch)
-    return True
+    return _accept_once(DeviceBatch(message_id, device.id, timezone.now(), readings, events))
 
 
-def webhook_event_accept(*, source: str, event_type: str, payload: dict[str, Any]) -> WebhookMessage:
-    """Queue a partner system's notification for the ``webhook_events`` table."""
+def webhook_event_accept(
+    *, source: str, event_type: str, payload: dict[str, Any], message_id: uuid.UUID
+) -> tuple[WebhookMessage, bool]:
+    """Queue a partner system's notification for the ``webhook_events`` table.
+
+    ``message_id`` follows the partner's delivery id: a delivery sent again is queued
+    again only while the first copy is not stored, and stored once. The boolean is
+    False when it was stored before and nothing was queued.
+    """
     message = WebhookMessage(
-        message_id=uuid.uuid4(),
+        message_id=message_id,
         source=source,
         event_type=event_type,
         payload=payload,
         accepted_at=timezone.now(),
     )
-    _accept(message)
-    return message
+    return message, _accept_once(message)

@@ -5,8 +5,6 @@ from __future__ import annotations
 import json
 import logging
 import time
-import urllib.error
-import urllib.request
 from datetime import datetime, timedelta
 
 from django.conf import settings
@@ -17,6 +15,7 @@ from ingest.models import DeviceStatus
 from ingest.serializers import device_records_split
 from ingest.services.ingestion import content_message_id, device_batch_accept_once
 from scheduler.models import CollectionRun, CollectionSource
+from scheduler.services.outbound_http import FetchError, FetchPolicy, FetchTimedOut, url_get
 
 logger = logging.getLogger(__name__)
 REJECTIONS_KEPT = 100
@@ -26,40 +25,45 @@ class CollectionError(Exception):
     """The source could not be read (after retries), or did not answer a JSON object."""
 
 
-def _request(source: CollectionSource) -> urllib.request.Request:
-    request = urllib.request.Request(
-        source.url, headers={"Accept": "application/json", "User-Agent": "iot_care-collector"}
-    )
-    if source.auth_header:
-        name, _, value = source.auth_header.partition(":")
-        request.add_header(name.strip(), value.strip())
-    return request
+def _credentials(source: CollectionSource) -> tuple[str, str] | None:
+    if not source.auth_header:
+        return None
+    name, _, value = source.auth_header.partition(":")
+    return name.strip(), value.strip()
 
 
 def source_fetch(source: CollectionSource) -> dict:
-    """GET the source with a timeout; retry timeouts, connection errors and 5xx with backoff."""
+    """GET the source within COLLECTION_TIMEOUT_SECONDS in all; retry 5xx and connection errors.
+
+    The timeout is one deadline for the whole fetch, retries and redirects included: a
+    slow or trickling source cannot hold the job (and every source after it) for longer.
+    """
+    timeout = settings.COLLECTION_TIMEOUT_SECONDS
+    deadline = time.monotonic() + timeout
+    policy = FetchPolicy.with_networks(
+        max_bytes=settings.COLLECTION_MAX_RESPONSE_BYTES,
+        allowed_private_networks=settings.COLLECTION_ALLOWED_PRIVATE_NETWORKS,
+    )
     attempts = settings.COLLECTION_ATTEMPTS
-    delay = settings.COLLECTION_RETRY_DELAY_SECONDS
-    last_error = ""
     for attempt in range(1, attempts + 1):
         try:
-            with urllib.request.urlopen(
-                _request(source), timeout=settings.COLLECTION_TIMEOUT_SECONDS
-            ) as response:
-                body = response.read(settings.INGEST_MAX_BODY_BYTES + 1)
+            body = url_get(
+                source.url,
+                headers={"Accept": "application/json", "User-Agent": "iot_care-collector"},
+                credentials=_credentials(source),
+                deadline=deadline,
+                policy=policy,
+            )
             break
-        except urllib.error.HTTPError as error:
-            last_error = f"HTTP {error.code} from {source.url}"
-            if error.code < 500:
-                raise CollectionError(last_error) from error  # the request itself is wrong: no retry
-        except (urllib.error.URLError, TimeoutError, OSError) as error:
-            last_error = f"{type(error).__name__}: {getattr(error, 'reason', error)}"
-        if attempt < attempts:
-            time.sleep(delay * 2 ** (attempt - 1))
-    else:
-        raise CollectionError(f"{last_error} (after {attempts} attempts)")
-    if len(body) > settings.INGEST_MAX_BODY_BYTES:
-        raise CollectionError(f"answer larger than {settings.INGEST_MAX_BODY_BYTES} bytes")
+        except FetchTimedOut as error:
+            raise CollectionError(f"timed out after {timeout:g} s (COLLECTION_TIMEOUT_SECONDS)") from error
+        except FetchError as error:
+            delay = settings.COLLECTION_RETRY_DELAY_SECONDS * 2 ** (attempt - 1)
+            if not error.retryable:
+                raise CollectionError(str(error)) from error
+            if attempt == attempts or time.monotonic() + delay >= deadline:
+                raise CollectionError(f"{error} (after {attempt} attempts)") from error
+            time.sleep(delay)
     try:
         data = json.loads(body)
     except (ValueError, UnicodeDecodeError) as error:

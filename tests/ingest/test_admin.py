@@ -4,6 +4,7 @@ import pytest
 from django.contrib.auth import get_user_model
 
 from ingest.models import WebhookSource
+from tests.webhooks import TEST_SECRET
 
 pytestmark = pytest.mark.django_db
 
@@ -18,14 +19,14 @@ def staff_client(client):
 def test_a_source_is_created_and_its_secret_is_not_rendered_back(staff_client):
     response = staff_client.post(
         "/admin/ingest/webhooksource/add/",
-        {"name": "carelink", "secret": "topsecret-123", "is_enabled": "on"},
+        {"name": "carelink", "secret": TEST_SECRET, "is_enabled": "on"},
     )
     assert response.status_code == 302
     source = WebhookSource.objects.get(name="carelink")
-    assert source.secret == "topsecret-123"
+    assert source.secret == TEST_SECRET
     page = staff_client.get(f"/admin/ingest/webhooksource/{source.pk}/change/")
     assert page.status_code == 200
-    assert b"topsecret-123" not in page.content
+    assert TEST_SECRET.encode() not in page.content
 
 
 def test_editing_without_a_secret_keeps_the_old_one(staff_client):
@@ -42,6 +43,21 @@ def test_a_new_source_without_a_secret_is_refused(staff_client):
     response = staff_client.post("/admin/ingest/webhooksource/add/", {"name": "x", "secret": ""})
     assert response.status_code == 200
     assert b"A new source needs a secret." in response.content
+    assert not WebhookSource.objects.exists()
+
+
+@pytest.mark.parametrize(
+    ("secret", "error"),
+    [
+        ("topsecret-123", "must start with &#x27;whsec_&#x27;"),
+        ("whsec_not base64!", "must be base64"),
+        ("whsec_c2hvcnQ=", "24 to 64 bytes; it encodes 5"),
+    ],
+)
+def test_a_secret_that_is_not_a_standard_webhooks_secret_is_refused(staff_client, secret, error):
+    response = staff_client.post("/admin/ingest/webhooksource/add/", {"name": "x", "secret": secret})
+    assert response.status_code == 200
+    assert error in response.content.decode()
     assert not WebhookSource.objects.exists()
 
 

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import ipaddress
+import socket
+import time
 from datetime import timedelta
 
 import pytest
@@ -92,7 +95,8 @@ def test_invalid_records_are_rejected_with_reasons_and_the_rest_published(partne
         ("/list", 200, b"[1, 2]", 0, "not a JSON object", 1),
         ("/boom", 500, b"{}", 0, "HTTP 500", 3),  # retried, then given up
         ("/forbidden", 403, b"{}", 0, "HTTP 403", 1),  # not retried
-        ("/slow", 200, b"{}", 2.0, "timed out", 3),
+        # The timeout is one deadline for the whole fetch: a timed-out source is not asked again.
+        ("/slow", 200, b"{}", 2.0, "timed out", 1),
     ],
 )
 def test_a_failing_source_is_recorded_and_publishes_nothing(
@@ -159,3 +163,226 @@ def test_a_feed_answering_the_same_records_again_stores_them_once(partner, inges
     assert (second.status, second.fetched, second.published) == ("ok", 3, 0)
     assert queue_depth(ingest_queue.queue) == 0
     assert DeviceEvent.objects.filter(device=source.device).count() == 1
+
+
+# --- redirects, private addresses, deadlines --------------------------------------------
+
+AUTH = "Authorization: Bearer s3cret"
+
+
+@pytest.mark.parametrize(
+    ("auth_header", "name"), [(AUTH, "Authorization"), ("X-Api-Key: k-123", "X-Api-Key")]
+)
+def test_credentials_follow_a_redirect_within_the_origin_only(
+    partner, other_partner, ingest_queue, auth_header, name
+):
+    feed = other_partner.serve("/feed", GOOD)
+    partner.redirect("/moved", feed)
+    _source(partner.redirect("/start", partner.url + "/moved"), auth_header=auth_header)
+
+    [run] = sources_collect_due()
+
+    assert run.status == "ok", run.error
+    assert partner.headers["/moved"][name] == auth_header.partition(":")[2].strip()  # same origin
+    assert name not in other_partner.headers["/feed"]  # another port is another origin
+    assert len(queued_messages(ingest_queue.queue)) == 1
+
+
+def test_credentials_are_not_sent_again_when_the_chain_comes_back(partner, other_partner, ingest_queue):
+    feed = partner.serve("/feed", GOOD)
+    hop = other_partner.redirect("/hop", feed)
+    _source(partner.redirect("/start", hop), auth_header=AUTH)
+    [run] = sources_collect_due()
+    assert run.status == "ok", run.error
+    assert "Authorization" in partner.headers["/start"]
+    assert "Authorization" not in other_partner.headers["/hop"]
+    assert "Authorization" not in partner.headers["/feed"]
+
+
+def test_a_redirect_from_https_to_http_arrives_without_credentials(tls_partner, partner, ingest_queue):
+    feed = partner.serve("/feed", GOOD)
+    _source(tls_partner.redirect("/start", feed), auth_header=AUTH)
+
+    [run] = sources_collect_due()
+
+    assert run.status == "ok", run.error
+    assert tls_partner.headers["/start"]["Authorization"] == "Bearer s3cret"  # over TLS, as configured
+    assert "Authorization" not in partner.headers["/feed"]
+
+
+def test_loopback_is_refused_unless_allowed(partner, ingest_queue, settings):
+    settings.COLLECTION_ALLOWED_PRIVATE_NETWORKS = []
+    url = partner.serve("/good", GOOD)
+    _source(url, name="by-address")
+    _source(url.replace("127.0.0.1", "localhost"), name="by-name")  # refused after DNS resolution
+
+    runs = sources_collect_due()
+
+    assert [run.status for run in runs] == ["failed", "failed"]
+    for run in runs:
+        assert "127.0.0.1 is a loopback address" in run.error
+        assert "COLLECTION_ALLOWED_PRIVATE_NETWORKS" in run.error
+    assert partner.hits == {}
+    assert queued_messages(ingest_queue.queue) == []
+
+
+def test_a_redirect_to_a_loopback_address_that_is_not_allowed_is_refused(
+    partner_on_127_0_0_2, partner, ingest_queue, settings
+):
+    settings.COLLECTION_ALLOWED_PRIVATE_NETWORKS = ["127.0.0.2/32"]  # the partner, not the rest of lo
+    internal = partner.serve("/api/overview", {"rabbitmq": "management"})
+    _source(partner_on_127_0_0_2.redirect("/start", internal), auth_header=AUTH)
+
+    [run] = sources_collect_due()
+
+    assert run.status == "failed"
+    assert "127.0.0.1 is a loopback address" in run.error
+    assert partner_on_127_0_0_2.hits == {"/start": 1}
+    assert partner.hits == {}
+
+
+def test_the_connection_goes_to_the_address_that_was_checked(
+    partner_on_127_0_0_2, partner, ingest_queue, settings, monkeypatch
+):
+    """DNS rebinding: a second lookup answering a forbidden address must never be used."""
+    settings.COLLECTION_ALLOWED_PRIVATE_NETWORKS = ["127.0.0.2/32"]
+    port = partner_on_127_0_0_2.httpd.server_address[1]
+    partner_on_127_0_0_2.serve("/feed", GOOD)
+    # The same port on 127.0.0.1: what a rebound name would reach.
+    forbidden = PartnerServerOnPort(port)
+    real_getaddrinfo = socket.getaddrinfo
+    answers = iter(["127.0.0.2"])
+
+    def rebinding_resolver(host, *args, **kwargs):
+        if host == "partner.test":
+            address = next(answers, "127.0.0.1")  # first answer allowed, every later one not
+            return [(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP, "", (address, port))]
+        return real_getaddrinfo(host, *args, **kwargs)
+
+    monkeypatch.setattr(socket, "getaddrinfo", rebinding_resolver)
+    try:
+        _source(f"http://partner.test:{port}/feed")
+        [run] = sources_collect_due()
+    finally:
+        forbidden.close()
+    assert run.status == "ok", run.error
+    assert partner_on_127_0_0_2.hits == {"/feed": 1}
+    assert partner_on_127_0_0_2.headers["/feed"]["Host"] == f"partner.test:{port}"
+    assert forbidden.connections == 0
+
+
+class PartnerServerOnPort:
+    """Listens on 127.0.0.1:<port> and only counts connections."""
+
+    def __init__(self, port: int) -> None:
+        self.listener = socket.create_server(("127.0.0.1", port))
+        self.listener.settimeout(0)
+        self.connections = 0
+
+    def close(self) -> None:
+        try:
+            while True:
+                self.listener.accept()[0].close()
+                self.connections += 1
+        except (BlockingIOError, OSError):
+            pass
+        self.listener.close()
+
+
+@pytest.mark.parametrize(
+    ("address", "refused"),
+    [
+        ("127.0.0.1", "loopback"),
+        ("::1", "loopback"),
+        ("::ffff:127.0.0.1", "loopback"),
+        ("10.1.2.3", "private"),
+        ("172.16.0.1", "private"),
+        ("192.168.1.1", "private"),
+        ("169.254.169.254", "link-local"),  # cloud metadata
+        ("fe80::1", "link-local"),
+        ("fc00::1", "private"),
+        ("100.64.0.1", "not a globally routable"),  # carrier-grade NAT
+        ("0.0.0.0", "unspecified"),
+        ("224.0.0.1", "multicast"),
+        ("93.184.216.34", None),
+        ("2606:4700::1111", None),
+    ],
+)
+def test_which_addresses_are_refused(address, refused):
+    from scheduler.services.outbound_http import address_refusal
+
+    reason = address_refusal(ipaddress.ip_address(address))
+    if refused is None:
+        assert reason is None
+    else:
+        assert refused in reason
+
+
+@pytest.mark.parametrize(
+    ("address", "allowed", "refused"),
+    [
+        ("10.1.2.3", "10.0.0.0/8", False),
+        ("10.1.2.3", "192.168.0.0/16", True),
+        ("::ffff:127.0.0.1", "127.0.0.0/8", False),
+        ("fd00::5", "fd00::/8", False),
+    ],
+)
+def test_an_allowed_network_lets_its_private_addresses_through(address, allowed, refused):
+    from scheduler.services.outbound_http import address_refusal
+
+    reason = address_refusal(ipaddress.ip_address(address), [ipaddress.ip_network(allowed)])
+    assert (reason is not None) == refused
+
+
+def test_a_trickling_source_is_cut_at_the_deadline_and_the_others_still_collected(
+    partner, ingest_queue, settings
+):
+    settings.COLLECTION_TIMEOUT_SECONDS = 1.0
+    _source(partner.trickle("/trickle", GOOD, every=0.05), name="a-trickling")  # ~20 s at that pace
+    _source(partner.serve("/good", GOOD), name="b-good")
+
+    started = time.monotonic()
+    runs = sources_collect_due()
+    elapsed = time.monotonic() - started
+
+    assert [(run.source.name, run.status) for run in runs] == [("a-trickling", "failed"), ("b-good", "ok")]
+    assert "timed out after 1 s" in runs[0].error
+    assert partner.hits["/trickle"] == 1  # the deadline covers retries too
+    assert elapsed < settings.COLLECTION_TIMEOUT_SECONDS + 1.0, elapsed
+
+
+def test_a_resolver_that_does_not_answer_is_cut_at_the_deadline(ingest_queue, settings, monkeypatch):
+    settings.COLLECTION_TIMEOUT_SECONDS = 1.0
+    real_getaddrinfo = socket.getaddrinfo
+
+    def hanging_resolver(host, *args, **kwargs):
+        if host == "slow-dns.test":
+            time.sleep(5)
+        return real_getaddrinfo(host, *args, **kwargs)
+
+    monkeypatch.setattr(socket, "getaddrinfo", hanging_resolver)
+    _source("http://slow-dns.test/feed")
+    started = time.monotonic()
+    [run] = sources_collect_due()
+    assert run.status == "failed" and "timed out" in run.error
+    assert time.monotonic() - started < settings.COLLECTION_TIMEOUT_SECONDS + 1.0
+
+
+@pytest.mark.parametrize("announced", [True, False])
+def test_an_answer_over_the_size_limit_is_refused(partner, ingest_queue, settings, announced):
+    settings.COLLECTION_MAX_RESPONSE_BYTES = 100
+    body = {"readings": [GOOD["readings"][0]] * 5}
+    # http.server answers without a Content-Length; the trickling route announces one.
+    url = partner.trickle("/big", body, every=0) if announced else partner.serve("/big", body)
+    _source(url)
+    [run] = sources_collect_due()
+    assert run.status == "failed"
+    assert "100" in run.error and ("over the limit" in run.error or "larger than" in run.error)
+    assert queued_messages(ingest_queue.queue) == []
+
+
+@pytest.mark.parametrize("url", ["ftp://127.0.0.1/feed", "file:///etc/passwd"])
+def test_only_http_and_https_are_fetched(ingest_queue, url):
+    _source(url)
+    [run] = sources_collect_due()
+    assert run.status == "failed" and "only http and https" in run.error
