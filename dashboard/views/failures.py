@@ -5,7 +5,8 @@ from __future__ import annotations
 import json
 from urllib.parse import urlencode
 
-from django.shortcuts import redirect
+from django.contrib import messages
+from django.shortcuts import redirect, render
 from django.views.generic import DetailView, TemplateView
 
 from dashboard.models import BulkJob
@@ -20,7 +21,13 @@ from dashboard.selectors import (
     keyset_page,
 )
 from dashboard.services import bulk_job_cancel, bulk_job_create
-from dashboard.views.access import ConsoleActionView, StaffRequiredMixin
+from dashboard.views.access import (
+    ConsoleActionView,
+    StaffRequiredMixin,
+    application_error_status,
+    field_errors_flatten,
+)
+from ingest.errors import ApplicationError
 from ingest.models import DeadLetter
 from ingest.services.dead_letters import dead_letter_discard, dead_letter_requeue
 
@@ -63,9 +70,11 @@ class DeadLetterDetailView(StaffRequiredMixin, DetailView):
 
     def get_context_data(self, **kwargs):
         dead_letter = self.object
+        payload = dead_letter_payload_pretty(dead_letter)
         return {
+            "edit_body": payload,
             **super().get_context_data(**kwargs),
-            "payload": dead_letter_payload_pretty(dead_letter),
+            "payload": payload,
             "headers_pretty": json.dumps(dead_letter.headers, indent=2, sort_keys=True, default=str),
             "failure_times": dead_letter_failure_times(dead_letter),
             "ledger": ingest_message_of(dead_letter),
@@ -74,15 +83,41 @@ class DeadLetterDetailView(StaffRequiredMixin, DetailView):
 
 
 class DeadLetterRequeueView(ConsoleActionView):
+    """Requeue as it is, or with edited records.
+
+    A refused edit shows the page again with the operator's body, reason and the field
+    errors: a redirect would throw away what they typed.
+    """
+
     permission = REQUEUE
 
-    def act(self, request, pk):
-        edited_body = request.POST.get("body")
+    def post(self, request, pk):
+        if not request.POST.get("edit"):
+            return super().post(request, pk)
+        edited_body = request.POST.get("body", "")
+        reason = request.POST.get("reason", "")
+        try:
+            outcome = self.act(request, pk, edited_body=edited_body, reason=reason)
+        except ApplicationError as error:
+            view = DeadLetterDetailView(request=request, kwargs={"pk": pk})
+            view.object = view.get_object()
+            context = view.get_context_data(
+                object=view.object,
+                edit_body=edited_body,
+                edit_reason=reason,
+                edit_error=error.message,
+                edit_field_errors=field_errors_flatten(error.fields),
+            )
+            return render(request, view.template_name, context, status=application_error_status(error))
+        messages.success(request, outcome)
+        return self.back(request, pk)
+
+    def act(self, request, pk, *, edited_body: str | None = None, reason: str | None = None):
         dead_letter = dead_letter_requeue(
             dead_letter_id=pk,
             actor=request.user,
-            reason=request.POST.get("reason", ""),
-            edited_body=edited_body if request.POST.get("edit") else None,
+            reason=request.POST.get("reason", "") if reason is None else reason,
+            edited_body=edited_body,
         )
         return f"Message {dead_letter.message_id} requeued (the broker confirmed it)."
 
