@@ -18,3 +18,9 @@ urlpatterns = [
     path("console/", include("dashboard.urls")),
     path("admin/", admin.site.urls),
 ]
+
+# Errors outside the API's own JSON answers: the console's styled pages with the request id.
+handler400 = "dashboard.views.errors.bad_request"
+handler403 = "dashboard.views.errors.permission_denied"
+handler404 = "dashboard.views.errors.page_not_found"
+handler500 = "dashboard.views.errors.server_error"

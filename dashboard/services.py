@@ -11,6 +11,7 @@ from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
+from dashboard.filters import DeadLetterFilterForm
 from dashboard.models import AuditEntry, BulkJob
 from dashboard.selectors import dead_letter_queryset
 from ingest.errors import ApplicationError
@@ -79,7 +80,8 @@ def _selection_queryset(selection: dict):
         return DeadLetter.objects.filter(pk__in=selection["ids"])
     if "fingerprint" in selection:
         return DeadLetter.objects.filter(fingerprint=selection["fingerprint"])
-    return dead_letter_queryset(selection.get("filter", {}))
+    # The filter is stored as the operator wrote it and parsed by the list's own form.
+    return dead_letter_queryset(DeadLetterFilterForm(selection.get("filter", {})).filters_or_refuse())
 
 
 @transaction.atomic
@@ -157,7 +159,12 @@ def bulk_job_run(
     between chunks. When the runner itself is asked to stop, the job goes back to
     ``queued`` and the next runner continues after ``last_dead_letter_id``.
     """
-    selection = _selection_queryset(job.selection)
+    try:
+        selection = _selection_queryset(job.selection)
+    except ApplicationError as error:
+        job.status, job.error, job.finished_at = BulkJob.Status.FAILED, error.message, timezone.now()
+        job.save(update_fields=["status", "error", "finished_at"])
+        return job
     act = dead_letters_requeue_many if job.action == BulkJob.Action.REQUEUE else dead_letters_discard_many
     while True:
         job.refresh_from_db(fields=["cancel_requested"])

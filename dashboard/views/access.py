@@ -62,6 +62,12 @@ class ConsoleActionView(StaffRequiredMixin, View):
     def dispatch(self, request, *args, **kwargs):
         if request.user.is_authenticated and self.permission and not request.user.has_perm(self.permission):
             raise PermissionDenied("Your role may look, not act: ask for the operator role.")
+        if request.method == "POST" and request.user.is_authenticated:
+            for name, values in request.POST.lists():
+                if any("\x00" in value for value in values):
+                    # PostgreSQL text cannot hold NUL: refused here rather than failing as a 500.
+                    messages.error(request, f"{name}: Null characters are not allowed. Nothing was done.")
+                    return self.back(request, *args, **kwargs)
         return super().dispatch(request, *args, **kwargs)
 
     def post(self, request, *args, **kwargs):
