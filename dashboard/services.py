@@ -96,7 +96,7 @@ def bulk_job_create(
     total = _selection_queryset(selection).filter(status=DeadLetter.Status.DEAD).count()
     if total == 0:
         raise ApplicationError("no dead letters match this selection", code="invalid")
-    return BulkJob.objects.create(
+    job = BulkJob.objects.create(
         action=action,
         selection=selection,
         description=description[:255],
@@ -104,6 +104,13 @@ def bulk_job_create(
         created_by=actor,
         total=total,
     )
+    audit_record(
+        actor=actor,
+        action=f"created bulk {job.get_action_display().lower()} job",
+        target=f"job {job.pk}",
+        detail=f"{job.description}: {total} message(s)" + (f"; reason: {reason}" if reason else ""),
+    )
+    return job
 
 
 def bulk_job_cancel(*, job_id: int, actor: AbstractBaseUser) -> BulkJob:

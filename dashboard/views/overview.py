@@ -16,6 +16,7 @@ from dashboard.selectors import (
     scheduler_status,
 )
 from dashboard.views.access import StaffRequiredMixin
+from scheduler.selectors import paused_safety_jobs
 
 RATE_WINDOWS = {"hour": (timedelta(hours=1), 1), "day": (timedelta(hours=24), 15)}
 
@@ -43,6 +44,7 @@ class OverviewPanelView(StaffRequiredMixin, TemplateView):
             "open_alerts": open_alert_count(),
             "active_jobs": BulkJob.objects.filter(status__in=[BulkJob.Status.QUEUED, BulkJob.Status.RUNNING]),
             "scheduler": scheduler_status(),
+            "scheduler_alarms": paused_safety_jobs(),
         }
 
 
