@@ -121,32 +121,34 @@ class DeadLetterRequeueView(ConsoleActionView):
     def post(self, request, pk):
         if not request.POST.get("edit"):
             return super().post(request, pk)
-        edited_body = request.POST.get("body", "")
-        reason = request.POST.get("reason", "")
         try:
-            outcome = self.act(request, pk, edited_body=edited_body, reason=reason)
+            outcome = self.act(request, pk)
         except ApplicationError as error:
-            view = DeadLetterDetailView(request=request, kwargs={"pk": pk})
-            view.object = view.get_object()
-            context = view.get_context_data(
-                object=view.object,
-                edit_body=edited_body,
-                edit_reason=reason,
-                edit_error=error.message,
-                edit_field_errors=field_errors_flatten(error.fields),
-            )
-            return render(request, view.template_name, context, status=application_error_status(error))
+            return self.refused_edit(request, pk, error)
         messages.success(request, outcome)
         return self.back(request, pk)
 
-    def act(self, request, pk, *, edited_body: str | None = None, reason: str | None = None):
+    def act(self, request, pk):
+        edit = bool(request.POST.get("edit"))
         dead_letter = dead_letter_requeue(
             dead_letter_id=pk,
             actor=request.user,
-            reason=request.POST.get("reason", "") if reason is None else reason,
-            edited_body=edited_body,
+            reason=request.POST.get("reason", ""),
+            edited_body=request.POST.get("body", "") if edit else None,
         )
         return f"Message {dead_letter.message_id} requeued (the broker confirmed it)."
+
+    def refused_edit(self, request, pk, error: ApplicationError):
+        detail = DeadLetterDetailView(request=request, kwargs={"pk": pk})
+        detail.object = detail.get_object()
+        context = detail.get_context_data(
+            object=detail.object,
+            edit_body=request.POST.get("body", ""),
+            edit_reason=request.POST.get("reason", ""),
+            edit_error=error.message,
+            edit_field_errors=field_errors_flatten(error.fields),
+        )
+        return render(request, detail.template_name, context, status=application_error_status(error))
 
 
 class DeadLetterDiscardView(ConsoleActionView):

@@ -152,3 +152,27 @@ def test_a_valid_edit_is_requeued_and_stored_by_the_worker(operator_client, inge
         (device.id, "spo2", 97.0),
     ]
     assert IngestMessage.objects.get(message_id=dead.message_id).status == "processed"
+
+
+def test_an_edit_the_broker_did_not_confirm_keeps_the_body_and_marks_nothing(
+    operator_client, settings, ingest_queue
+):
+    from ingest.broker.publisher import publisher_reset
+
+    dead = DeadLetterFactory()
+    edited = json.loads(dead.body_text)
+    edited["readings"][0]["value"] = 88.5
+    broker_port = settings.RABBITMQ_PORT
+    settings.RABBITMQ_PORT = 1
+    publisher_reset()
+    try:
+        response = _requeue_edited(operator_client, dead, json.dumps(edited), reason="after the outage")
+    finally:
+        settings.RABBITMQ_PORT = broker_port
+        publisher_reset()
+
+    assert response.status_code == 503
+    content = response.content.decode()
+    assert "did not confirm" in content
+    assert html.escape(json.dumps(edited)) in content and 'value="after the outage"' in content
+    _assert_nothing_published(dead, ingest_queue.queue)
