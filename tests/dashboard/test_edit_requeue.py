@@ -176,3 +176,24 @@ def test_an_edit_the_broker_did_not_confirm_keeps_the_body_and_marks_nothing(
     assert "did not confirm" in content
     assert html.escape(json.dumps(edited)) in content and 'value="after the outage"' in content
     _assert_nothing_published(dead, ingest_queue.queue)
+
+
+def test_an_edited_event_gets_the_ingest_apis_field_error_with_its_index(operator_client, ingest_queue):
+    dead = DeadLetterFactory()
+    edited = json.loads(dead.body_text)
+    good_event = {"event_type": "door_open", "occurred_at": timezone.now().isoformat()}
+    edited["events"] = [good_event, {**good_event, "event_type": "Fall Detected!"}]
+    device = DeviceFactory()
+    _, key = device_key_issue(device=device)
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Api-Key {key}")
+    api = client.post(
+        "/api/v1/ingest/", data=json.dumps({"events": edited["events"]}), content_type="application/json"
+    )
+    [api_reason] = api.json()["fields"]["events"]["1"]["event_type"]
+
+    response = _requeue_edited(operator_client, dead, edited)
+
+    assert response.status_code == 400
+    assert f"<code>events.1.event_type</code>: {html.escape(api_reason)}" in response.content.decode()
+    _assert_nothing_published(dead, ingest_queue.queue)
