@@ -161,6 +161,15 @@ class DeadLetterFilterForm(FilterForm):
     field_order = ["status", "error_class", "device", "queue", "since", "until", "q", "fingerprint"]
 
 
+class OverviewWindowForm(FilterForm):
+    window = forms.ChoiceField(
+        label="Rate window", required=False, choices=[("hour", "the last hour"), ("day", "the last 24 h")]
+    )
+
+    def window_name(self) -> str:
+        return (self.cleaned_data.get("window") if self.is_valid() else None) or "hour"
+
+
 class FailureGroupFilterForm(FilterForm):
     status = choice_filter("Status", DeadLetter.Status.choices)
 

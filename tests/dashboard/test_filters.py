@@ -156,3 +156,11 @@ def test_the_form_parses_ids_serials_and_times():
     assert filters["device"] == "VIT-7" and filters["status"] == "dead"
     assert filters["since"].isoformat() == "2026-11-23T07:00:00+00:00"
     assert DeadLetterFilterForm({"device": "42"}).filters_or_refuse() == {"device": 42}
+
+
+def test_an_unknown_overview_window_is_a_form_error_not_silently_the_last_hour(viewer_client):
+    response = viewer_client.get("/console/?window=week")
+    _refused(response, "window", "Select a valid choice")
+    assert "Showing the last hour instead" in response.content.decode()
+    assert viewer_client.get("/console/overview/panel/?window=week").status_code == 400
+    assert viewer_client.get("/console/?window=day").context["window"] == "day"
