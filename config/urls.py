@@ -2,7 +2,7 @@
 
 from django.contrib import admin
 from django.urls import include, path
-from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerView
+from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerSplitView
 
 from ingest.apis import HealthApi, ReadinessApi
 from ingest.metrics import metrics_view
@@ -10,7 +10,8 @@ from ingest.metrics import metrics_view
 urlpatterns = [
     path("api/v1/", include("ingest.urls")),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
-    path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="swagger-ui"),
+    # The split view serves its start-up script from this origin: no inline script under the CSP.
+    path("api/docs/", SpectacularSwaggerSplitView.as_view(url_name="schema"), name="swagger-ui"),
     path("api/redoc/", SpectacularRedocView.as_view(url_name="schema"), name="redoc"),
     path("healthz", HealthApi.as_view(), name="healthz"),
     path("readyz", ReadinessApi.as_view(), name="readyz"),
@@ -18,3 +19,9 @@ urlpatterns = [
     path("console/", include("dashboard.urls")),
     path("admin/", admin.site.urls),
 ]
+
+# Errors outside the API's own JSON answers: the console's styled pages with the request id.
+handler400 = "dashboard.views.errors.bad_request"
+handler403 = "dashboard.views.errors.permission_denied"
+handler404 = "dashboard.views.errors.page_not_found"
+handler500 = "dashboard.views.errors.server_error"

@@ -8,10 +8,14 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import cached_property
+from typing import Any
 
+from django import forms
 from django.db.models import QuerySet
 
-from dashboard.selectors import Page, parse_instant, readings_page
+from dashboard.filters import FilterForm, InstantField, ReferenceField, choice_filter, text_filter
+from dashboard.selectors import Page, readings_page
 from ingest.models import (
     Alert,
     AlertStatus,
@@ -28,10 +32,10 @@ from ingest.models import (
 @dataclass(frozen=True)
 class Filter:
     name: str
-    label: str
-    apply: Callable[[QuerySet, str], QuerySet]
-    choices: list[tuple[str, str]] | None = None
-    kind: str = "text"  # text | datetime-local | select
+    # The form field that parses the value (the vocabulary lives in dashboard.filters).
+    field: Callable[[], forms.Field]
+    # Applied to the parsed value, only when one was given.
+    apply: Callable[[QuerySet, Any], QuerySet]
 
 
 @dataclass(frozen=True)
@@ -46,71 +50,64 @@ class RecordSpec:
     # A page built another way for some filters (returns None to use the generic one).
     special_page: Callable[[dict, str | None], Page | None] | None = None
 
-    def filtered(self, params) -> tuple[QuerySet, dict]:
+    @cached_property
+    def filter_form_class(self) -> type[FilterForm]:
+        fields = {spec_filter.name: spec_filter.field() for spec_filter in self.filters}
+        return type(f"{self.slug.title().replace('-', '')}FilterForm", (FilterForm,), fields)
+
+    def filtered(self, filters: dict) -> QuerySet:
+        """The records matching parsed ``filters`` (from ``filter_form_class``)."""
         queryset = self.queryset()
-        applied = {}
-        for spec in self.filters:
-            value = (params.get(spec.name) or "").strip()
-            if value:
-                queryset = spec.apply(queryset, value)
-                applied[spec.name] = value
-        return queryset, applied
+        for spec_filter in self.filters:
+            if spec_filter.name in filters:
+                queryset = spec_filter.apply(queryset, filters[spec_filter.name])
+        return queryset
 
 
 def _device(queryset, value, path="device"):
-    if value.isdigit():
-        return queryset.filter(**{f"{path}_id": int(value)})
+    if isinstance(value, int):
+        return queryset.filter(**{f"{path}_id": value})
     return queryset.filter(**{f"{path}__serial_no": value})
 
 
 def _resident(queryset, value, path="device__resident"):
-    if value.isdigit():
-        return queryset.filter(**{f"{path}_id": int(value)})
+    if isinstance(value, int):
+        return queryset.filter(**{f"{path}_id": value})
     return queryset.filter(**{f"{path}__full_name__icontains": value})
 
 
-def _since(field_name):
-    def apply(queryset, value):
-        instant = parse_instant(value)
-        return queryset.filter(**{f"{field_name}__gte": instant}) if instant else queryset
-
-    return apply
+def _device_field():
+    return ReferenceField(label="Device", text_meaning="a serial number")
 
 
-def _until(field_name):
-    def apply(queryset, value):
-        instant = parse_instant(value)
-        return queryset.filter(**{f"{field_name}__lt": instant}) if instant else queryset
-
-    return apply
+def _resident_field():
+    return ReferenceField(label="Resident", text_meaning="a name")
 
 
 def _time_filters(field_name: str) -> list[Filter]:
     return [
-        Filter("since", "From", _since(field_name), kind="datetime-local"),
-        Filter("until", "To", _until(field_name), kind="datetime-local"),
+        Filter(
+            "since", lambda: InstantField(label="From"), lambda q, v: q.filter(**{f"{field_name}__gte": v})
+        ),
+        Filter("until", lambda: InstantField(label="To"), lambda q, v: q.filter(**{f"{field_name}__lt": v})),
     ]
 
 
-def _readings_of_devices_page(params, cursor: str | None) -> Page | None:
+def _readings_of_devices_page(filters: dict, cursor: str | None) -> Page | None:
     """With a device or resident filter, read each series from the customer's unique index."""
-    device, resident = (params.get("device") or "").strip(), (params.get("resident") or "").strip()
-    if not device and not resident:
+    device, resident = filters.get("device"), filters.get("resident")
+    if device is None and resident is None:
         return None
     devices = Device.objects.all()
-    if device:
-        devices = devices.filter(pk=int(device)) if device.isdigit() else devices.filter(serial_no=device)
-    if resident:
-        devices = (
-            devices.filter(resident_id=int(resident))
-            if resident.isdigit()
-            else devices.filter(resident__full_name__icontains=resident)
-        )
+    if device is not None:
+        devices = devices.filter(pk=device) if isinstance(device, int) else devices.filter(serial_no=device)
+    if resident is not None:
+        devices = _resident(devices, resident, "resident")
     return readings_page(
         device_ids=list(devices.values_list("pk", flat=True)[:100]),
-        metric=(params.get("metric") or "").strip() or None,
-        since=parse_instant(params.get("since")),
-        until=parse_instant(params.get("until")),
+        metric=filters.get("metric"),
+        since=filters.get("since"),
+        until=filters.get("until"),
         cursor=cursor,
     )
 
@@ -128,7 +125,7 @@ RECORDS: dict[str, RecordSpec] = {
                 ("Active", lambda r: r.is_active),
                 ("Since", lambda r: r.created_at),
             ],
-            [Filter("name", "Name", lambda q, v: q.filter(full_name__icontains=v))],
+            [Filter("name", lambda: text_filter("Name"), lambda q, v: q.filter(full_name__icontains=v))],
         ),
         RecordSpec(
             "devices",
@@ -142,10 +139,20 @@ RECORDS: dict[str, RecordSpec] = {
                 ("Last seen", lambda d: d.last_seen_at),
             ],
             [
-                Filter("serial", "Serial", lambda q, v: q.filter(serial_no__icontains=v)),
-                Filter("type", "Type", lambda q, v: q.filter(device_type=v), DeviceType.choices, "select"),
-                Filter("status", "Status", lambda q, v: q.filter(status=v), DeviceStatus.choices, "select"),
-                Filter("resident", "Resident", lambda q, v: _resident(q, v, "resident")),
+                Filter(
+                    "serial", lambda: text_filter("Serial"), lambda q, v: q.filter(serial_no__icontains=v)
+                ),
+                Filter(
+                    "type",
+                    lambda: choice_filter("Type", DeviceType.choices),
+                    lambda q, v: q.filter(device_type=v),
+                ),
+                Filter(
+                    "status",
+                    lambda: choice_filter("Status", DeviceStatus.choices),
+                    lambda q, v: q.filter(status=v),
+                ),
+                Filter("resident", _resident_field, lambda q, v: _resident(q, v, "resident")),
             ],
         ),
         RecordSpec(
@@ -161,9 +168,9 @@ RECORDS: dict[str, RecordSpec] = {
                 ("Received", lambda r: r.received_at),
             ],
             [
-                Filter("device", "Device", _device),
-                Filter("resident", "Resident", _resident),
-                Filter("metric", "Metric", lambda q, v: q.filter(metric=v)),
+                Filter("device", _device_field, _device),
+                Filter("resident", _resident_field, _resident),
+                Filter("metric", lambda: text_filter("Metric"), lambda q, v: q.filter(metric=v)),
                 *_time_filters("measured_at"),
             ],
             # ix_sensor_readings_measured and uq_sensor_readings_point (device, metric, measured_at)
@@ -183,15 +190,13 @@ RECORDS: dict[str, RecordSpec] = {
                 ("Detail", lambda e: e.detail),
             ],
             [
-                Filter("device", "Device", _device),
-                Filter("resident", "Resident", _resident),
-                Filter("event_type", "Event type", lambda q, v: q.filter(event_type=v)),
+                Filter("device", _device_field, _device),
+                Filter("resident", _resident_field, _resident),
+                Filter("event_type", lambda: text_filter("Event type"), lambda q, v: q.filter(event_type=v)),
                 Filter(
                     "severity",
-                    "Severity",
-                    lambda q, v: q.filter(severity=int(v)) if v.isdigit() else q,
-                    [(str(n), str(n)) for n in range(4)],
-                    "select",
+                    lambda: choice_filter("Severity", [(str(n), str(n)) for n in range(4)]),
+                    lambda q, v: q.filter(severity=int(v)),
                 ),
                 *_time_filters("occurred_at"),
             ],
@@ -207,8 +212,8 @@ RECORDS: dict[str, RecordSpec] = {
                 ("Payload", lambda w: w.payload),
             ],
             [
-                Filter("source", "Source", lambda q, v: q.filter(source=v)),
-                Filter("event_type", "Event type", lambda q, v: q.filter(event_type=v)),
+                Filter("source", lambda: text_filter("Source"), lambda q, v: q.filter(source=v)),
+                Filter("event_type", lambda: text_filter("Event type"), lambda q, v: q.filter(event_type=v)),
                 *_time_filters("received_at"),
             ],
         ),
@@ -232,10 +237,14 @@ RECORDS: dict[str, RecordSpec] = {
                 ),
             ],
             [
-                Filter("status", "Status", lambda q, v: q.filter(status=v), AlertStatus.choices, "select"),
-                Filter("alert_type", "Type", lambda q, v: q.filter(alert_type=v)),
-                Filter("device", "Device", lambda q, v: _device(q, v)),
-                Filter("resident", "Resident", lambda q, v: _resident(q, v, "resident")),
+                Filter(
+                    "status",
+                    lambda: choice_filter("Status", AlertStatus.choices),
+                    lambda q, v: q.filter(status=v),
+                ),
+                Filter("alert_type", lambda: text_filter("Type"), lambda q, v: q.filter(alert_type=v)),
+                Filter("device", _device_field, _device),
+                Filter("resident", _resident_field, lambda q, v: _resident(q, v, "resident")),
                 *_time_filters("created_at"),
             ],
         ),

@@ -83,7 +83,10 @@ def estimated_row_count(model) -> int:
 def parse_instant(value: str | None) -> datetime | None:
     if not value:
         return None
-    instant = parse_datetime(value)
+    try:
+        instant = parse_datetime(value)
+    except ValueError:  # well-formed but not a real time (a cursor is validated before)
+        return None
     if instant is None:
         return None
     return timezone.make_aware(instant) if timezone.is_naive(instant) else instant
@@ -98,41 +101,36 @@ def int_or_none(value: str | None) -> int | None:
 
 # --- dead letters ---------------------------------------------------------------------
 
-DEAD_LETTER_FILTERS = ("status", "error_class", "device", "queue", "since", "until", "q", "fingerprint")
 
+def dead_letter_queryset(filters: dict) -> QuerySet:
+    """Dead letters matching the workbench's filters (also what a bulk job acts on).
 
-def dead_letter_queryset(params: dict) -> QuerySet:
-    """Dead letters matching the workbench's filters (also what a bulk job acts on)."""
+    ``filters`` are parsed values from ``dashboard.filters.DeadLetterFilterForm``.
+    """
     queryset = DeadLetter.objects.all()
-    if params.get("status"):
-        queryset = queryset.filter(status=params["status"])
-    if params.get("error_class"):
-        queryset = queryset.filter(error_class__icontains=params["error_class"])
-    if params.get("device"):
-        device = str(params["device"]).strip()
-        queryset = queryset.filter(
-            Q(device_id=int(device))
-            if device.isdigit()
-            else Q(device_id__in=Device.objects.filter(serial_no=device).values("pk"))
-        )
-    if params.get("queue"):
-        queryset = queryset.filter(original_queue=params["queue"])
-    if since := parse_instant(params.get("since")):
-        queryset = queryset.filter(last_failed_at__gte=since)
-    if until := parse_instant(params.get("until")):
-        queryset = queryset.filter(last_failed_at__lt=until)
-    if params.get("fingerprint"):
-        queryset = queryset.filter(fingerprint=params["fingerprint"])
-    if params.get("q"):
-        text = params["q"]
+    if filters.get("status"):
+        queryset = queryset.filter(status=filters["status"])
+    if filters.get("error_class"):
+        queryset = queryset.filter(error_class__icontains=filters["error_class"])
+    device = filters.get("device")
+    if isinstance(device, int):
+        queryset = queryset.filter(device_id=device)
+    elif device:
+        queryset = queryset.filter(device_id__in=Device.objects.filter(serial_no=device).values("pk"))
+    if filters.get("queue"):
+        queryset = queryset.filter(original_queue=filters["queue"])
+    if filters.get("since"):
+        queryset = queryset.filter(last_failed_at__gte=filters["since"])
+    if filters.get("until"):
+        queryset = queryset.filter(last_failed_at__lt=filters["until"])
+    if filters.get("fingerprint"):
+        queryset = queryset.filter(fingerprint=filters["fingerprint"])
+    if filters.get("q"):
+        text = filters["q"]
         queryset = queryset.filter(
             Q(body_text__icontains=text) | Q(error_message__icontains=text) | Q(message_id__icontains=text)
         )
     return queryset
-
-
-def dead_letter_filters_of(params) -> dict:
-    return {name: params.get(name, "") for name in DEAD_LETTER_FILTERS if params.get(name)}
 
 
 @dataclass(frozen=True)

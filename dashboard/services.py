@@ -14,6 +14,7 @@ from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
+from dashboard.filters import DeadLetterFilterForm
 from dashboard.models import AuditEntry, BulkJob
 from dashboard.selectors import dead_letter_queryset
 from ingest.errors import ApplicationError
@@ -112,7 +113,8 @@ def _selection_queryset(selection: dict):
         return DeadLetter.objects.filter(pk__in=selection["ids"])
     if "fingerprint" in selection:
         return DeadLetter.objects.filter(fingerprint=selection["fingerprint"])
-    return dead_letter_queryset(selection.get("filter", {}))
+    # The filter is stored as the operator wrote it and parsed by the list's own form.
+    return dead_letter_queryset(DeadLetterFilterForm(selection.get("filter", {})).filters_or_refuse())
 
 
 @transaction.atomic
@@ -127,7 +129,7 @@ def bulk_job_create(
     total = _selection_queryset(selection).filter(status=DeadLetter.Status.DEAD).count()
     if total == 0:
         raise ApplicationError("no dead letters match this selection", code="invalid")
-    return BulkJob.objects.create(
+    job = BulkJob.objects.create(
         action=action,
         selection=selection,
         description=description[:255],
@@ -135,6 +137,13 @@ def bulk_job_create(
         created_by=actor,
         total=total,
     )
+    audit_record(
+        actor=actor,
+        action=f"created bulk {job.get_action_display().lower()} job",
+        target=f"job {job.pk}",
+        detail=f"{job.description}: {total} message(s)" + (f"; reason: {reason}" if reason else ""),
+    )
+    return job
 
 
 def bulk_job_cancel(*, job_id: int, actor: AbstractBaseUser) -> BulkJob:
@@ -190,7 +199,12 @@ def bulk_job_run(
     between chunks. When the runner itself is asked to stop, the job goes back to
     ``queued`` and the next runner continues after ``last_dead_letter_id``.
     """
-    selection = _selection_queryset(job.selection)
+    try:
+        selection = _selection_queryset(job.selection)
+    except ApplicationError as error:
+        job.status, job.error, job.finished_at = BulkJob.Status.FAILED, error.message, timezone.now()
+        job.save(update_fields=["status", "error", "finished_at"])
+        return job
     act = dead_letters_requeue_many if job.action == BulkJob.Action.REQUEUE else dead_letters_discard_many
     while True:
         job.refresh_from_db(fields=["cancel_requested"])

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Set everything up (deploy/setup.sh), then run the whole test suite against the real
 # PostgreSQL and RabbitMQ, with Debian's Chromium and Caddy (installed if missing), after the linter.
-# The HTML report is written to reports/tests.html; console screenshots to docs/screenshots/.
+# The HTML report is written to reports/tests.html; console screenshots to reports/screenshots/.
+# Running it changes no tracked file: deploy/screenshots.sh refreshes the README's screenshots.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 

@@ -19,7 +19,7 @@ from ingest.selectors import (
     dependencies_unreachable,
     ingest_message_status,
 )
-from ingest.serializers import EventInputSerializer, ReadingsField
+from ingest.serializers import DeviceRecordsSerializer
 from ingest.services.ingestion import device_batch_accept
 from ingest.services.webhooks import webhook_receive
 from ingest.throttling import DeviceRateThrottle
@@ -44,23 +44,7 @@ class DeviceApi(APIView):
 
 
 class IngestCreateApi(DeviceApi):
-    @extend_schema_serializer(component_name="IngestRequest")
-    class InputSerializer(serializers.Serializer):
-        readings = ReadingsField(required=False, default=list)
-        events = EventInputSerializer(many=True, required=False, default=list)
-
-        def validate(self, data):
-            total = len(data["readings"]) + len(data["events"])
-            limit = settings.INGEST_MAX_RECORDS
-            if total == 0:
-                raise serializers.ValidationError(
-                    {"non_field_errors": ["Send at least one reading or event."]}
-                )
-            if total > limit:
-                raise serializers.ValidationError(
-                    {"non_field_errors": [f"At most {limit} records per request; got {total}."]}
-                )
-            return data
+    InputSerializer = DeviceRecordsSerializer
 
     @extend_schema_serializer(component_name="IngestAccepted")
     class OutputSerializer(serializers.Serializer):

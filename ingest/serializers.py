@@ -18,7 +18,7 @@ from typing import Any
 
 from django.conf import settings
 from django.utils import timezone
-from drf_spectacular.utils import extend_schema_field
+from drf_spectacular.utils import extend_schema_field, extend_schema_serializer
 from rest_framework import serializers
 
 from ingest.schema import ReadingDocSerializer
@@ -173,6 +173,29 @@ class EventInputSerializer(serializers.Serializer):
         if len(encoded.encode()) > DETAIL_MAX_BYTES:
             raise serializers.ValidationError(f"Must be at most {DETAIL_MAX_BYTES} bytes as JSON.")
         return detail
+
+
+@extend_schema_serializer(component_name="IngestRequest")
+class DeviceRecordsSerializer(serializers.Serializer):
+    """A device's readings and events as the ingest API accepts them.
+
+    Also what an operator's edit of a failed message must pass: one set of rules for
+    what may reach the worker, whoever sends it.
+    """
+
+    readings = ReadingsField(required=False, default=list)
+    events = EventInputSerializer(many=True, required=False, default=list)
+
+    def validate(self, data):
+        total = len(data["readings"]) + len(data["events"])
+        limit = settings.INGEST_MAX_RECORDS
+        if total == 0:
+            raise serializers.ValidationError({"non_field_errors": ["Send at least one reading or event."]})
+        if total > limit:
+            raise serializers.ValidationError(
+                {"non_field_errors": [f"At most {limit} records per request; got {total}."]}
+            )
+        return data
 
 
 @dataclass(frozen=True)

@@ -50,6 +50,9 @@ class JobSpec:
     func: object
     every_seconds: int
     description: str
+    # What stops happening while the job is paused, when that puts residents or data at
+    # risk: the overview then shows the pause as an alarm.
+    when_paused: str = ""
 
 
 def job_specs() -> list[JobSpec]:
@@ -60,12 +63,14 @@ def job_specs() -> list[JobSpec]:
             collect_sources,
             settings.SCHEDULER_COLLECT_EVERY_SECONDS,
             "Collect due partner sources into the pipeline",
+            when_paused="no partner source will be collected",
         ),
         JobSpec(
             "raise_alerts",
             raise_alerts,
             settings.SCHEDULER_ALERT_RULES_EVERY_SECONDS,
             "Open device_offline and inactivity alerts",
+            when_paused="no offline or inactivity alerts will be raised",
         ),
         JobSpec(
             "housekeeping",

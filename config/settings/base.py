@@ -34,6 +34,7 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "config.observability.RequestIdMiddleware",
+    "config.security_headers.SecurityHeadersMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -47,7 +48,24 @@ MIDDLEWARE = [
     "axes.middleware.AxesMiddleware",
 ]
 
+# Only this origin's scripts, styles and connections; no framing, no plugins, forms post here only.
+_CSP_COMMON = (
+    "default-src 'self'; script-src 'self'; img-src 'self' data:; connect-src 'self'; font-src 'self'; "
+    "object-src 'none'; base-uri 'self'; form-action 'self'; frame-ancestors 'none'"
+)
+CONTENT_SECURITY_POLICY = f"{_CSP_COMMON}; style-src 'self'"
+# Swagger UI and Redoc (the API's documentation) inline a few styles and start a worker.
+CONTENT_SECURITY_POLICY_DOCS = f"{_CSP_COMMON}; style-src 'self' 'unsafe-inline'; worker-src 'self' blob:"
+CONTENT_SECURITY_POLICY_DOCS_PATHS = ["/api/docs/", "/api/redoc/"]
+# The console needs none of the browser's sensors or devices.
+PERMISSIONS_POLICY = (
+    "accelerometer=(), camera=(), geolocation=(), gyroscope=(), magnetometer=(), microphone=(), "
+    "payment=(), usb=()"
+)
+
 ROOT_URLCONF = "config.urls"
+# A refused CSRF check gets the console's own 403 page (with the request id), not Django's.
+CSRF_FAILURE_VIEW = "dashboard.views.errors.csrf_failure"
 WSGI_APPLICATION = "config.wsgi.application"
 
 TEMPLATES = [

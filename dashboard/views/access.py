@@ -12,6 +12,32 @@ from django.views import View
 from ingest.errors import ApplicationError
 
 
+def application_error_status(error: ApplicationError) -> int:
+    """The HTTP status of a refusal, as the API would answer it."""
+    from ingest.exception_handler import APPLICATION_ERROR_STATUS
+
+    return APPLICATION_ERROR_STATUS.get(error.code, 400)
+
+
+def field_errors_flatten(errors, prefix: str = "") -> list[tuple[str, str]]:
+    """DRF-shaped errors (``{"readings": {0: {"metric": ["..."]}}}``) as (field path, reason) lines."""
+    if isinstance(errors, dict):
+        return [
+            line
+            for name, nested in errors.items()
+            for line in field_errors_flatten(nested, f"{prefix}.{name}" if prefix else str(name))
+        ]
+    if isinstance(errors, list | tuple):
+        if any(isinstance(item, dict) for item in errors):  # a list serializer: one entry per item
+            return [
+                line
+                for index, item in enumerate(errors)
+                for line in field_errors_flatten(item, f"{prefix}.{index}" if prefix else str(index))
+            ]
+        return [line for item in errors for line in field_errors_flatten(item, prefix)]
+    return [(prefix or "body", str(errors))]
+
+
 class StaffRequiredMixin(LoginRequiredMixin, UserPassesTestMixin):
     login_url = "dashboard:login"
     # A logged-in user who is not staff gets 403, not a login loop.
@@ -36,6 +62,12 @@ class ConsoleActionView(StaffRequiredMixin, View):
     def dispatch(self, request, *args, **kwargs):
         if request.user.is_authenticated and self.permission and not request.user.has_perm(self.permission):
             raise PermissionDenied("Your role may look, not act: ask for the operator role.")
+        if request.method == "POST" and request.user.is_authenticated:
+            for name, values in request.POST.lists():
+                if any("\x00" in value for value in values):
+                    # PostgreSQL text cannot hold NUL: refused here rather than failing as a 500.
+                    messages.error(request, f"{name}: Null characters are not allowed. Nothing was done.")
+                    return self.back(request, *args, **kwargs)
         return super().dispatch(request, *args, **kwargs)
 
     def post(self, request, *args, **kwargs):

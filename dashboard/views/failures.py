@@ -5,14 +5,16 @@ from __future__ import annotations
 import json
 from urllib.parse import urlencode
 
-from django.shortcuts import redirect
+from django.contrib import messages
+from django.shortcuts import redirect, render
 from django.views.generic import DetailView, TemplateView
 
+from dashboard.filters import ASCII_DIGITS, ID_MAX, DeadLetterFilterForm, FailureGroupFilterForm, PageForm
 from dashboard.models import BulkJob
 from dashboard.selectors import (
+    Page,
     audit_trail,
     dead_letter_failure_times,
-    dead_letter_filters_of,
     dead_letter_groups,
     dead_letter_payload_pretty,
     dead_letter_queryset,
@@ -20,7 +22,13 @@ from dashboard.selectors import (
     keyset_page,
 )
 from dashboard.services import bulk_job_cancel, bulk_job_create
-from dashboard.views.access import ConsoleActionView, StaffRequiredMixin
+from dashboard.views.access import (
+    ConsoleActionView,
+    StaffRequiredMixin,
+    application_error_status,
+    field_errors_flatten,
+)
+from ingest.errors import ApplicationError
 from ingest.models import DeadLetter
 from ingest.services.dead_letters import dead_letter_discard, dead_letter_requeue
 
@@ -28,31 +36,57 @@ REQUEUE = "ingest.requeue_deadletter"
 DISCARD = "ingest.discard_deadletter"
 
 
-class DeadLetterListView(StaffRequiredMixin, TemplateView):
-    template_name = "dashboard/dead_letters.html"
+class FilteredListMixin:
+    """A list page whose filters come from one ``FilterForm``: a bad value is a 400 naming the field."""
 
-    def get_context_data(self, **kwargs):
-        filters = dead_letter_filters_of(self.request.GET)
-        page = keyset_page(dead_letter_queryset(filters), cursor=self.request.GET.get("before"))
+    filter_form_class = PageForm
+
+    def get(self, request, *args, **kwargs):
+        self.filter_form = self.filter_form_class(request.GET)
+        response = super().get(request, *args, **kwargs)
+        if not self.filter_form.is_valid():
+            response.status_code = 400
+        return response
+
+    def filter_context(self) -> dict:
+        form = self.filter_form
         return {
-            **super().get_context_data(**kwargs),
-            "page": page,
-            "filters": filters,
-            "filter_query": urlencode(filters),
-            "statuses": DeadLetter.Status.choices,
+            "filter_form": form,
+            "filter_errors": [] if form.is_valid() else form.error_lines(),
+            "filter_query": urlencode(form.query()),
         }
 
 
-class DeadLetterGroupsView(StaffRequiredMixin, TemplateView):
-    template_name = "dashboard/dead_letter_groups.html"
+class DeadLetterListView(FilteredListMixin, StaffRequiredMixin, TemplateView):
+    template_name = "dashboard/dead_letters.html"
+    filter_form_class = DeadLetterFilterForm
 
     def get_context_data(self, **kwargs):
-        status = self.request.GET.get("status", DeadLetter.Status.DEAD)
+        form = self.filter_form
+        if form.is_valid():
+            page = keyset_page(dead_letter_queryset(form.filters()), cursor=form.cursor())
+        else:
+            page = Page([], None)  # nothing rather than more than was asked for
         return {
             **super().get_context_data(**kwargs),
-            "groups": dead_letter_groups(status=status),
+            **self.filter_context(),
+            "page": page,
+            "filters": form.query(),
+        }
+
+
+class DeadLetterGroupsView(FilteredListMixin, StaffRequiredMixin, TemplateView):
+    template_name = "dashboard/dead_letter_groups.html"
+    filter_form_class = FailureGroupFilterForm
+
+    def get_context_data(self, **kwargs):
+        form = self.filter_form
+        status = form.filters().get("status", "") if form.is_valid() else None
+        return {
+            **super().get_context_data(**kwargs),
+            **self.filter_context(),
+            "groups": dead_letter_groups(status=status) if status is not None else [],
             "status": status,
-            "statuses": DeadLetter.Status.choices,
         }
 
 
@@ -63,9 +97,11 @@ class DeadLetterDetailView(StaffRequiredMixin, DetailView):
 
     def get_context_data(self, **kwargs):
         dead_letter = self.object
+        payload = dead_letter_payload_pretty(dead_letter)
         return {
+            "edit_body": payload,
             **super().get_context_data(**kwargs),
-            "payload": dead_letter_payload_pretty(dead_letter),
+            "payload": payload,
             "headers_pretty": json.dumps(dead_letter.headers, indent=2, sort_keys=True, default=str),
             "failure_times": dead_letter_failure_times(dead_letter),
             "ledger": ingest_message_of(dead_letter),
@@ -74,17 +110,45 @@ class DeadLetterDetailView(StaffRequiredMixin, DetailView):
 
 
 class DeadLetterRequeueView(ConsoleActionView):
+    """Requeue as it is, or with edited records.
+
+    A refused edit shows the page again with the operator's body, reason and the field
+    errors: a redirect would throw away what they typed.
+    """
+
     permission = REQUEUE
 
+    def post(self, request, pk):
+        if not request.POST.get("edit"):
+            return super().post(request, pk)
+        try:
+            outcome = self.act(request, pk)
+        except ApplicationError as error:
+            return self.refused_edit(request, pk, error)
+        messages.success(request, outcome)
+        return self.back(request, pk)
+
     def act(self, request, pk):
-        edited_body = request.POST.get("body")
+        edit = bool(request.POST.get("edit"))
         dead_letter = dead_letter_requeue(
             dead_letter_id=pk,
             actor=request.user,
             reason=request.POST.get("reason", ""),
-            edited_body=edited_body if request.POST.get("edit") else None,
+            edited_body=request.POST.get("body", "") if edit else None,
         )
         return f"Message {dead_letter.message_id} requeued (the broker confirmed it)."
+
+    def refused_edit(self, request, pk, error: ApplicationError):
+        detail = DeadLetterDetailView(request=request, kwargs={"pk": pk})
+        detail.object = detail.get_object()
+        context = detail.get_context_data(
+            object=detail.object,
+            edit_body=request.POST.get("body", ""),
+            edit_reason=request.POST.get("reason", ""),
+            edit_error=error.message,
+            edit_field_errors=field_errors_flatten(error.fields),
+        )
+        return render(request, detail.template_name, context, status=application_error_status(error))
 
 
 class DeadLetterDiscardView(ConsoleActionView):
@@ -108,16 +172,28 @@ class BulkActionView(ConsoleActionView):
     def act(self, request):
         scope = request.POST.get("scope")
         if scope == "selected":
-            ids = [int(value) for value in request.POST.getlist("ids") if value.isdigit()]
+            ids = [value for value in request.POST.getlist("ids") if value]
+            if not all(set(value) <= ASCII_DIGITS and int(value) <= ID_MAX for value in ids):
+                raise ApplicationError(
+                    "the selection holds something that is not a message id", code="invalid"
+                )
+            ids = [int(value) for value in ids]
             selection, description = {"ids": ids}, f"{len(ids)} selected message(s)"
         elif scope == "group":
             fingerprint = request.POST.get("fingerprint", "")
             selection, description = {"fingerprint": fingerprint}, f"group {fingerprint[:12]}"
-        else:
-            filters = dead_letter_filters_of(request.POST)
+        elif scope == "filter":
+            form = DeadLetterFilterForm(request.POST)
+            form.filters_or_refuse()
+            filters = form.query()
             selection, description = (
                 {"filter": filters},
                 "all matching " + (urlencode(filters) or "everything"),
+            )
+        else:
+            # Never "everything" by default: an unknown scope acts on nothing.
+            raise ApplicationError(
+                f"unknown scope {scope!r}: choose selected, filter or group", code="invalid"
             )
         self.job = bulk_job_create(
             action=request.POST.get("action", ""),
@@ -134,15 +210,12 @@ class BulkActionView(ConsoleActionView):
         return super().back(request, *args, **kwargs)
 
 
-class BulkJobListView(StaffRequiredMixin, TemplateView):
+class BulkJobListView(FilteredListMixin, StaffRequiredMixin, TemplateView):
     template_name = "dashboard/jobs.html"
 
     def get_context_data(self, **kwargs):
-        page = keyset_page(
-            BulkJob.objects.select_related("created_by"),
-            cursor=self.request.GET.get("before"),
-        )
-        return {**super().get_context_data(**kwargs), "page": page}
+        page = keyset_page(BulkJob.objects.select_related("created_by"), cursor=self.filter_form.cursor())
+        return {**super().get_context_data(**kwargs), **self.filter_context(), "page": page}
 
 
 class BulkJobDetailView(StaffRequiredMixin, DetailView):

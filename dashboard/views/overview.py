@@ -7,6 +7,7 @@ from datetime import timedelta
 from django.views.generic import TemplateView
 
 from dashboard.charts import line_chart
+from dashboard.filters import OverviewWindowForm
 from dashboard.models import BulkJob
 from dashboard.selectors import (
     dead_letter_counts_by_status,
@@ -16,6 +17,7 @@ from dashboard.selectors import (
     scheduler_status,
 )
 from dashboard.views.access import StaffRequiredMixin
+from scheduler.selectors import paused_safety_jobs
 
 RATE_WINDOWS = {"hour": (timedelta(hours=1), 1), "day": (timedelta(hours=24), 15)}
 
@@ -25,14 +27,22 @@ class OverviewPanelView(StaffRequiredMixin, TemplateView):
 
     template_name = "dashboard/_overview_panel.html"
 
+    def get(self, request, *args, **kwargs):
+        self.window_form = OverviewWindowForm(request.GET)
+        response = super().get(request, *args, **kwargs)
+        if not self.window_form.is_valid():
+            response.status_code = 400  # the last hour is shown, with the error saying so
+        return response
+
     def get_context_data(self, **kwargs):
-        window_name = self.request.GET.get("window", "hour")
-        window, bucket_minutes = RATE_WINDOWS.get(window_name, RATE_WINDOWS["hour"])
+        window_name = self.window_form.window_name()
+        window, bucket_minutes = RATE_WINDOWS[window_name]
         series = ingest_rate_series(window=window, bucket_minutes=bucket_minutes)
         queues = queue_depths()
         return {
             **super().get_context_data(**kwargs),
-            "window": window_name if window_name in RATE_WINDOWS else "hour",
+            "window": window_name,
+            "filter_errors": [] if self.window_form.is_valid() else self.window_form.error_lines(),
             "queues": queues,
             "consumers": max(
                 (queue.consumers or 0 for queue in queues or [] if queue.role == "main"), default=0
@@ -43,6 +53,7 @@ class OverviewPanelView(StaffRequiredMixin, TemplateView):
             "open_alerts": open_alert_count(),
             "active_jobs": BulkJob.objects.filter(status__in=[BulkJob.Status.QUEUED, BulkJob.Status.RUNNING]),
             "scheduler": scheduler_status(),
+            "scheduler_alarms": paused_safety_jobs(),
         }
 
 

@@ -11,7 +11,7 @@ from django.views.decorators.cache import never_cache
 from django.views.generic import TemplateView
 
 from dashboard.records import RECORDS
-from dashboard.selectors import estimated_row_count, keyset_page
+from dashboard.selectors import Page, estimated_row_count, keyset_page
 from dashboard.services import (
     alert_acknowledge,
     device_key_issue_audited,
@@ -32,24 +32,32 @@ def _spec(slug: str):
 class RecordListView(StaffRequiredMixin, TemplateView):
     template_name = "dashboard/records.html"
 
+    def get(self, request, *args, slug, **kwargs):
+        self.spec = _spec(slug)
+        self.filter_form = self.spec.filter_form_class(request.GET)
+        response = super().get(request, *args, slug=slug, **kwargs)
+        if not self.filter_form.is_valid():
+            response.status_code = 400
+        return response
+
     def get_context_data(self, slug, **kwargs):
-        spec = _spec(slug)
-        queryset, applied = spec.filtered(self.request.GET)
-        cursor = self.request.GET.get("before")
-        page = spec.special_page(self.request.GET, cursor) if spec.special_page else None
-        if page is None:
-            page = keyset_page(queryset, cursor=cursor, time_field=spec.time_order)
+        spec, form = self.spec, self.filter_form
+        page = Page([], None)  # a filter that cannot be understood shows nothing, not everything
+        if form.is_valid():
+            filters, cursor = form.filters(), form.cursor()
+            page = spec.special_page(filters, cursor) if spec.special_page else None
+            if page is None:
+                page = keyset_page(spec.filtered(filters), cursor=cursor, time_field=spec.time_order)
         context = {
             **super().get_context_data(**kwargs),
             "spec": spec,
             "specs": RECORDS.values(),
             "page": page,
             "rows": [(row, [getter(row) for _, getter in spec.columns]) for row in page.rows],
-            "filter_fields": [
-                (spec_filter, self.request.GET.get(spec_filter.name, "")) for spec_filter in spec.filters
-            ],
-            "filter_query": urlencode(applied),
-            "estimated_total": estimated_row_count(queryset.model),
+            "filter_form": form,
+            "filter_errors": [] if form.is_valid() else form.error_lines(),
+            "filter_query": urlencode(form.query()),
+            "estimated_total": estimated_row_count(spec.queryset().model),
         }
         if slug == "alerts":
             context["open_alerts"] = (

@@ -9,6 +9,7 @@ so a database outage at that moment only delays the record: nothing is lost.
 from __future__ import annotations
 
 import hashlib
+import json
 import re
 from dataclasses import dataclass
 from datetime import datetime
@@ -20,6 +21,7 @@ from django.utils import timezone
 from ingest.broker.publisher import OutgoingMessage, publish_all_confirmed
 from ingest.errors import ApplicationError
 from ingest.messages import (
+    DEVICE_BATCH,
     HEADER_ERROR_CLASS,
     HEADER_ERROR_MESSAGE,
     HEADER_FAILURES,
@@ -28,11 +30,13 @@ from ingest.messages import (
     HEADER_SCHEMA_VERSION,
     HEADER_TRACEBACK,
     SCHEMA_VERSION,
+    DeviceBatch,
     UndecodableMessage,
     message_decode,
 )
 from ingest.metrics import REQUEUED
 from ingest.models import DeadLetter, DeadLetterAction
+from ingest.serializers import DeviceRecordsSerializer
 from ingest.services.ingestion import message_publish_confirmed
 
 _VOLATILE_PARTS = [
@@ -148,23 +152,68 @@ def _locked_dead_letter(dead_letter_id: int) -> DeadLetter:
     return dead_letter
 
 
+# What an edit may change: the records. Everything else (kind, device_id, source,
+# message_id, accepted_at, ...) says whose data this is and where it came from.
+EDITABLE_FIELDS = ("readings", "events")
+
+
+def _edit_refused(message: str, fields: dict) -> ApplicationError:
+    return ApplicationError(message, code="invalid", fields=fields)
+
+
 def _edited_body_check(dead_letter: DeadLetter, edited_body: str) -> bytes:
-    body = edited_body.encode()
+    """The requeued body: the original message with the edited records, validated as the API does.
+
+    The message is rebuilt from the original's identity and the validated records, so
+    that what reaches the worker is exactly what the ingest API would have queued.
+    """
     try:
-        message = message_decode(body)
+        original = message_decode(bytes(dead_letter.body))
     except UndecodableMessage as error:
-        raise ApplicationError(
-            f"the edited body is not a valid message: {error}",
-            code="invalid",
-            fields={"body": [str(error)]},
+        raise _edit_refused(
+            "this message cannot be edited: its original is not a valid message, so whose data it "
+            "is cannot be known (requeue it as it is or discard it)",
+            {"body": [f"The original message is not valid: {error}"]},
         ) from error
-    if str(message.message_id) != str(dead_letter.message_id):
-        raise ApplicationError(
-            "the edited body must keep the message id (it is what makes processing idempotent)",
-            code="invalid",
-            fields={"body": [f"message_id must stay {dead_letter.message_id}"]},
+    if original.kind != DEVICE_BATCH:
+        raise _edit_refused(
+            "a partner's webhook event cannot be edited (the partner signed it); requeue it as it is "
+            "or discard it",
+            {"body": ["Only a device's readings and events can be edited."]},
         )
-    return body
+    try:
+        edited = json.loads(edited_body)
+    except ValueError as error:
+        raise _edit_refused(
+            f"the edited body is not a valid message: {error}", {"body": [f"The body is not JSON: {error}"]}
+        ) from error
+    if not isinstance(edited, dict):
+        raise _edit_refused("the edited body is not a valid message", {"body": ["Must be a JSON object."]})
+    original_fields = json.loads(bytes(dead_letter.body))
+    changed = {
+        name: [
+            f"Cannot be changed by an edit: only {' and '.join(EDITABLE_FIELDS)} can. "
+            f"It must stay {json.dumps(original_fields[name]) if name in original_fields else 'absent'}."
+        ]
+        for name in sorted(set(original_fields) | set(edited))
+        if name not in EDITABLE_FIELDS
+        and json.dumps(original_fields.get(name), sort_keys=True)
+        != json.dumps(edited.get(name), sort_keys=True)
+    }
+    if changed:
+        raise _edit_refused(f"an edit may change only the records, not {', '.join(changed)}", changed)
+    records = DeviceRecordsSerializer(data={name: edited[name] for name in EDITABLE_FIELDS if name in edited})
+    if not records.is_valid():
+        raise _edit_refused(
+            "the edited records are not valid (the ingest API would refuse them)", records.errors
+        )
+    return DeviceBatch(
+        message_id=original.message_id,
+        device_id=original.device_id,
+        accepted_at=original.accepted_at,
+        readings=records.validated_data["readings"],
+        events=[dict(event) for event in records.validated_data["events"]],
+    ).to_body()
 
 
 def _requeue_message(dead_letter: DeadLetter, body: bytes) -> OutgoingMessage:

@@ -27,15 +27,25 @@ def leader_heartbeat(*, instance: str) -> None:
         leader.save()
 
 
+@transaction.atomic
 def scheduler_request_create(*, job_id: str, action: str, actor: AbstractBaseUser) -> SchedulerRequest:
-    """Ask the leading scheduler to run a job now, pause or resume it."""
+    """Ask the leading scheduler to run a job now, pause or resume it (audited: pausing
+    ``raise_alerts`` silently stops every offline alert, so who did it must be on record)."""
     from django_apscheduler.models import DjangoJob
+
+    from dashboard.services import audit_record
 
     if action not in SchedulerRequest.Action.values:
         raise ApplicationError(f"unknown scheduler action {action!r}", code="invalid")
     if not DjangoJob.objects.filter(id=job_id).exists():
         raise ApplicationError(f"no scheduled job {job_id!r}", code="not_found")
-    return SchedulerRequest.objects.create(job_id=job_id, action=action, requested_by=actor)
+    scheduler_request = SchedulerRequest.objects.create(job_id=job_id, action=action, requested_by=actor)
+    audit_record(
+        actor=actor,
+        action=f"asked the scheduler to {scheduler_request.get_action_display().lower()}",
+        target=f"scheduler job {job_id}",
+    )
+    return scheduler_request
 
 
 def scheduler_requests_apply(*, scheduler) -> int:

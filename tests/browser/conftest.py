@@ -9,7 +9,9 @@ import pytest
 from django.conf import settings
 
 CHROMIUM = os.environ.get("CHROMIUM_PATH", "/usr/bin/chromium")
-SCREENSHOTS = Path(settings.BASE_DIR) / "docs" / "screenshots"
+# Test runs write under reports/ (untracked); deploy/screenshots.sh points this at
+# docs/screenshots/ to refresh the README's pictures on purpose.
+SCREENSHOTS = Path(os.environ.get("SCREENSHOTS_DIR") or Path(settings.BASE_DIR) / "reports" / "screenshots")
 CHROMIUM_ARGS = [
     "--headless=new",
     "--no-sandbox",
@@ -42,14 +44,40 @@ def chromium():
         os.environ.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)
 
 
+# Reports every Content-Security-Policy violation of every document the page loads to Python
+# (an init script is not itself subject to the page's policy).
+_REPORT_VIOLATIONS = """
+document.addEventListener("securitypolicyviolation", (event) => {
+  window.reportPolicyViolation(`${event.violatedDirective} blocked ${event.blockedURI || "inline"} on ${event.documentURI}`);
+});
+"""
+
+
 @pytest.fixture
-def page(chromium):
+def policy_violations() -> list[str]:
+    """CSP violations seen by the browser during the test (the page fixture fails on any)."""
+    return []
+
+
+@pytest.fixture
+def page(chromium, policy_violations):
     context = chromium.new_context(viewport={"width": 1360, "height": 900})
+    context.expose_binding("reportPolicyViolation", lambda source, text: policy_violations.append(text))
+    context.add_init_script(_REPORT_VIOLATIONS)
     page = context.new_page()
     page.set_default_timeout(15_000)
     page.on("dialog", lambda dialog: dialog.accept())
+    page.on(
+        "console",
+        lambda message: (
+            policy_violations.append(f"console: {message.text}")
+            if "Content Security Policy" in message.text or "Permissions policy" in message.text
+            else None
+        ),
+    )
     yield page
     context.close()
+    assert policy_violations == [], "the console broke its own Content-Security-Policy"
 
 
 @pytest.fixture

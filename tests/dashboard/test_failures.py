@@ -264,3 +264,21 @@ def test_a_running_job_whose_runner_died_is_taken_over_and_a_live_one_is_not(ope
     live.refresh_from_db()
     assert (orphan.status, orphan.done) == ("done", 4)
     assert live.status == "running"
+
+
+def test_creating_a_bulk_job_is_audited(operator_client):
+    from dashboard.models import AuditEntry
+
+    DeadLetterFactory.create_batch(2, error_class="django.db.utils.DataError", error_message="too long")
+    operator_client.post(
+        "/console/failed/bulk/",
+        {"action": "discard", "scope": "filter", "error_class": "DataError", "reason": "bad firmware"},
+    )
+    job = BulkJob.objects.get()
+    entry = AuditEntry.objects.get()
+    assert (entry.actor_name, entry.action, entry.target) == (
+        "olivia",
+        "created bulk discard job",
+        f"job {job.pk}",
+    )
+    assert entry.detail == "all matching error_class=DataError: 2 message(s); reason: bad firmware"

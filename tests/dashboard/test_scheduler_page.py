@@ -82,3 +82,42 @@ def test_a_viewer_reading_a_source_in_the_admin_never_sees_its_credential(viewer
     assert page.status_code == 200
     assert b"top-secret" not in page.content
     assert b"partner.example" in page.content
+
+
+@pytest.mark.parametrize(
+    ("action", "said"), [("pause", "pause"), ("resume", "resume"), ("run_now", "run now")]
+)
+def test_every_scheduler_request_is_audited(operator_client, action, said):
+    from dashboard.models import AuditEntry
+
+    DjangoJob.objects.create(id="raise_alerts", next_run_time=timezone.now(), job_state=b"")
+    operator_client.post("/console/scheduler/jobs/raise_alerts/", {"action": action})
+    entry = AuditEntry.objects.get()
+    assert (entry.actor_name, entry.action, entry.target) == (
+        "olivia",
+        f"asked the scheduler to {said}",
+        "scheduler job raise_alerts",
+    )
+    assert f"asked the scheduler to {said}" in operator_client.get("/console/audit/").content.decode()
+
+
+def test_a_refused_scheduler_request_is_not_audited(operator_client):
+    from dashboard.models import AuditEntry
+
+    operator_client.post("/console/scheduler/jobs/no_such_job/", {"action": "pause"})
+    assert not AuditEntry.objects.exists() and not SchedulerRequest.objects.exists()
+
+
+def test_a_paused_safety_job_is_an_alarm_on_the_overview(viewer_client):
+    DjangoJob.objects.create(id="raise_alerts", next_run_time=None, job_state=b"")  # paused
+    DjangoJob.objects.create(id="collect_sources", next_run_time=timezone.now(), job_state=b"")
+    DjangoJob.objects.create(id="housekeeping", next_run_time=None, job_state=b"")  # no risk to residents
+
+    content = viewer_client.get("/console/").content.decode()
+
+    assert 'id="scheduler-alarms"' in content
+    assert "raise_alerts paused: no offline or inactivity alerts will be raised" in content
+    assert "collect_sources paused" not in content and "housekeeping paused" not in content
+
+    DjangoJob.objects.filter(id="raise_alerts").update(next_run_time=timezone.now())
+    assert 'id="scheduler-alarms"' not in viewer_client.get("/console/overview/panel/").content.decode()
