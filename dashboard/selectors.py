@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import codecs
 import json
 import logging
 import urllib.error
@@ -175,11 +176,37 @@ def dead_letter_failure_times(dead_letter: DeadLetter) -> list[str]:
     return list(dead_letter.headers.get("x-failures") or [])
 
 
-def dead_letter_payload_pretty(dead_letter: DeadLetter) -> str:
+@dataclass(frozen=True)
+class BodyView:
+    """A dead letter's body for reading: text only where it is text."""
+
+    text: str  # pretty JSON, the text as sent, or for a binary body its escaped form
+    is_binary: bool
+    size: int
+    hex: str  # binary bodies only: the first BODY_HEX_MAX_BYTES as hex
+
+
+BODY_HEX_MAX_BYTES = 4096
+
+
+def dead_letter_body_view(dead_letter: DeadLetter) -> BodyView:
+    body = bytes(dead_letter.body)
     try:
-        return json.dumps(json.loads(dead_letter.body_text), indent=2, sort_keys=True)
-    except ValueError:
-        return dead_letter.body_text
+        text = body.decode("utf-8")
+    except UnicodeDecodeError:
+        text = None
+    if text is None or "\x00" in text:
+        escaped = codecs.escape_encode(body)[0].decode("ascii")
+        return BodyView(escaped, True, len(body), body[:BODY_HEX_MAX_BYTES].hex(" "))
+    try:
+        text = json.dumps(json.loads(text), indent=2, sort_keys=True)
+    except (ValueError, RecursionError):
+        pass  # not JSON (or nested past what the parser follows): shown as sent
+    return BodyView(text, False, len(body), "")
+
+
+def dead_letter_payload_pretty(dead_letter: DeadLetter) -> str:
+    return dead_letter_body_view(dead_letter).text
 
 
 def ingest_message_of(dead_letter: DeadLetter) -> IngestMessage | None:

@@ -11,10 +11,10 @@ from django.views.generic import DetailView, TemplateView
 from dashboard.models import BulkJob
 from dashboard.selectors import (
     audit_trail,
+    dead_letter_body_view,
     dead_letter_failure_times,
     dead_letter_filters_of,
     dead_letter_groups,
-    dead_letter_payload_pretty,
     dead_letter_queryset,
     ingest_message_of,
     keyset_page,
@@ -63,9 +63,11 @@ class DeadLetterDetailView(StaffRequiredMixin, DetailView):
 
     def get_context_data(self, **kwargs):
         dead_letter = self.object
+        body = dead_letter_body_view(dead_letter)
         return {
             **super().get_context_data(**kwargs),
-            "payload": dead_letter_payload_pretty(dead_letter),
+            "payload": body.text,
+            "body": body,
             "headers_pretty": json.dumps(dead_letter.headers, indent=2, sort_keys=True, default=str),
             "failure_times": dead_letter_failure_times(dead_letter),
             "ledger": ingest_message_of(dead_letter),
