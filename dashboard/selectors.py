@@ -21,6 +21,7 @@ from django.utils.dateparse import parse_datetime
 
 from ingest.broker.connection import open_connection
 from ingest.broker.topology import Topology
+from ingest.json_input import JsonInputError, json_parse
 from ingest.models import Alert, AlertStatus, DeadLetter, Device, IngestMessage, SensorReading
 
 logger = logging.getLogger(__name__)
@@ -199,9 +200,9 @@ def dead_letter_body_view(dead_letter: DeadLetter) -> BodyView:
         escaped = codecs.escape_encode(body)[0].decode("ascii")
         return BodyView(escaped, True, len(body), body[:BODY_HEX_MAX_BYTES].hex(" "))
     try:
-        text = json.dumps(json.loads(text), indent=2, sort_keys=True)
-    except (ValueError, RecursionError):
-        pass  # not JSON (or nested past what the parser follows): shown as sent
+        text = json.dumps(json_parse(text), indent=2, sort_keys=True)
+    except JsonInputError:
+        pass  # not JSON (or nested deeper than the API accepts): shown as sent
     return BodyView(text, False, len(body), "")
 
 
