@@ -21,6 +21,7 @@ from django.utils import timezone
 
 from ingest.broker.publisher import OutgoingMessage, publish_all_confirmed
 from ingest.errors import ApplicationError
+from ingest.json_input import text_escaped, text_problem
 from ingest.messages import (
     HEADER_ERROR_CLASS,
     HEADER_ERROR_MESSAGE,
@@ -75,26 +76,9 @@ ESCAPED_BYTES = "$escaped_bytes"
 CHAR_FIELD_MAX = 255
 
 
-def _text_storable(value: str) -> bool:
-    if "\x00" in value:
-        return False
-    try:
-        value.encode("utf-8")
-    except UnicodeEncodeError:
-        return False
-    return True
-
-
-def text_for_postgresql(value: str) -> str:
-    """Text PostgreSQL can hold: NUL and lone surrogates escaped (for display and search)."""
-    if _text_storable(value):
-        return value
-    return value.encode("utf-8", "backslashreplace").decode("utf-8").replace("\x00", "\\x00")
-
-
 def body_text_of(body: bytes) -> str:
     """The body as searchable text: as sent where it is UTF-8, escaped where it is not."""
-    return text_for_postgresql(body.decode("utf-8", "backslashreplace"))
+    return text_escaped(body.decode("utf-8", "backslashreplace"))
 
 
 def _header_storable(value):
@@ -104,7 +88,7 @@ def _header_storable(value):
     if isinstance(value, list | tuple):
         return [_header_storable(item) for item in value]
     if isinstance(value, str):
-        if _text_storable(value):
+        if text_problem(value) is None:
             return value
         return {ESCAPED_TEXT: value.encode("unicode_escape").decode("ascii")}
     if isinstance(value, bytes | bytearray):
@@ -112,7 +96,7 @@ def _header_storable(value):
             text = bytes(value).decode("utf-8")
         except UnicodeDecodeError:
             text = None
-        if text is not None and _text_storable(text):
+        if text is not None and text_problem(text) is None:
             return text
         return {ESCAPED_BYTES: codecs.escape_encode(bytes(value))[0].decode("ascii")}
     if isinstance(value, bool | int) or value is None:
@@ -126,14 +110,14 @@ def _header_storable(value):
 
 def _header_key_storable(key) -> str:
     key = key.decode("utf-8", "backslashreplace") if isinstance(key, bytes) else str(key)
-    return key if _text_storable(key) else key.encode("unicode_escape").decode("ascii")
+    return key if text_problem(key) is None else key.encode("unicode_escape").decode("ascii")
 
 
 def _header_text(headers: dict, name: str, default: str = "") -> str:
     value = headers.get(name)
     if isinstance(value, bytes | bytearray):
         value = bytes(value).decode("utf-8", "backslashreplace")
-    return text_for_postgresql(str(value)) if value not in (None, "") else default
+    return text_escaped(str(value)) if value not in (None, "") else default
 
 
 def _failure_times(headers: dict) -> list[datetime]:
@@ -161,7 +145,7 @@ def _dead_letter_fields(dead: DeadMessage, now: datetime) -> dict:
     error_class = _header_text(headers, HEADER_ERROR_CLASS, "UnknownError")[:CHAR_FIELD_MAX]
     error_message = _header_text(headers, HEADER_ERROR_MESSAGE)
     return {
-        "kind": text_for_postgresql(dead.message_type or "")[:16],
+        "kind": text_escaped(dead.message_type or "")[:16],
         "device_id": _device_id_of(dead.body),
         "original_queue": _header_text(headers, HEADER_ORIGINAL_QUEUE)[:CHAR_FIELD_MAX],
         "original_routing_key": _header_text(headers, HEADER_ORIGINAL_ROUTING_KEY)[:CHAR_FIELD_MAX],

@@ -133,6 +133,45 @@ def test_collection_and_file_import_share_the_refusals():
 
 
 @pytest.mark.usefixtures("committed_db")
+def test_file_import_reports_unstorable_and_deeply_nested_lines_and_imports_the_rest(tmp_path, ingest_queue):
+    from ingest.services.file_import import file_import
+    from tests.factories import DeviceFactory
+
+    DeviceFactory(serial_no="VIT-1")
+    path = tmp_path / "records.ndjson"
+    path.write_text(
+        "\n".join(
+            [
+                _reading(),
+                _reading(unit='"\\ud800"'),
+                _event('{"x": 1e400}'),
+                '{"metric": "heart_rate", "x": ' + _nested(DEEP) + "}",
+                _reading(),
+            ]
+        )
+    )
+    summary = file_import(path=path, file_format="ndjson", device_serial="VIT-1")
+    reasons = dict(summary.bad_lines)
+    assert sorted(reasons) == [2, 3, 4]
+    assert "surrogate" in reasons[2]
+    assert "finite" in reasons[3]
+    assert "nested" in reasons[4]
+    assert summary.records_published == 2
+
+
+@pytest.mark.usefixtures("committed_db")
+def test_the_worker_dead_letters_a_deeply_nested_body_and_carries_on(ingest_queue):
+    from ingest.models import DeadLetter
+    from tests.broker import publish_raw
+
+    deep = publish_raw(_nested(50_000).encode())
+    with worker_thread(ingest_queue) as worker:
+        assert wait_until(lambda: DeadLetter.objects.filter(message_id=deep).exists())
+    assert worker.totals.dead_lettered == 1
+    assert "nested" in DeadLetter.objects.get().error_message
+
+
+@pytest.mark.usefixtures("committed_db")
 def test_what_the_api_accepts_the_real_worker_stores(device_client, webhook_source, ingest_queue):
     body = (
         '{"readings": ['
