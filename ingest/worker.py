@@ -17,6 +17,8 @@ What it guarantees:
 from __future__ import annotations
 
 import logging
+import os
+import socket
 import time
 import traceback
 import uuid
@@ -26,6 +28,7 @@ from datetime import date, datetime
 
 import pika
 import pika.exceptions
+from django.conf import settings
 from django.db import (
     DatabaseError,
     DataError,
@@ -56,6 +59,7 @@ from ingest.models import DeadLetter, IngestMessage
 from ingest.services.dead_letters import (
     DeadMessage,
     dead_letter_record_isolated,
+    dead_letter_recorder_check_in,
     dead_letters_record,
 )
 from ingest.services.message_store import StoreOutcome, messages_store
@@ -63,6 +67,7 @@ from ingest.services.message_store import StoreOutcome, messages_store
 logger = logging.getLogger(__name__)
 
 BROKER_ERRORS = (pika.exceptions.AMQPError, OSError)
+RECORDER_NAME = f"{socket.gethostname()}:{os.getpid()}"
 TRACEBACK_MAX_CHARS = 16_000
 DEAD_LETTER_PREFETCH = 100
 
@@ -225,6 +230,7 @@ class IngestWorker:
                     session.process(batch)
                 if dead_pending:
                     session.record_dead_letters(dead_pending)
+                session.recorder_check_in(dead_pending)
                 if idle and stop_when_idle:
                     return
             # Stop requested: what was delivered meanwhile is finished and acked, not dropped.
@@ -291,6 +297,10 @@ class _Session:
     dead_consumer: object
     dead_letter_backoff: Backoff = field(default_factory=Backoff)
     dead_letters_not_before: float = 0.0
+    # For the console's health signal: when this recorder last caught up, and why not since.
+    dead_letters_caught_up_at: datetime | None = None
+    dead_letters_error: str = ""
+    recorder_next_check_in: float = 0.0
 
     @property
     def topology(self) -> Topology:
@@ -443,6 +453,7 @@ class _Session:
             return
         close_old_connections()
         batch = list(dead_pending)
+        self.dead_letters_error = ""
         try:
             try:
                 recorded = dead_letters_record(dead_messages=[_dead_message_of(d) for d in batch])
@@ -462,6 +473,7 @@ class _Session:
             raise
         except Exception as error:
             # Kept unacked on the dead-letter queue: tried again after a growing pause.
+            self.dead_letters_error = f"{type(error).__name__}: {str(error).strip()[:500]}"
             connection.close()
             self.dead_letters_not_before = time.monotonic() + self.dead_letter_backoff.next_delay()
             logger.warning(
@@ -495,11 +507,30 @@ class _Session:
         """Ack deliveries whose rows committed (all of a leading run of ``dead_pending``)."""
         self.dead_consumer.basic_ack(delivery_tag=deliveries[-1].delivery_tag, multiple=len(deliveries) > 1)
         del dead_pending[: len(deliveries)]
+        self.dead_letters_caught_up_at = timezone.now()
         self.worker.totals.dead_letters_recorded += len(recorded)
         for dead_letter in recorded:
             logger.info(
                 "dead letter recorded: message %s (%s)", dead_letter.message_id, dead_letter.error_class
             )
+
+    def recorder_check_in(self, dead_pending: list[Delivery]) -> None:
+        """Tell the console this recorder is alive and whether it keeps up (best effort)."""
+        if not dead_pending:
+            self.dead_letters_caught_up_at = timezone.now()
+        if time.monotonic() < self.recorder_next_check_in:
+            return
+        self.recorder_next_check_in = time.monotonic() + settings.DEAD_LETTER_RECORDING_STALL_SECONDS / 6
+        try:
+            dead_letter_recorder_check_in(
+                name=RECORDER_NAME,
+                holding=len(dead_pending),
+                caught_up_at=self.dead_letters_caught_up_at,
+                last_error=self.dead_letters_error,
+            )
+        except DatabaseError as error:
+            connection.close()  # an outage: the console cannot read it either
+            logger.debug("dead-letter recorder check-in failed: %r", error)
 
 
 def _dead_message_of(delivery: Delivery) -> DeadMessage:

@@ -152,6 +152,10 @@ WORKER_METRICS_PORT = env.int("WORKER_METRICS_PORT", default=0)
 CONSOLE_BULK_CHUNK_SIZE = env.int("CONSOLE_BULK_CHUNK_SIZE", default=500)
 CONSOLE_BULK_MAX_PER_SECOND = env.float("CONSOLE_BULK_MAX_PER_SECOND", default=2000)
 
+# The overview raises an alarm when dead letters wait and no recorder has caught up for this
+# long; workers check in six times as often.
+DEAD_LETTER_RECORDING_STALL_SECONDS = env.float("DEAD_LETTER_RECORDING_STALL_SECONDS", default=60)
+
 # Scheduler (python manage.py run_scheduler).
 SCHEDULER_COLLECT_EVERY_SECONDS = env.int("SCHEDULER_COLLECT_EVERY_SECONDS", default=30)
 SCHEDULER_ALERT_RULES_EVERY_SECONDS = env.int("SCHEDULER_ALERT_RULES_EVERY_SECONDS", default=60)

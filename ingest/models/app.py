@@ -124,6 +124,27 @@ class DeadLetter(models.Model):
         return f"{self.message_id}: {self.error_class}"
 
 
+class DeadLetterRecorder(models.Model):
+    """A worker's dead-letter recorder checking in, for the console's health signal.
+
+    ``caught_up_at`` moves while the recorder makes progress (it recorded what it held,
+    or held nothing). A recorder that checks in but has not caught up for a while is
+    stuck; dead letters waiting with no recorder caught up lately are not being recorded.
+    """
+
+    name = models.CharField(max_length=255, unique=True)  # host:pid
+    checked_in_at = models.DateTimeField()
+    caught_up_at = models.DateTimeField(null=True, blank=True)
+    holding = models.PositiveIntegerField(default=0)  # delivered to it, not yet recorded
+    last_error = models.TextField(blank=True, default="")
+
+    class Meta:
+        verbose_name = "dead-letter recorder"
+
+    def __str__(self) -> str:
+        return self.name
+
+
 class DeadLetterAction(models.Model):
     """Audit trail: who did what to a dead letter, when and why."""
 

@@ -13,7 +13,7 @@ import hashlib
 import math
 import re
 from dataclasses import dataclass
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 
 from django.contrib.auth.models import AbstractBaseUser
 from django.db import transaction
@@ -35,7 +35,7 @@ from ingest.messages import (
     message_decode,
 )
 from ingest.metrics import REQUEUED
-from ingest.models import DeadLetter, DeadLetterAction
+from ingest.models import DeadLetter, DeadLetterAction, DeadLetterRecorder
 from ingest.services.ingestion import message_publish_confirmed
 
 _VOLATILE_PARTS = [
@@ -225,6 +225,24 @@ def dead_letter_record_isolated(*, dead_message: DeadMessage, recording_error: E
     return _dead_letter_save(
         message_id=dead_message.message_id, fields=fields, reason=f"recorded in part: {problem}"
     )
+
+
+def dead_letter_recorder_check_in(
+    *, name: str, holding: int, caught_up_at: datetime | None, last_error: str
+) -> None:
+    """A worker's recorder says it is alive, what it holds, and when it last caught up."""
+    now = timezone.now()
+    _, created = DeadLetterRecorder.objects.update_or_create(
+        name=name[:CHAR_FIELD_MAX],
+        defaults={
+            "checked_in_at": now,
+            "caught_up_at": caught_up_at,
+            "holding": holding,
+            "last_error": text_escaped(last_error)[:2000],
+        },
+    )
+    if created:  # a new process: forget the ones long gone
+        DeadLetterRecorder.objects.filter(checked_in_at__lt=now - timedelta(days=1)).delete()
 
 
 def reason_require(reason: str, *, to: str) -> None:

@@ -155,3 +155,83 @@ def test_a_letter_the_database_refuses_is_isolated_kept_visible_and_the_others_r
     assert "x-refuse-me" in json.dumps(isolated.headers)
     assert isolated.error_class.endswith("UndecodableMessage")
     assert DeadLetter.objects.filter(message_id__in=others, recording_error="").count() == 3
+
+
+# --- the console's health signal ----------------------------------------------------------
+
+
+@pytest.fixture
+def console(settings):
+    """A console viewer, the stall window short, and unacked counts when the management API answers."""
+    import urllib.request
+
+    from django.test import Client
+
+    from tests.factories import UserFactory
+
+    settings.DEAD_LETTER_RECORDING_STALL_SECONDS = 2
+    management = settings.RABBITMQ_MANAGEMENT_URL or "http://127.0.0.1:15672"
+    try:
+        urllib.request.urlopen(management, timeout=2)
+        settings.RABBITMQ_MANAGEMENT_URL = management
+    except OSError:
+        settings.RABBITMQ_MANAGEMENT_URL = ""
+    client = Client()
+    client.force_login(UserFactory(role="Console viewers"))
+    return client
+
+
+def _panel(console) -> tuple[str | None, int | None, str]:
+    response = console.get("/console/overview/panel/")
+    assert response.status_code == 200
+    return (
+        response.context["dead_letter_recording_stall"],
+        response.context["dead_letter_queue_waiting"],
+        response.content.decode(),
+    )
+
+
+@pytest.fixture
+def deadletter_refusing_everything():
+    with connection.cursor() as cursor:
+        cursor.execute("ALTER TABLE ingest_deadletter ADD CONSTRAINT test_refuse_all CHECK (false) NOT VALID")
+    yield
+    with connection.cursor() as cursor:
+        cursor.execute("ALTER TABLE ingest_deadletter DROP CONSTRAINT IF EXISTS test_refuse_all")
+
+
+def test_the_overview_raises_an_alarm_while_a_recorder_is_stuck_and_clears_it_once_recorded(
+    ingest_queue, console, settings, deadletter_refusing_everything
+):
+    for n in range(3):
+        publish_raw(f"garbage {n}".encode())
+    with worker_thread(ingest_queue):
+        assert wait_until(lambda: _panel(console)[0] is not None, timeout=20)
+        stall, _, content = _panel(console)
+        assert "holds 3 dead letters" in stall and "test_refuse_all" in stall
+        assert 'id="dead-letter-recording-stalled"' in content
+        assert DeadLetter.objects.count() == 0
+        if settings.RABBITMQ_MANAGEMENT_URL:  # unacked, not ready: counted all the same
+            assert wait_until(lambda: _panel(console)[1] == 3, timeout=20)
+
+        with connection.cursor() as cursor:
+            cursor.execute("ALTER TABLE ingest_deadletter DROP CONSTRAINT test_refuse_all")
+        assert wait_until(lambda: DeadLetter.objects.count() == 3, timeout=40)
+        assert wait_until(lambda: _panel(console)[0] is None, timeout=20)
+        assert 'id="dead-letter-recording-stalled"' not in _panel(console)[2]
+    assert queue_depth(ingest_queue.dead_queue) == 0
+
+
+def test_the_overview_raises_an_alarm_when_letters_wait_and_no_worker_records_them(ingest_queue, console):
+    # Nothing waits: no alarm, worker or not (once the management API's sample is fresh).
+    assert wait_until(lambda: _panel(console)[0] is None, timeout=15)
+    _publish_with_headers(ingest_queue.dead_queue, b"left on the dead-letter queue", {})
+    assert wait_until(lambda: _panel(console)[0] is not None, timeout=10)
+    stall, waiting, _ = _panel(console)
+    assert "no worker has recorded any" in stall
+    assert waiting == 1
+
+    with worker_thread(ingest_queue):
+        assert wait_until(lambda: DeadLetter.objects.count() == 1)
+        assert wait_until(lambda: _panel(console)[0] is None, timeout=10)
+        assert _panel(console)[1] == 0
