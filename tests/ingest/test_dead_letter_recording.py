@@ -5,19 +5,23 @@ from __future__ import annotations
 
 import codecs
 import json
+import urllib.request
 import uuid
 from datetime import timedelta
 
 import pika
 import pytest
 from django.db import connection
+from django.test import Client
 from django.utils import timezone
 
+from dashboard.selectors import dead_letter_queryset
 from ingest.broker.connection import open_connection
 from ingest.messages import DEVICE_BATCH
 from ingest.models import DeadLetter, DeadLetterAction
 from ingest.services.dead_letters import ESCAPED_BYTES, ESCAPED_TEXT
 from tests.broker import publish_device_batch, publish_raw, queue_depth
+from tests.factories import UserFactory
 from tests.workers import wait_until, worker_thread
 
 pytestmark = pytest.mark.usefixtures("committed_db")
@@ -115,8 +119,6 @@ def test_any_bytes_are_recorded_byte_for_byte_and_never_block_the_letters_behind
 
 
 def test_a_binary_body_is_searchable_by_its_text_parts(ingest_queue):
-    from dashboard.selectors import dead_letter_queryset
-
     publish_raw(b"\x00\xffpatient-7731\x00")
     with worker_thread(ingest_queue):
         assert wait_until(lambda: DeadLetter.objects.count() == 1)
@@ -163,12 +165,6 @@ def test_a_letter_the_database_refuses_is_isolated_kept_visible_and_the_others_r
 @pytest.fixture
 def console(settings):
     """A console viewer, the stall window short, and unacked counts when the management API answers."""
-    import urllib.request
-
-    from django.test import Client
-
-    from tests.factories import UserFactory
-
     settings.DEAD_LETTER_RECORDING_STALL_SECONDS = 2
     management = settings.RABBITMQ_MANAGEMENT_URL or "http://127.0.0.1:15672"
     try:

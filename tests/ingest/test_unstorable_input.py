@@ -10,10 +10,12 @@ from django.utils import timezone
 from rest_framework.test import APIClient
 
 from ingest.json_input import JSON_MAX_DEPTH
-from ingest.models import DeviceEvent, SensorReading, WebhookEvent, WebhookSource
+from ingest.models import DeadLetter, DeviceEvent, SensorReading, WebhookEvent, WebhookSource
 from ingest.serializers import device_records_split
+from ingest.services.file_import import file_import
 from ingest.services.webhooks import webhook_signature
-from tests.broker import queue_depth
+from tests.broker import publish_raw, queue_depth
+from tests.factories import DeviceFactory
 from tests.workers import wait_until, worker_thread
 
 INGEST = "/api/v1/ingest/"
@@ -134,9 +136,6 @@ def test_collection_and_file_import_share_the_refusals():
 
 @pytest.mark.usefixtures("committed_db")
 def test_file_import_reports_unstorable_and_deeply_nested_lines_and_imports_the_rest(tmp_path, ingest_queue):
-    from ingest.services.file_import import file_import
-    from tests.factories import DeviceFactory
-
     DeviceFactory(serial_no="VIT-1")
     path = tmp_path / "records.ndjson"
     path.write_text(
@@ -161,9 +160,6 @@ def test_file_import_reports_unstorable_and_deeply_nested_lines_and_imports_the_
 
 @pytest.mark.usefixtures("committed_db")
 def test_the_worker_dead_letters_a_deeply_nested_body_and_carries_on(ingest_queue):
-    from ingest.models import DeadLetter
-    from tests.broker import publish_raw
-
     deep = publish_raw(_nested(50_000).encode())
     with worker_thread(ingest_queue) as worker:
         assert wait_until(lambda: DeadLetter.objects.filter(message_id=deep).exists())
