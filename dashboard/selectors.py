@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import codecs
 import json
 import logging
 import urllib.error
@@ -20,7 +21,16 @@ from django.utils.dateparse import parse_datetime
 
 from ingest.broker.connection import open_connection
 from ingest.broker.topology import Topology
-from ingest.models import Alert, AlertStatus, DeadLetter, Device, IngestMessage, SensorReading
+from ingest.json_input import JsonInputError, json_parse
+from ingest.models import (
+    Alert,
+    AlertStatus,
+    DeadLetter,
+    DeadLetterRecorder,
+    Device,
+    IngestMessage,
+    SensorReading,
+)
 from ingest.probe_cache import RecentResults
 
 logger = logging.getLogger(__name__)
@@ -174,11 +184,33 @@ def dead_letter_failure_times(dead_letter: DeadLetter) -> list[str]:
     return list(dead_letter.headers.get("x-failures") or [])
 
 
-def dead_letter_payload_pretty(dead_letter: DeadLetter) -> str:
+@dataclass(frozen=True)
+class BodyView:
+    """A dead letter's body for reading: text only where it is text."""
+
+    text: str  # pretty JSON, the text as sent, or for a binary body its escaped form
+    is_binary: bool
+    size: int
+    hex: str  # binary bodies only: the first BODY_HEX_MAX_BYTES as hex
+
+
+BODY_HEX_MAX_BYTES = 4096
+
+
+def dead_letter_body_view(dead_letter: DeadLetter) -> BodyView:
+    body = bytes(dead_letter.body)
     try:
-        return json.dumps(json.loads(dead_letter.body_text), indent=2, sort_keys=True)
-    except ValueError:
-        return dead_letter.body_text
+        text = body.decode("utf-8")
+    except UnicodeDecodeError:
+        text = None
+    if text is None or "\x00" in text:
+        escaped = codecs.escape_encode(body)[0].decode("ascii")
+        return BodyView(escaped, True, len(body), body[:BODY_HEX_MAX_BYTES].hex(" "))
+    try:
+        text = json.dumps(json_parse(text), indent=2, sort_keys=True)
+    except JsonInputError:
+        pass  # not JSON (or nested deeper than the API accepts): shown as sent
+    return BodyView(text, False, len(body), "")
 
 
 def ingest_message_of(dead_letter: DeadLetter) -> IngestMessage | None:
@@ -301,6 +333,39 @@ def ingest_rate_series(*, window: timedelta, bucket_minutes: int) -> list[RatePo
         points.append(RatePoint(bucket, round(messages / bucket_minutes), round(records / bucket_minutes)))
         bucket += timedelta(minutes=bucket_minutes)
     return points
+
+
+def dead_letter_queue_waiting(queues: list[QueueDepth] | None) -> int | None:
+    """Messages on the dead-letter queue not yet recorded: ready plus unacked (when known)."""
+    dead = next((queue for queue in queues or [] if queue.role == "dead letters"), None)
+    if dead is None or dead.ready is None:
+        return None
+    return dead.ready + (dead.unacked or 0)
+
+
+def dead_letter_recording_stall(queues: list[QueueDepth] | None) -> str | None:
+    """Why dead letters are not being recorded, or None while they are (or none wait).
+
+    A recorder that checks in but has held letters without catching up for
+    ``DEAD_LETTER_RECORDING_STALL_SECONDS`` is stuck (it says why). Letters waiting on the
+    queue while no recorder caught up in that time are recorded by nobody.
+    """
+    window = settings.DEAD_LETTER_RECORDING_STALL_SECONDS
+    since = timezone.now() - timedelta(seconds=window)
+    recorders = list(DeadLetterRecorder.objects.filter(checked_in_at__gte=since).order_by("name"))
+    for recorder in recorders:
+        if recorder.holding and (recorder.caught_up_at is None or recorder.caught_up_at < since):
+            reason = f": {recorder.last_error}" if recorder.last_error else ""
+            return (
+                f"worker {recorder.name} holds {recorder.holding} dead letters it has not been able"
+                f" to record for over {window:g} s{reason}"
+            )
+    waiting = dead_letter_queue_waiting(queues)
+    if waiting and not any(
+        recorder.caught_up_at and recorder.caught_up_at >= since for recorder in recorders
+    ):
+        return f"{waiting} dead letters wait on the queue and no worker has recorded any in the last {window:g} s"
+    return None
 
 
 def dead_letter_counts_by_status() -> dict[str, int]:

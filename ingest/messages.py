@@ -13,9 +13,14 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from ingest.json_input import JSON_MAX_DEPTH, JsonInputError, json_parse
+
 SCHEMA_VERSION = 1
 DEVICE_BATCH = "device_batch"
 WEBHOOK_EVENT = "webhook_event"
+
+# A message wraps what was accepted (a webhook's body becomes its "payload"): one level more.
+MESSAGE_MAX_DEPTH = JSON_MAX_DEPTH + 1
 
 # AMQP headers the pipeline sets and reads.
 HEADER_SCHEMA_VERSION = "schema_version"
@@ -122,8 +127,8 @@ def _dump(data: dict) -> bytes:
 def message_decode(body: bytes) -> PipelineMessage:
     """Parse a message body; raise UndecodableMessage for anything not understood."""
     try:
-        data = json.loads(body)
-    except (ValueError, UnicodeDecodeError) as error:
+        data = json_parse(body, max_depth=MESSAGE_MAX_DEPTH)
+    except JsonInputError as error:
         raise UndecodableMessage(f"body is not JSON: {error}") from error
     if not isinstance(data, dict):
         raise UndecodableMessage("body is not a JSON object")
@@ -141,7 +146,7 @@ def message_decode(body: bytes) -> PipelineMessage:
 def message_id_of(body: bytes) -> str | None:
     """Best effort: the id inside a body that may not decode as a whole."""
     try:
-        data = json.loads(body)
+        data = json_parse(body, max_depth=MESSAGE_MAX_DEPTH)
         return str(uuid.UUID(str(data["message_id"])))
-    except (ValueError, KeyError, TypeError, UnicodeDecodeError):
+    except (ValueError, KeyError, TypeError):
         return None

@@ -21,6 +21,7 @@ from django.utils import timezone
 from drf_spectacular.utils import extend_schema_field, extend_schema_serializer
 from rest_framework import serializers
 
+from ingest.json_input import json_value_problem, text_problem
 from ingest.schema import ReadingDocSerializer
 
 NAME_PATTERN = re.compile(r"\A[a-z][a-z0-9_]{0,31}\Z")
@@ -57,8 +58,8 @@ def unit_parse(value: Any) -> str | None:
         return None
     if not isinstance(value, str):
         raise InvalidValue("Must be a string or null.")
-    if "\x00" in value:
-        raise InvalidValue("Must not contain NUL characters.")
+    if problem := text_problem(value):
+        raise InvalidValue(problem)
     if len(value) > UNIT_MAX_LENGTH:
         raise InvalidValue(f"Ensure this field has no more than {UNIT_MAX_LENGTH} characters.")
     return value
@@ -166,10 +167,11 @@ class EventInputSerializer(serializers.Serializer):
     detail = serializers.DictField(required=False, default=dict)
 
     def validate_detail(self, detail):
+        # What jsonb cannot hold is refused here, not dead-lettered by the worker later.
+        if problem := json_value_problem(detail):
+            place, reason = problem
+            raise serializers.ValidationError(f"{reason} (at '{place}')")
         encoded = json.dumps(detail, separators=(",", ":"))
-        if "\\u0000" in encoded:
-            # PostgreSQL's jsonb cannot hold NUL: refused here, not dead-lettered later.
-            raise serializers.ValidationError("Must not contain NUL characters.")
         if len(encoded.encode()) > DETAIL_MAX_BYTES:
             raise serializers.ValidationError(f"Must be at most {DETAIL_MAX_BYTES} bytes as JSON.")
         return detail

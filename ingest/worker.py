@@ -17,6 +17,8 @@ What it guarantees:
 from __future__ import annotations
 
 import logging
+import os
+import socket
 import time
 import traceback
 import uuid
@@ -26,6 +28,7 @@ from datetime import date, datetime
 
 import pika
 import pika.exceptions
+from django.conf import settings
 from django.db import (
     DatabaseError,
     DataError,
@@ -52,13 +55,19 @@ from ingest.messages import (
     message_decode,
     message_id_of,
 )
-from ingest.models import IngestMessage
-from ingest.services.dead_letters import DeadMessage, dead_letters_record
+from ingest.models import DeadLetter, IngestMessage
+from ingest.services.dead_letters import (
+    DeadMessage,
+    dead_letter_record_isolated,
+    dead_letter_recorder_check_in,
+    dead_letters_record,
+)
 from ingest.services.message_store import StoreOutcome, messages_store
 
 logger = logging.getLogger(__name__)
 
 BROKER_ERRORS = (pika.exceptions.AMQPError, OSError)
+RECORDER_NAME = f"{socket.gethostname()}:{os.getpid()}"
 TRACEBACK_MAX_CHARS = 16_000
 DEAD_LETTER_PREFETCH = 100
 
@@ -132,7 +141,10 @@ class WorkerTotals:
 
 
 def _json_safe(value):
-    """AMQP headers as JSON: RabbitMQ's x-death carries timestamps, clients may send bytes."""
+    """AMQP headers as JSON: RabbitMQ's x-death carries timestamps, clients may send bytes.
+
+    Bytes that are not UTF-8 stay bytes: the dead-letter record keeps them losslessly.
+    """
     if isinstance(value, dict):
         return {str(key): _json_safe(item) for key, item in value.items()}
     if isinstance(value, list | tuple):
@@ -140,7 +152,10 @@ def _json_safe(value):
     if isinstance(value, datetime | date):
         return value.isoformat()
     if isinstance(value, bytes):
-        return value.decode("utf-8", errors="replace")
+        try:
+            return value.decode("utf-8")
+        except UnicodeDecodeError:
+            return value
     return value
 
 
@@ -215,6 +230,7 @@ class IngestWorker:
                     session.process(batch)
                 if dead_pending:
                     session.record_dead_letters(dead_pending)
+                session.recorder_check_in(dead_pending)
                 if idle and stop_when_idle:
                     return
             # Stop requested: what was delivered meanwhile is finished and acked, not dropped.
@@ -281,6 +297,10 @@ class _Session:
     dead_consumer: object
     dead_letter_backoff: Backoff = field(default_factory=Backoff)
     dead_letters_not_before: float = 0.0
+    # For the console's health signal: when this recorder last caught up, and why not since.
+    dead_letters_caught_up_at: datetime | None = None
+    dead_letters_error: str = ""
+    recorder_next_check_in: float = 0.0
 
     @property
     def topology(self) -> Topology:
@@ -422,39 +442,96 @@ class _Session:
             logger.warning("could not note the failure of %s in the ledger", message_id)
 
     def record_dead_letters(self, dead_pending: list[Delivery]) -> None:
-        """Record dead-lettered messages; if the database is down they wait on their queue."""
+        """Record dead-lettered messages, acking each only after its row committed.
+
+        A database outage (or anything else unforeseen) leaves them waiting unacked on
+        their queue, tried again after a growing pause. A message the database refuses
+        never holds the others back: the batch is then recorded one by one, and a message
+        still refused is kept with its body and id only (``dead_letter_record_isolated``).
+        """
         if time.monotonic() < self.dead_letters_not_before:
             return
         close_old_connections()
         batch = list(dead_pending)
+        self.dead_letters_error = ""
         try:
-            recorded = dead_letters_record(
-                dead_messages=[
-                    DeadMessage(
-                        delivery.message_id,
-                        delivery.message_type,
-                        _json_safe(delivery.headers),
-                        delivery.body,
-                    )
-                    for delivery in batch
-                ]
-            )
-        except DatabaseError as error:
+            try:
+                recorded = dead_letters_record(dead_messages=[_dead_message_of(d) for d in batch])
+            except Exception as error:
+                if not _is_message_fault(error):
+                    raise
+                logger.warning(
+                    "recording %d dead letters failed (%s); recording them one by one",
+                    len(batch),
+                    type(error).__name__,
+                )
+                for delivery in batch:
+                    self._dead_letters_acked([self._record_one(delivery)], [delivery], dead_pending)
+            else:
+                self._dead_letters_acked(recorded, batch, dead_pending)
+        except (StopRequested, *BROKER_ERRORS):
+            raise
+        except Exception as error:
             # Kept unacked on the dead-letter queue: tried again after a growing pause.
+            self.dead_letters_error = f"{type(error).__name__}: {str(error).strip()[:500]}"
             connection.close()
             self.dead_letters_not_before = time.monotonic() + self.dead_letter_backoff.next_delay()
             logger.warning(
                 "could not record %d dead letters yet (%s: %s)",
-                len(batch),
+                len(dead_pending),
                 type(error).__name__,
-                str(error).strip().splitlines()[0] if str(error) else "",
+                str(error).strip().splitlines()[0] if str(error).strip() else "",
             )
             return
-        self.dead_consumer.basic_ack(delivery_tag=batch[-1].delivery_tag, multiple=True)
         self.dead_letter_backoff.reset()
-        del dead_pending[: len(batch)]
+
+    @staticmethod
+    def _record_one(delivery: Delivery) -> DeadLetter:
+        dead_message = _dead_message_of(delivery)
+        try:
+            [dead_letter] = dead_letters_record(dead_messages=[dead_message])
+        except Exception as error:
+            if not _is_message_fault(error):
+                raise
+            logger.error(
+                "dead letter %s refused by the database (%s); kept with its body and id only",
+                delivery.message_id,
+                type(error).__name__,
+            )
+            dead_letter = dead_letter_record_isolated(dead_message=dead_message, recording_error=error)
+        return dead_letter
+
+    def _dead_letters_acked(
+        self, recorded: list[DeadLetter], deliveries: list[Delivery], dead_pending: list[Delivery]
+    ) -> None:
+        """Ack deliveries whose rows committed (all of a leading run of ``dead_pending``)."""
+        self.dead_consumer.basic_ack(delivery_tag=deliveries[-1].delivery_tag, multiple=len(deliveries) > 1)
+        del dead_pending[: len(deliveries)]
+        self.dead_letters_caught_up_at = timezone.now()
         self.worker.totals.dead_letters_recorded += len(recorded)
         for dead_letter in recorded:
             logger.info(
                 "dead letter recorded: message %s (%s)", dead_letter.message_id, dead_letter.error_class
             )
+
+    def recorder_check_in(self, dead_pending: list[Delivery]) -> None:
+        """Tell the console this recorder is alive and whether it keeps up (best effort)."""
+        if not dead_pending:
+            self.dead_letters_caught_up_at = timezone.now()
+        if time.monotonic() < self.recorder_next_check_in:
+            return
+        self.recorder_next_check_in = time.monotonic() + settings.DEAD_LETTER_RECORDING_STALL_SECONDS / 6
+        try:
+            dead_letter_recorder_check_in(
+                name=RECORDER_NAME,
+                holding=len(dead_pending),
+                caught_up_at=self.dead_letters_caught_up_at,
+                last_error=self.dead_letters_error,
+            )
+        except DatabaseError as error:
+            connection.close()  # an outage: the console cannot read it either
+            logger.debug("dead-letter recorder check-in failed: %r", error)
+
+
+def _dead_message_of(delivery: Delivery) -> DeadMessage:
+    return DeadMessage(delivery.message_id, delivery.message_type, delivery.headers, delivery.body)

@@ -11,7 +11,7 @@ from django.utils import timezone
 
 from dashboard.roles import roles_ensure
 from ingest.models import Alert, DeadLetter, Device, DeviceStatus, DeviceType, Resident, SensorReading
-from ingest.services.dead_letters import error_fingerprint
+from ingest.services.dead_letters import body_text_of, error_fingerprint
 
 
 class ResidentFactory(factory.django.DjangoModelFactory):
@@ -91,7 +91,7 @@ class DeadLetterFactory(factory.django.DjangoModelFactory):
             }
         ).encode()
 
-    body_text = factory.LazyAttribute(lambda letter: letter.body.decode())
+    body_text = factory.LazyAttribute(lambda letter: body_text_of(letter.body))
 
 
 class AlertFactory(factory.django.DjangoModelFactory):

@@ -143,7 +143,7 @@ SESSION_COOKIE_SAMESITE = "Lax"
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [],
     "DEFAULT_PERMISSION_CLASSES": [],
-    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+    "DEFAULT_PARSER_CLASSES": ["ingest.parsers.StrictJSONParser"],
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
     "EXCEPTION_HANDLER": "ingest.exception_handler.application_exception_handler",
     "UNAUTHENTICATED_USER": None,
@@ -218,6 +218,10 @@ WORKER_METRICS_PORT = env.int("WORKER_METRICS_PORT", default=0)
 # Console bulk jobs (run_console_jobs): dead letters per transaction, and the rate bound.
 CONSOLE_BULK_CHUNK_SIZE = env.int("CONSOLE_BULK_CHUNK_SIZE", default=500)
 CONSOLE_BULK_MAX_PER_SECOND = env.float("CONSOLE_BULK_MAX_PER_SECOND", default=2000)
+
+# The overview raises an alarm when dead letters wait and no recorder has caught up for this
+# long; workers check in six times as often.
+DEAD_LETTER_RECORDING_STALL_SECONDS = env.float("DEAD_LETTER_RECORDING_STALL_SECONDS", default=60)
 
 # Scheduler (python manage.py run_scheduler).
 SCHEDULER_COLLECT_EVERY_SECONDS = env.int("SCHEDULER_COLLECT_EVERY_SECONDS", default=30)

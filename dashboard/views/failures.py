@@ -14,9 +14,9 @@ from dashboard.models import BulkJob
 from dashboard.selectors import (
     Page,
     audit_trail,
+    dead_letter_body_view,
     dead_letter_failure_times,
     dead_letter_groups,
-    dead_letter_payload_pretty,
     dead_letter_queryset,
     ingest_message_of,
     keyset_page,
@@ -97,11 +97,12 @@ class DeadLetterDetailView(StaffRequiredMixin, DetailView):
 
     def get_context_data(self, **kwargs):
         dead_letter = self.object
-        payload = dead_letter_payload_pretty(dead_letter)
+        body = dead_letter_body_view(dead_letter)
         return {
-            "edit_body": payload,
+            "edit_body": body.text,
             **super().get_context_data(**kwargs),
-            "payload": payload,
+            "payload": body.text,
+            "body": body,
             "headers_pretty": json.dumps(dead_letter.headers, indent=2, sort_keys=True, default=str),
             "failure_times": dead_letter_failure_times(dead_letter),
             "ledger": ingest_message_of(dead_letter),

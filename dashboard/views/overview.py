@@ -11,6 +11,8 @@ from dashboard.filters import OverviewWindowForm
 from dashboard.models import BulkJob
 from dashboard.selectors import (
     dead_letter_counts_by_status,
+    dead_letter_queue_waiting,
+    dead_letter_recording_stall,
     ingest_rate_series,
     open_alert_count,
     queue_depths,
@@ -50,6 +52,8 @@ class OverviewPanelView(StaffRequiredMixin, TemplateView):
             "messages_chart": line_chart([point.messages for point in series]),
             "records_chart": line_chart([point.records for point in series]),
             "dead_letters": dead_letter_counts_by_status(),
+            "dead_letter_queue_waiting": dead_letter_queue_waiting(queues),
+            "dead_letter_recording_stall": dead_letter_recording_stall(queues),
             "open_alerts": open_alert_count(),
             "active_jobs": BulkJob.objects.filter(status__in=[BulkJob.Status.QUEUED, BulkJob.Status.RUNNING]),
             "scheduler": scheduler_status(),

@@ -7,6 +7,7 @@
 from .app import (
     DeadLetter,
     DeadLetterAction,
+    DeadLetterRecorder,
     DeviceAPIKey,
     IngestMessage,
     MessageKind,
@@ -27,6 +28,7 @@ from .customer import (
 __all__ = [
     "DeadLetter",
     "DeadLetterAction",
+    "DeadLetterRecorder",
     "IngestMessage",
     "MessageKind",
     "WebhookSource",

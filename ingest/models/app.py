@@ -91,8 +91,10 @@ class DeadLetter(models.Model):
     original_queue = models.CharField(max_length=255)
     original_routing_key = models.CharField(max_length=255)
     headers = models.JSONField(default=dict)
+    # The body exactly as it was received: any bytes at all.
     body = models.BinaryField()
-    # The body as text (invalid UTF-8 replaced), for reading and searching in the console.
+    # The body as text for searching: as sent where it is UTF-8, with invalid bytes, NUL
+    # and the like escaped ("\xff", "\x00") where it is not. Never shown as the body.
     body_text = models.TextField()
     error_class = models.CharField(max_length=255)
     error_message = models.TextField()
@@ -106,6 +108,9 @@ class DeadLetter(models.Model):
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.DEAD, db_index=True)
     recorded_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
+    # Set when the database refused the full record: the message was kept with its body
+    # and id only (headers as escaped text), so that it never blocks the letters behind it.
+    recording_error = models.TextField(blank=True, default="")
 
     class Meta:
         verbose_name = "dead letter"
@@ -117,6 +122,27 @@ class DeadLetter(models.Model):
 
     def __str__(self) -> str:
         return f"{self.message_id}: {self.error_class}"
+
+
+class DeadLetterRecorder(models.Model):
+    """A worker's dead-letter recorder checking in, for the console's health signal.
+
+    ``caught_up_at`` moves while the recorder makes progress (it recorded what it held,
+    or held nothing). A recorder that checks in but has not caught up for a while is
+    stuck; dead letters waiting with no recorder caught up lately are not being recorded.
+    """
+
+    name = models.CharField(max_length=255, unique=True)  # host:pid
+    checked_in_at = models.DateTimeField()
+    caught_up_at = models.DateTimeField(null=True, blank=True)
+    holding = models.PositiveIntegerField(default=0)  # delivered to it, not yet recorded
+    last_error = models.TextField(blank=True, default="")
+
+    class Meta:
+        verbose_name = "dead-letter recorder"
+
+    def __str__(self) -> str:
+        return self.name
 
 
 class DeadLetterAction(models.Model):

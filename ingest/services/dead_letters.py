@@ -8,11 +8,13 @@ so a database outage at that moment only delays the record: nothing is lost.
 
 from __future__ import annotations
 
+import codecs
 import hashlib
 import json
+import math
 import re
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, date, datetime, timedelta
 
 from django.contrib.auth.models import AbstractBaseUser
 from django.db import transaction
@@ -20,6 +22,7 @@ from django.utils import timezone
 
 from ingest.broker.publisher import OutgoingMessage, publish_all_confirmed
 from ingest.errors import ApplicationError
+from ingest.json_input import text_escaped, text_problem
 from ingest.messages import (
     DEVICE_BATCH,
     HEADER_ERROR_CLASS,
@@ -35,7 +38,7 @@ from ingest.messages import (
     message_decode,
 )
 from ingest.metrics import REQUEUED
-from ingest.models import DeadLetter, DeadLetterAction
+from ingest.models import DeadLetter, DeadLetterAction, DeadLetterRecorder
 from ingest.serializers import DeviceRecordsSerializer
 from ingest.services.ingestion import message_publish_confirmed
 
@@ -61,7 +64,7 @@ def error_fingerprint(*, error_class: str, error_message: str) -> str:
 
 @dataclass(frozen=True)
 class DeadMessage:
-    """A message as it arrived on the dead-letter queue."""
+    """A message as it arrived on the dead-letter queue (headers as pika decoded them)."""
 
     message_id: str | None
     message_type: str | None
@@ -69,13 +72,67 @@ class DeadMessage:
     body: bytes
 
 
-def _failure_times(headers: dict) -> list[datetime]:
-    times = []
-    for value in headers.get(HEADER_FAILURES) or []:
+# PostgreSQL text and jsonb cannot hold NUL nor a lone surrogate, and jsonb no NaN or
+# Infinity. Header values that contain them are stored tagged and escaped, so nothing is
+# lost: {ESCAPED_TEXT: s.encode("unicode_escape")}, {ESCAPED_BYTES: codecs.escape_encode(b)}.
+ESCAPED_TEXT = "$escaped_text"
+ESCAPED_BYTES = "$escaped_bytes"
+CHAR_FIELD_MAX = 255
+
+
+def body_text_of(body: bytes) -> str:
+    """The body as searchable text: as sent where it is UTF-8, escaped where it is not."""
+    return text_escaped(body.decode("utf-8", "backslashreplace"))
+
+
+def _header_storable(value):
+    """A header value as jsonb can hold it, losslessly where it cannot hold it as sent."""
+    if isinstance(value, dict):
+        return {_header_key_storable(key): _header_storable(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [_header_storable(item) for item in value]
+    if isinstance(value, str):
+        if text_problem(value) is None:
+            return value
+        return {ESCAPED_TEXT: value.encode("unicode_escape").decode("ascii")}
+    if isinstance(value, bytes | bytearray):
         try:
-            times.append(datetime.fromisoformat(str(value)))
+            text = bytes(value).decode("utf-8")
+        except UnicodeDecodeError:
+            text = None
+        if text is not None and text_problem(text) is None:
+            return text
+        return {ESCAPED_BYTES: codecs.escape_encode(bytes(value))[0].decode("ascii")}
+    if isinstance(value, bool | int) or value is None:
+        return value
+    if isinstance(value, float):
+        return value if math.isfinite(value) else str(value)
+    if isinstance(value, datetime | date):
+        return value.isoformat()
+    return str(value)  # Decimal and whatever else AMQP tables may carry
+
+
+def _header_key_storable(key) -> str:
+    key = key.decode("utf-8", "backslashreplace") if isinstance(key, bytes) else str(key)
+    return key if text_problem(key) is None else key.encode("unicode_escape").decode("ascii")
+
+
+def _header_text(headers: dict, name: str, default: str = "") -> str:
+    value = headers.get(name)
+    if isinstance(value, bytes | bytearray):
+        value = bytes(value).decode("utf-8", "backslashreplace")
+    return text_escaped(str(value)) if value not in (None, "") else default
+
+
+def _failure_times(headers: dict) -> list[datetime]:
+    values = headers.get(HEADER_FAILURES)
+    times = []
+    for value in values if isinstance(values, list | tuple) else []:
+        try:
+            instant = datetime.fromisoformat(str(value))
         except ValueError:
             continue
+        times.append(instant if instant.tzinfo else instant.replace(tzinfo=UTC))
     return times
 
 
@@ -86,46 +143,110 @@ def _device_id_of(body: bytes) -> int | None:
         return None
 
 
+def _dead_letter_fields(dead: DeadMessage, now: datetime) -> dict:
+    headers = dead.headers
+    failures = _failure_times(headers) or [now]
+    error_class = _header_text(headers, HEADER_ERROR_CLASS, "UnknownError")[:CHAR_FIELD_MAX]
+    error_message = _header_text(headers, HEADER_ERROR_MESSAGE)
+    return {
+        "kind": text_escaped(dead.message_type or "")[:16],
+        "device_id": _device_id_of(dead.body),
+        "original_queue": _header_text(headers, HEADER_ORIGINAL_QUEUE)[:CHAR_FIELD_MAX],
+        "original_routing_key": _header_text(headers, HEADER_ORIGINAL_ROUTING_KEY)[:CHAR_FIELD_MAX],
+        "headers": _header_storable(headers),
+        "body": dead.body,
+        "body_text": body_text_of(dead.body),
+        "error_class": error_class,
+        "error_message": error_message,
+        "fingerprint": error_fingerprint(error_class=error_class, error_message=error_message),
+        "traceback": _header_text(headers, HEADER_TRACEBACK),
+        "attempts": len(failures),
+        "first_failed_at": failures[0],
+        "last_failed_at": failures[-1],
+        "status": DeadLetter.Status.DEAD,
+        "recording_error": "",
+    }
+
+
+def _dead_letter_save(*, message_id: str | None, fields: dict, reason: str) -> DeadLetter:
+    # A message that died before (then was requeued) keeps its first failure time.
+    first_failed_at = fields.pop("first_failed_at")
+    dead_letter, _ = DeadLetter.objects.select_for_update().update_or_create(
+        message_id=message_id,
+        defaults=fields,
+        create_defaults={**fields, "first_failed_at": first_failed_at},
+    )
+    DeadLetterAction.objects.create(
+        dead_letter=dead_letter, action=DeadLetterAction.Action.RECORDED, reason=reason[:2000]
+    )
+    return dead_letter
+
+
 @transaction.atomic
 def dead_letters_record(*, dead_messages: list[DeadMessage]) -> list[DeadLetter]:
     """Store (or refresh, for a message that died again) one row per dead message."""
-    recorded = []
     now = timezone.now()
+    recorded = []
     for dead in dead_messages:
-        headers = dead.headers
-        failures = _failure_times(headers) or [now]
-        error_class = str(headers.get(HEADER_ERROR_CLASS) or "UnknownError")
-        error_message = str(headers.get(HEADER_ERROR_MESSAGE) or "")
-        message_id = dead.message_id
-        fields = {
-            "kind": dead.message_type or "",
-            "device_id": _device_id_of(dead.body),
-            "original_queue": str(headers.get(HEADER_ORIGINAL_QUEUE) or ""),
-            "original_routing_key": str(headers.get(HEADER_ORIGINAL_ROUTING_KEY) or ""),
-            "headers": headers,
-            "body": dead.body,
-            "body_text": dead.body.decode("utf-8", errors="replace"),
-            "error_class": error_class,
-            "error_message": error_message,
-            "fingerprint": error_fingerprint(error_class=error_class, error_message=error_message),
-            "traceback": str(headers.get(HEADER_TRACEBACK) or ""),
-            "attempts": len(failures),
-            "last_failed_at": failures[-1],
-            "status": DeadLetter.Status.DEAD,
-        }
-        # A message that died before (then was requeued) keeps its first failure time.
-        dead_letter, _ = DeadLetter.objects.select_for_update().update_or_create(
-            message_id=message_id,
-            defaults=fields,
-            create_defaults={**fields, "first_failed_at": failures[0]},
-        )
-        DeadLetterAction.objects.create(
-            dead_letter=dead_letter,
-            action=DeadLetterAction.Action.RECORDED,
-            reason=f"{error_class}: {error_message}"[:2000],
-        )
-        recorded.append(dead_letter)
+        fields = _dead_letter_fields(dead, now)
+        reason = f"{fields['error_class']}: {fields['error_message']}"
+        recorded.append(_dead_letter_save(message_id=dead.message_id, fields=fields, reason=reason))
     return recorded
+
+
+@transaction.atomic
+def dead_letter_record_isolated(*, dead_message: DeadMessage, recording_error: Exception) -> DeadLetter:
+    """Keep a message the database refused to record in full, with what refused it.
+
+    Only what cannot be refused is stored as it came: the body (bytes) and the message
+    id; the headers are kept as one escaped ASCII string, the rest blank. The console
+    shows the recording error, and the message can be requeued or discarded as usual.
+    """
+    now = timezone.now()
+    headers = dead_message.headers
+    error_class = ascii(_header_text(headers, HEADER_ERROR_CLASS, "UnknownError"))[1:-1][:CHAR_FIELD_MAX]
+    error_message = ascii(_header_text(headers, HEADER_ERROR_MESSAGE))[1:-1]
+    failures = _failure_times(headers) or [now]
+    problem = ascii(f"{type(recording_error).__name__}: {recording_error}".strip())[1:-1]
+    fields = {
+        "kind": ascii(dead_message.message_type or "")[1:-1][:16],
+        "device_id": None,
+        "original_queue": "",
+        "original_routing_key": "",
+        "headers": {"headers_as_received": ascii(headers)},
+        "body": dead_message.body,
+        "body_text": body_text_of(dead_message.body),
+        "error_class": error_class,
+        "error_message": error_message,
+        "fingerprint": error_fingerprint(error_class=error_class, error_message=error_message),
+        "traceback": "",
+        "attempts": len(failures),
+        "first_failed_at": failures[0],
+        "last_failed_at": failures[-1],
+        "status": DeadLetter.Status.DEAD,
+        "recording_error": problem,
+    }
+    return _dead_letter_save(
+        message_id=dead_message.message_id, fields=fields, reason=f"recorded in part: {problem}"
+    )
+
+
+def dead_letter_recorder_check_in(
+    *, name: str, holding: int, caught_up_at: datetime | None, last_error: str
+) -> None:
+    """A worker's recorder says it is alive, what it holds, and when it last caught up."""
+    now = timezone.now()
+    _, created = DeadLetterRecorder.objects.update_or_create(
+        name=name[:CHAR_FIELD_MAX],
+        defaults={
+            "checked_in_at": now,
+            "caught_up_at": caught_up_at,
+            "holding": holding,
+            "last_error": text_escaped(last_error)[:2000],
+        },
+    )
+    if created:  # a new process: forget the ones long gone
+        DeadLetterRecorder.objects.filter(checked_in_at__lt=now - timedelta(days=1)).delete()
 
 
 def reason_require(reason: str, *, to: str) -> None:
@@ -253,7 +374,7 @@ def dead_letter_requeue(
         dead_letter.status = DeadLetter.Status.REQUEUED
         if body != previous_body:
             dead_letter.body = body
-            dead_letter.body_text = body.decode("utf-8", errors="replace")
+            dead_letter.body_text = body_text_of(body)
         dead_letter.save()
         DeadLetterAction.objects.create(
             dead_letter=dead_letter,

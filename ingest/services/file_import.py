@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ingest.json_input import json_parse
 from ingest.models import Device, DeviceStatus
 from ingest.serializers import device_records_split
 from ingest.services.ingestion import content_message_id, device_batch_accept_once
@@ -54,7 +54,7 @@ def _csv_records(handle: io.TextIOBase) -> Iterator[tuple[int, dict | str]]:
             )
         if "detail" in record:
             try:
-                record["detail"] = json.loads(record["detail"])
+                record["detail"] = json_parse(record["detail"])
             except ValueError:
                 yield line, "detail: not JSON"
                 continue
@@ -66,7 +66,7 @@ def _ndjson_records(handle: io.TextIOBase) -> Iterator[tuple[int, dict | str]]:
         if not line.strip():
             continue
         try:
-            record = json.loads(line)
+            record = json_parse(line)
         except ValueError as error:
             yield line_number, f"not JSON: {error}"
             continue

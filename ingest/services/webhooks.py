@@ -28,7 +28,6 @@ import base64
 import binascii
 import hashlib
 import hmac
-import json
 import logging
 import re
 import time
@@ -40,6 +39,7 @@ from typing import Any
 from django.conf import settings
 
 from ingest.errors import ApplicationError
+from ingest.json_input import JsonInputError, json_parse, json_value_problem
 from ingest.messages import WebhookMessage
 from ingest.models import WebhookSource
 from ingest.services.ingestion import webhook_event_accept
@@ -200,20 +200,22 @@ def _signature_verifies(key: bytes, signed: SignedHeaders, body: bytes) -> bool:
 
 def _payload_parse(body: bytes) -> dict[str, Any]:
     try:
-        payload = json.loads(body)
-    except (ValueError, UnicodeDecodeError) as error:
+        payload = json_parse(body)
+    except JsonInputError as error:
         raise ApplicationError(f"The body is not valid JSON: {error}", code="parse_error") from error
-    if "\\u0000" in json.dumps(payload):
-        raise ApplicationError(
-            "The body must not contain NUL characters (\\u0000).",
-            code="invalid",
-            fields={"non_field_errors": ["PostgreSQL's jsonb cannot store \\u0000."]},
-        )
     if not isinstance(payload, dict):
         raise ApplicationError(
             "The body must be a JSON object.",
             code="invalid",
             fields={"non_field_errors": ["The body must be a JSON object."]},
+        )
+    # What jsonb cannot hold is refused here, not dead-lettered by the worker later.
+    if problem := json_value_problem(payload):
+        place, reason = problem
+        raise ApplicationError(
+            f"The body holds a value that cannot be stored, at '{place}'.",
+            code="invalid",
+            fields={place: [reason]},
         )
     return payload
 

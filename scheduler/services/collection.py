@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from datetime import datetime, timedelta
@@ -11,6 +10,7 @@ from django.conf import settings
 from django.utils import timezone
 
 from ingest.errors import ApplicationError
+from ingest.json_input import json_parse
 from ingest.models import DeviceStatus
 from ingest.serializers import device_records_split
 from ingest.services.ingestion import content_message_id, device_batch_accept_once
@@ -65,8 +65,8 @@ def source_fetch(source: CollectionSource) -> dict:
                 raise CollectionError(f"{error} (after {attempt} attempts)") from error
             time.sleep(delay)
     try:
-        data = json.loads(body)
-    except (ValueError, UnicodeDecodeError) as error:
+        data = json_parse(body)
+    except ValueError as error:
         raise CollectionError(f"answer is not JSON: {error}") from error
     if not isinstance(data, dict):
         raise CollectionError("answer is not a JSON object with 'readings' and/or 'events'")
