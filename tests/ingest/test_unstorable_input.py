@@ -13,13 +13,12 @@ from ingest.json_input import JSON_MAX_DEPTH
 from ingest.models import DeadLetter, DeviceEvent, SensorReading, WebhookEvent, WebhookSource
 from ingest.serializers import device_records_split
 from ingest.services.file_import import file_import
-from ingest.services.webhooks import webhook_signature
 from tests.broker import publish_raw, queue_depth
 from tests.factories import DeviceFactory
+from tests.webhooks import TEST_SECRET, signed_webhook_post
 from tests.workers import wait_until, worker_thread
 
 INGEST = "/api/v1/ingest/"
-WEBHOOK = "/api/v1/webhooks/carelink/"
 DEEP = 1000  # levels: Python's parser gives up (RecursionError) well before this
 FEW_HUNDRED = 300  # levels: parsed fine, yet nothing anyone needs; refused as well
 
@@ -51,16 +50,11 @@ def _field_errors(response, *path):
 
 @pytest.fixture
 def webhook_source(db):
-    return WebhookSource.objects.create(name="carelink", secret="s3cret-for-tests")
+    return WebhookSource.objects.create(name="carelink", secret=TEST_SECRET)
 
 
 def _post_webhook(source: WebhookSource, raw: bytes):
-    return APIClient().post(
-        WEBHOOK,
-        data=raw,
-        content_type="application/json",
-        HTTP_X_SIGNATURE=webhook_signature(secret=source.secret, body=raw),
-    )
+    return signed_webhook_post(raw, source=source.name, secret=source.secret)
 
 
 # --- accepted, then poison ---------------------------------------------------------------
