@@ -1,6 +1,6 @@
 """Settings shared by every environment; values come from the environment (see ``env.py``)."""
 
-from config.observability import logging_config
+from config.observability import logging_config, metrics_directory_prepare
 
 from .env import BASE_DIR, env
 from .rabbitmq import *  # noqa: F403 - integration settings live in their own module
@@ -138,10 +138,13 @@ INGEST_RETRY_DELAYS_SECONDS = env.list(
 CACHES = {"default": env.cache_url("CACHE_URL", default="locmemcache://")}
 
 LOG_LEVEL = env.str("LOG_LEVEL", default="INFO")
-# Relative paths are taken from the project folder; unwritable means console only.
-LOG_DIR = BASE_DIR / env.str("LOG_DIR", default="logs")
+# Logs go to the console (stderr), which containers and systemd collect. LOG_DIR adds one
+# file shared by every process (relative paths are taken from the project folder).
+LOG_DIR = BASE_DIR / env.str("LOG_DIR") if env.str("LOG_DIR", default="") else None
 LOG_FORMAT = env.str("LOG_FORMAT", default="plain")  # plain | json
 LOGGING = logging_config(level=LOG_LEVEL, log_dir=LOG_DIR, json_format=LOG_FORMAT == "json")
+# Shared counters of several processes (gunicorn sets it for its workers).
+PROMETHEUS_MULTIPROC_DIR = metrics_directory_prepare(env.str("PROMETHEUS_MULTIPROC_DIR", default=""))
 
 # /metrics needs "Authorization: Bearer <token>"; without a token, loopback only.
 METRICS_TOKEN = env.str("METRICS_TOKEN", default="")

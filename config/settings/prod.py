@@ -1,7 +1,12 @@
 """Production: every secret must come from the environment; HTTPS behind Caddy."""
 
-from .base import *  # noqa: F403
-from .env import env
+from .env import env, require
+
+# Checked before anything else reads them: a missing secret stops the start with one
+# message naming every missing variable, and an empty one counts as missing.
+require("DJANGO_SECRET_KEY", "DATABASE_URL", "RABBITMQ_PASSWORD", "DJANGO_ALLOWED_HOSTS")
+
+from .base import *  # noqa: E402, F403
 
 DEBUG = False
 SECRET_KEY = env.str("DJANGO_SECRET_KEY")

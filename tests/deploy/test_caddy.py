@@ -9,8 +9,8 @@ from __future__ import annotations
 import http.client
 import json
 import socket
-import statistics
 import ssl
+import statistics
 import subprocess
 import sys
 import threading
