@@ -293,14 +293,16 @@ def test_slow_bodies_through_caddy_never_reach_the_web_server(tmp_path, ingest_q
     gunicorn (one worker, two threads here) keeps answering everyone else at once."""
     _, key = device_key_issue(device=DeviceFactory())
     with web_stack(
-        tmp_path, ingest_queue, gunicorn_env={"GUNICORN_WORKERS": "1", "GUNICORN_THREADS": "2"}
+        tmp_path,
+        ingest_queue,
+        gunicorn_env={"GUNICORN_WORKERS": "1", "GUNICORN_THREADS": "2"},
+        # Probing runs past the body timeout: what Caddy does then must not pin gunicorn either.
+        caddy_env={"CADDY_READ_BODY_TIMEOUT": "4s"},
     ) as stack:
-        with SlowSenders(lambda: stack.open_connection(direct=False), 4, api_key=key) as senders:
+        with SlowSenders(lambda: stack.open_connection(direct=False), 4, api_key=key):
             time.sleep(2)  # headers and the first bytes are in before the probing starts
             latencies = probe_latencies(lambda: stack.request("GET", "/healthz", timeout=5)[0], seconds=8)
-            still_open = senders.closed_after.count(None)
     assert_answered_promptly(latencies, "/healthz through Caddy, with 4 slow senders")
-    assert still_open == 4, "the slow senders were cut off before the test could observe them"
 
 
 @pytest.mark.usefixtures("committed_db")
