@@ -234,3 +234,19 @@ def test_gunicorn_reopens_the_broker_connection_in_each_worker():
     publisher.get_publisher()
     config["post_fork"](server=None, worker=None)
     assert publisher._publisher is None
+
+
+def test_gunicorn_listens_on_loopback_unless_told_otherwise(monkeypatch):
+    import runpy
+
+    monkeypatch.delenv("GUNICORN_BIND", raising=False)
+    monkeypatch.delenv("WEB_PORT", raising=False)
+    assert runpy.run_path(str(ROOT / "gunicorn.conf.py"))["bind"] == "127.0.0.1:8000"
+    monkeypatch.setenv("GUNICORN_BIND", "0.0.0.0:8000")
+    assert runpy.run_path(str(ROOT / "gunicorn.conf.py"))["bind"] == "0.0.0.0:8000"
+    # Nothing a machine without containers reads asks for every interface.
+    for path in [
+        *(ROOT / "deploy" / "systemd").glob("*.service"),
+        ROOT / "deploy" / "env" / "prod.env.example",
+    ]:
+        assert "0.0.0.0" not in path.read_text(), path.name
