@@ -1,4 +1,5 @@
-"""Request and message ids on every log line, JSON logs, and the request-id middleware.
+"""Request and message ids on every log line, the logging set-up (the app's and gunicorn's,
+plain or JSON), the request-id middleware, and the metrics folder of several processes.
 
 The ids live in context variables: set by the middleware for a web request and by the
 worker for the message(s) it is handling, read by ``ContextFilter`` for each record.
