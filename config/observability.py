@@ -1,4 +1,5 @@
-"""Request and message ids on every log line, JSON logs, and the request-id middleware.
+"""Request and message ids on every log line, the logging set-up (the app's and gunicorn's,
+plain or JSON), the request-id middleware, and the metrics folder of several processes.
 
 The ids live in context variables: set by the middleware for a web request and by the
 worker for the message(s) it is handling, read by ``ContextFilter`` for each record.
@@ -12,7 +13,9 @@ import json
 import logging
 import re
 import uuid
+from collections.abc import Mapping
 from datetime import UTC, datetime
+from pathlib import Path
 
 request_id_var: contextvars.ContextVar[str] = contextvars.ContextVar("request_id", default="-")
 message_id_var: contextvars.ContextVar[str] = contextvars.ContextVar("message_id", default="-")
@@ -51,9 +54,29 @@ class JsonFormatter(logging.Formatter):
             "request_id": getattr(record, "request_id", "-"),
             "message_id": getattr(record, "message_id", "-"),
         }
+        if record.name == "gunicorn.access" and isinstance(record.args, Mapping):
+            entry.update(_access_fields(record.args))
         if record.exc_info:
             entry["exception"] = self.formatException(record.exc_info)
         return json.dumps(entry, ensure_ascii=False)
+
+
+def _access_fields(atoms: Mapping) -> dict:
+    """gunicorn's access-log atoms as fields, so that a log shipper need not parse the line."""
+    request_id = atoms["{x-request-id}o"]
+    return {
+        "request_id": request_id if request_id != "-" else atoms["{x-request-id}i"],
+        "http": {
+            "method": atoms["m"],
+            "path": atoms["U"],
+            "query": atoms["q"],
+            "status": int(atoms["s"]) if str(atoms["s"]).isdigit() else atoms["s"],
+            "bytes": atoms["B"],
+            "duration_ms": atoms["M"],
+            "remote_addr": atoms["h"],
+            "user_agent": atoms["a"],
+        },
+    }
 
 
 class RequestIdMiddleware:
@@ -75,33 +98,35 @@ class RequestIdMiddleware:
         return response
 
 
-def logging_config(*, level: str, log_dir, json_format: bool) -> dict:
-    """Console always; a rotating file under ``log_dir`` when it can be written."""
+PLAIN_FORMAT = (
+    "%(asctime)s %(levelname)s %(name)s %(process)d rid=%(request_id)s mid=%(message_id)s %(message)s"
+)
+LOG_FILE_NAME = "iot_care.log"
+
+
+def logging_config(*, level: str, log_dir: Path | None, json_format: bool) -> dict:
+    """Console (stderr) always; a shared file under ``log_dir`` only when one is asked for.
+
+    Many processes (gunicorn workers, consumers, the scheduler) may write the same file, so
+    none of them rotates it: each appends whole lines and reopens the file once an outside
+    rotator (logrotate, see deploy/logrotate/iot_care) has moved it away
+    (``WatchedFileHandler``). A rotating handler per process would rename the file under
+    the others and lose their lines.
+    """
     handlers = {"console": {"class": "logging.StreamHandler", "formatter": "main", "filters": ["context"]}}
     if log_dir is not None:
-        try:
-            log_dir.mkdir(parents=True, exist_ok=True)
-            writable = True
-        except OSError:
-            writable = False
-        if writable:
-            handlers["file"] = {
-                "class": "logging.handlers.RotatingFileHandler",
-                "filename": str(log_dir / "iot_care.log"),
-                "maxBytes": 10 * 1024 * 1024,
-                "backupCount": 5,
-                "formatter": "main",
-                "filters": ["context"],
-                "delay": True,
-            }
-    plain = "%(asctime)s %(levelname)s %(name)s %(process)d rid=%(request_id)s mid=%(message_id)s %(message)s"
+        log_dir.mkdir(parents=True, exist_ok=True)
+        handlers["file"] = {
+            "class": "logging.handlers.WatchedFileHandler",
+            "filename": str(log_dir / LOG_FILE_NAME),
+            "formatter": "main",
+            "filters": ["context"],
+        }
     return {
         "version": 1,
         "disable_existing_loggers": False,
         "filters": {"context": {"()": "config.observability.ContextFilter"}},
-        "formatters": {
-            "main": {"()": "config.observability.JsonFormatter"} if json_format else {"format": plain}
-        },
+        "formatters": {"main": _formatter(json_format)},
         "handlers": handlers,
         "root": {"handlers": list(handlers), "level": level},
         "loggers": {
@@ -110,3 +135,50 @@ def logging_config(*, level: str, log_dir, json_format: bool) -> dict:
             "pika": {"level": "CRITICAL"},
         },
     }
+
+
+def gunicorn_logging_config(*, level: str, json_format: bool) -> dict:
+    """gunicorn's error lines to stderr and access lines to stdout, in the app's format."""
+    return {
+        "version": 1,
+        "disable_existing_loggers": False,
+        "filters": {"context": {"()": "config.observability.ContextFilter"}},
+        "formatters": {"main": _formatter(json_format)},
+        "handlers": {
+            "error_console": {
+                "class": "logging.StreamHandler",
+                "formatter": "main",
+                "filters": ["context"],
+                "stream": "ext://sys.stderr",
+            },
+            "access_console": {
+                "class": "logging.StreamHandler",
+                "formatter": "main",
+                "filters": ["context"],
+                "stream": "ext://sys.stdout",
+            },
+        },
+        # Until Django's own settings take over in each worker.
+        "root": {"level": level, "handlers": ["error_console"]},
+        "loggers": {
+            "gunicorn.error": {"level": level, "handlers": ["error_console"], "propagate": False},
+            "gunicorn.access": {"level": "INFO", "handlers": ["access_console"], "propagate": False},
+        },
+    }
+
+
+def _formatter(json_format: bool) -> dict:
+    return {"()": "config.observability.JsonFormatter"} if json_format else {"format": PLAIN_FORMAT}
+
+
+def metrics_directory_prepare(directory: str) -> str:
+    """Make sure PROMETHEUS_MULTIPROC_DIR exists when it is set.
+
+    prometheus_client writes every process's counters there and fails at the first metric
+    if the folder is missing. gunicorn empties and recreates it at start; any other process
+    (``manage.py`` commands, consumers) that inherits the variable creates it here instead
+    of crashing.
+    """
+    if directory:
+        Path(directory).mkdir(parents=True, exist_ok=True)
+    return directory

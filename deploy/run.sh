@@ -4,7 +4,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-REQUIREMENTS=requirements/dev.txt deploy/setup.sh
+deploy/setup.sh
 .venv/bin/python manage.py collectstatic --no-input -v 0
 .venv/bin/python manage.py setup_demo
 port=$(grep -E '^WEB_PORT=' .env | cut -d= -f2); port=${WEB_PORT:-${port:-8000}}

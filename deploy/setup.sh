@@ -32,19 +32,20 @@ if [ ! -x .venv/bin/python ]; then
   log "creating .venv"
   "$PYTHON" -m venv .venv
 fi
-REQUIREMENTS=${REQUIREMENTS:-requirements/dev.txt}
-STAMP=.venv/.installed-$(cat requirements/*.txt | sha256sum | cut -c1-16)
+# Exactly the locked versions, every file checked against its hash (deploy/lock.sh
+# regenerates the locks from requirements/*.txt).
+REQUIREMENTS=${REQUIREMENTS:-requirements/dev.lock}
+STAMP=.venv/.installed-$(cat "$REQUIREMENTS" | sha256sum | cut -c1-16)
 if [ ! -f "$STAMP" ]; then
   log "installing $REQUIREMENTS"
-  .venv/bin/pip install -q --upgrade pip
-  .venv/bin/pip install -q -r "$REQUIREMENTS"
+  .venv/bin/pip install -q --require-hashes -r "$REQUIREMENTS"
   rm -f .venv/.installed-* && touch "$STAMP"
 fi
 
-# --- Tools the tests drive (deploy/test.sh sets NEED_TEST_TOOLS=1): Chromium, Caddy -----
+# --- Tools the tests drive (deploy/test.sh sets NEED_TEST_TOOLS=1): Chromium -----------
+# (Caddy comes from the dev lock, the same version the compose files run.)
 if [ "${NEED_TEST_TOOLS:-0}" = 1 ]; then
   [ -x "${CHROMIUM_PATH:-/usr/bin/chromium}" ] || apt_install chromium
-  command -v caddy >/dev/null || apt_install caddy
 fi
 
 # --- Configuration -----------------------------------------------------------------------

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Set everything up (deploy/setup.sh), then run the whole test suite against the real
-# PostgreSQL and RabbitMQ, with Debian's Chromium and Caddy (installed if missing), after the linter.
+# PostgreSQL and RabbitMQ, with Debian's Chromium (installed if missing) and the locked Caddy,
+# after the linter.
 # The HTML report is written to reports/tests.html; console screenshots to reports/screenshots/.
 # Running it changes no tracked file: deploy/screenshots.sh refreshes the README's screenshots.
 set -euo pipefail

@@ -4,9 +4,17 @@ from __future__ import annotations
 
 import json
 import logging
+import os
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+from collections import Counter
 from datetime import timedelta
 
 import pytest
+from django.conf import settings
 from django.utils import timezone
 from rest_framework.test import APIClient
 
@@ -129,3 +137,122 @@ def test_a_worker_serves_its_own_metrics_when_asked(ingest_queue):
     finally:
         returncode, output = stop_worker_process(worker)
     assert returncode == 0, output
+
+
+LOG_WRITER = """
+import logging, os, sys
+import django
+django.setup()
+logger = logging.getLogger("load")
+for number in range(int(sys.argv[1])):
+    logger.info("line %d of %d %s", number, os.getpid(), "x" * 400)
+"""
+
+
+def _rotate_like_logrotate(log_file, stop):
+    """Move the file away now and then, as logrotate does (without copytruncate)."""
+    generation = 0
+    while not stop.is_set():
+        time.sleep(0.05)
+        if log_file.exists():
+            generation += 1
+            log_file.rename(log_file.with_name(f"{log_file.name}.{generation}"))
+
+
+def test_many_processes_share_one_log_file_without_losing_a_line(tmp_path):
+    """Four processes append to LOG_DIR's file, each beyond 10 MB, while it is rotated from
+    outside: every line arrives once and whole (a rotating handler per process renames the
+    file under the others and overwrites their backups)."""
+    lines_per_process, processes = 25_000, 4
+    env = {**os.environ, "LOG_DIR": str(tmp_path), "LOG_FORMAT": "json", "LOG_LEVEL": "INFO"}
+    writers = [
+        subprocess.Popen(
+            [sys.executable, "-c", LOG_WRITER, str(lines_per_process)],
+            cwd=settings.BASE_DIR,
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        for _ in range(processes)
+    ]
+    stop = threading.Event()
+    rotator = threading.Thread(target=_rotate_like_logrotate, args=(tmp_path / "iot_care.log", stop))
+    rotator.start()
+    try:
+        for writer in writers:
+            assert writer.wait(timeout=120) == 0
+    finally:
+        stop.set()
+        rotator.join()
+    seen = Counter()
+    for path in tmp_path.glob("iot_care.log*"):
+        for line in path.read_text().splitlines():
+            entry = json.loads(line)  # whole lines only, never two interleaved
+            if entry["logger"] == "load":
+                seen[(entry["process"], entry["message"].split(" ", 3)[1])] += 1
+    assert len(seen) == processes * lines_per_process
+    assert set(seen.values()) == {1}
+
+
+def test_without_log_dir_logs_go_to_the_console_only():
+    """Containers and systemd collect stdout/stderr: no file unless LOG_DIR asks for one."""
+    script = "import django; django.setup(); from django.conf import settings; print(sorted(settings.LOGGING['handlers']))"
+    env = {key: value for key, value in os.environ.items() if key not in ("LOG_DIR", "DJANGO_ENV_FILE")}
+    env["DJANGO_SETTINGS_MODULE"] = "config.settings.prod"
+    env.update(
+        DJANGO_SECRET_KEY="k" * 50,
+        RABBITMQ_PASSWORD="pw",
+        DJANGO_ALLOWED_HOSTS="x",
+        DATABASE_URL="postgres://x@db/x",
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", script],
+        cwd=settings.BASE_DIR,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.stdout.strip() == "['console']", result.stderr
+
+
+def test_gunicorn_writes_its_own_lines_as_json_too(ingest_queue, tmp_path):
+    from tests.deploy.test_caddy import GUNICORN, free_port
+    from tests.workers import PROJECT_ROOT, stop_worker_process, wait_until, worker_environment
+
+    port = free_port()
+    gunicorn = subprocess.Popen(
+        [str(GUNICORN), "-c", "gunicorn.conf.py", "config.wsgi:application"],
+        cwd=PROJECT_ROOT,
+        env={
+            **worker_environment(ingest_queue),
+            "GUNICORN_BIND": f"127.0.0.1:{port}",
+            "GUNICORN_WORKERS": "1",
+            "LOG_FORMAT": "json",
+        },
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
+
+    def answered() -> bool:
+        try:
+            request = urllib.request.Request(
+                f"http://127.0.0.1:{port}/healthz", headers={"X-Request-ID": "probe-1"}
+            )
+            return urllib.request.urlopen(request, timeout=2).status == 200
+        except OSError:
+            return False
+
+    try:
+        assert wait_until(answered, timeout=30)
+    finally:
+        _, output = stop_worker_process(gunicorn)
+    entries = [json.loads(line) for line in output.splitlines() if line.strip()]  # every line is JSON
+    assert any(
+        entry["logger"] == "gunicorn.error" and "Listening at" in entry["message"] for entry in entries
+    )
+    access = [entry for entry in entries if entry["logger"] == "gunicorn.access"]
+    assert access and access[-1]["request_id"] == "probe-1"
+    assert access[-1]["http"]["path"] == "/healthz" and access[-1]["http"]["status"] == 200

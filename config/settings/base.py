@@ -3,7 +3,7 @@
 import ipaddress
 from datetime import timedelta
 
-from config.observability import logging_config
+from config.observability import logging_config, metrics_directory_prepare
 
 from .env import BASE_DIR, env
 from .rabbitmq import *  # noqa: F403 - integration settings live in their own module
@@ -200,10 +200,13 @@ if CACHES["default"]["BACKEND"].endswith("RedisCache"):
     )
 
 LOG_LEVEL = env.str("LOG_LEVEL", default="INFO")
-# Relative paths are taken from the project folder; unwritable means console only.
-LOG_DIR = BASE_DIR / env.str("LOG_DIR", default="logs")
+# Logs go to the console (stderr), which containers and systemd collect. LOG_DIR adds one
+# file shared by every process (relative paths are taken from the project folder).
+LOG_DIR = BASE_DIR / env.str("LOG_DIR") if env.str("LOG_DIR", default="") else None
 LOG_FORMAT = env.str("LOG_FORMAT", default="plain")  # plain | json
 LOGGING = logging_config(level=LOG_LEVEL, log_dir=LOG_DIR, json_format=LOG_FORMAT == "json")
+# Shared counters of several processes (gunicorn sets it for its workers).
+PROMETHEUS_MULTIPROC_DIR = metrics_directory_prepare(env.str("PROMETHEUS_MULTIPROC_DIR", default=""))
 
 # Broker probes are reused for this many seconds per process (ingest/probe_cache.py):
 # /readyz, and the queue depths shown on the console's overview and at /metrics.

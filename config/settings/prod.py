@@ -2,8 +2,13 @@
 
 from django.core.exceptions import ImproperlyConfigured
 
-from .base import *  # noqa: F403
-from .env import env
+from .env import env, require
+
+# Checked before anything else reads them: a missing secret stops the start with one
+# message naming every missing variable, and an empty one counts as missing.
+require("DJANGO_SECRET_KEY", "DATABASE_URL", "RABBITMQ_PASSWORD", "DJANGO_ALLOWED_HOSTS", "CACHE_URL")
+
+from .base import *  # noqa: E402, F403
 
 DEBUG = False
 SECRET_KEY = env.str("DJANGO_SECRET_KEY")
@@ -28,7 +33,6 @@ CSRF_TRUSTED_ORIGINS = env.list("DJANGO_CSRF_TRUSTED_ORIGINS", default=[])
 # where one atomic script per request keeps the count exact. A per-process cache (locmem,
 # dummy) would allow the rate once per gunicorn worker; other backends count neither
 # atomically nor, for files, across hosts.
-env.str("CACHE_URL")  # required: no default in production
 if CACHES["default"]["BACKEND"] != "django.core.cache.backends.redis.RedisCache":  # noqa: F405
     raise ImproperlyConfigured(
         "CACHE_URL must be a Redis URL (redis://[:password@]host:6379/0 or rediss://...) shared by "

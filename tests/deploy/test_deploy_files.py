@@ -6,6 +6,7 @@ from __future__ import annotations
 import configparser
 import os
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -37,7 +38,8 @@ def test_compose_files_have_the_services_and_named_volumes(name):
     assert APP_SERVICES | {"caddy"} <= set(services)
     for service in APP_SERVICES:
         assert services[service].get("image") or services[service].get("build")
-    assert {"logs", "caddy_data"} <= set(compose["volumes"])
+    assert "caddy_data" in compose["volumes"]
+    assert "logs" not in compose["volumes"]  # logs go to stdout, collected by the runtime
     assert "caddy_data:/data" in services["caddy"]["volumes"]
     assert services["worker"]["command"] == ["python", "manage.py", "consume_queue"]
     assert services["scheduler"]["command"] == ["python", "manage.py", "run_scheduler"]
@@ -118,12 +120,14 @@ def test_production_settings_pass_check_deploy_without_warnings():
     assert "no issues" in result.stdout
 
 
-@pytest.mark.parametrize(
-    "missing", ["DJANGO_SECRET_KEY", "DATABASE_URL", "RABBITMQ_PASSWORD", "DJANGO_ALLOWED_HOSTS", "CACHE_URL"]
-)
+REQUIRED_IN_PRODUCTION = ["DJANGO_SECRET_KEY", "DATABASE_URL", "RABBITMQ_PASSWORD", "DJANGO_ALLOWED_HOSTS", "CACHE_URL"]
+
+
+@pytest.mark.parametrize("missing", REQUIRED_IN_PRODUCTION)
 def test_production_settings_have_no_default_for_secrets(missing):
-    env = {key: value for key, value in os.environ.items() if key != missing}
-    env.update({"DJANGO_SETTINGS_MODULE": "config.settings.prod", "DJANGO_ENV_FILE": "/nonexistent/.env"})
+    env = {key: value for key, value in os.environ.items() if key not in REQUIRED_IN_PRODUCTION}
+    env["DJANGO_SETTINGS_MODULE"] = "config.settings.prod"
+    env.pop("DJANGO_ENV_FILE", None)
     for name, value in {
         "DJANGO_SECRET_KEY": "k" * 50,
         "DATABASE_URL": "postgres://x@db/x",
@@ -131,13 +135,95 @@ def test_production_settings_have_no_default_for_secrets(missing):
         "DJANGO_ALLOWED_HOSTS": "care.example.org",
         "CACHE_URL": "redis://cache.internal:6379/0",
     }.items():
-        if name != missing:
-            env[name] = value
+        env[name] = "" if name == missing else value  # empty counts as missing
     result = subprocess.run(
         [sys.executable, "manage.py", "check"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60
     )
     assert result.returncode != 0
-    assert missing in result.stderr
+    assert f"Set {missing} in the environment" in result.stderr
+
+
+def _checkout_with_env_file(tmp_path: Path, env_file_text: str) -> Path:
+    """A copy of the tracked files with a developer's .env beside them, as deploy/setup.sh
+    leaves it (the project folder's own .env, if any, is never touched)."""
+    checkout = tmp_path / "checkout"
+    tracked = subprocess.run(
+        ["git", "ls-files", "-z"], cwd=ROOT, capture_output=True, text=True, check=True, timeout=60
+    ).stdout
+    for name in filter(None, tracked.split("\0")):
+        target = checkout / name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(ROOT / name, target)
+    (checkout / ".env").write_text(env_file_text)
+    return checkout
+
+
+DEVELOPMENT_ENV_FILE = """DJANGO_SECRET_KEY=development-key-from-the-env-file-0123456789-abcdefghijklmnop
+DJANGO_ALLOWED_HOSTS=localhost,127.0.0.1
+DATABASE_URL=postgres://iot_care:iot_care@127.0.0.1:5432/iot_care
+RABBITMQ_USER=guest
+RABBITMQ_PASSWORD=guest
+"""
+
+
+def _run_in_empty_environment(checkout: Path, *args: str, **env: str) -> subprocess.CompletedProcess:
+    """``env -i NAME=value… python …``: nothing inherited from this test's environment."""
+    return subprocess.run(
+        ["env", "-i", *(f"{name}={value}" for name, value in env.items()), sys.executable, *args],
+        cwd=checkout,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+def test_production_never_reads_the_developers_env_file(tmp_path):
+    checkout = _checkout_with_env_file(tmp_path, DEVELOPMENT_ENV_FILE)
+    result = _run_in_empty_environment(
+        checkout, "manage.py", "check", "--deploy", DJANGO_SETTINGS_MODULE="config.settings.prod"
+    )
+    assert result.returncode != 0, result.stdout
+    assert (
+        "Set DJANGO_SECRET_KEY, DATABASE_URL, RABBITMQ_PASSWORD, DJANGO_ALLOWED_HOSTS, CACHE_URL in the environment"
+        in result.stderr
+    ), result.stderr
+
+
+def test_development_reads_the_env_file_and_production_only_one_named_explicitly(tmp_path):
+    checkout = _checkout_with_env_file(tmp_path, DEVELOPMENT_ENV_FILE)
+    show_key = [
+        "-c",
+        "import django; django.setup(); from django.conf import settings; print(settings.SECRET_KEY)",
+    ]
+    development = _run_in_empty_environment(checkout, *show_key, DJANGO_SETTINGS_MODULE="config.settings.dev")
+    assert development.stdout.strip() == "development-key-from-the-env-file-0123456789-abcdefghijklmnop"
+
+    named = tmp_path / "production.env"
+    named.write_text(DEVELOPMENT_ENV_FILE.replace("development-key", "named-file-key"))
+    production = _run_in_empty_environment(
+        checkout, *show_key, DJANGO_SETTINGS_MODULE="config.settings.prod", DJANGO_ENV_FILE=str(named)
+    )
+    assert production.stdout.strip() == "named-file-key-from-the-env-file-0123456789-abcdefghijklmnop"
+
+    missing = _run_in_empty_environment(
+        checkout, *show_key, DJANGO_SETTINGS_MODULE="config.settings.prod", DJANGO_ENV_FILE="/nonexistent.env"
+    )
+    assert missing.returncode != 0 and "DJANGO_ENV_FILE names /nonexistent.env" in missing.stderr
+
+
+def test_a_metrics_folder_that_does_not_exist_yet_is_created(tmp_path):
+    """PROMETHEUS_MULTIPROC_DIR inherited by a manage.py command (only gunicorn makes it)."""
+    folder = tmp_path / "metrics" / "not-yet"
+    result = subprocess.run(
+        [sys.executable, "manage.py", "check"],
+        cwd=ROOT,
+        env={**os.environ, "PROMETHEUS_MULTIPROC_DIR": str(folder)},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    assert folder.is_dir()
 
 
 def test_gunicorn_reopens_the_broker_connection_in_each_worker():
@@ -150,3 +236,19 @@ def test_gunicorn_reopens_the_broker_connection_in_each_worker():
     publisher.get_publisher()
     config["post_fork"](server=None, worker=None)
     assert publisher._publisher is None
+
+
+def test_gunicorn_listens_on_loopback_unless_told_otherwise(monkeypatch):
+    import runpy
+
+    monkeypatch.delenv("GUNICORN_BIND", raising=False)
+    monkeypatch.delenv("WEB_PORT", raising=False)
+    assert runpy.run_path(str(ROOT / "gunicorn.conf.py"))["bind"] == "127.0.0.1:8000"
+    monkeypatch.setenv("GUNICORN_BIND", "0.0.0.0:8000")
+    assert runpy.run_path(str(ROOT / "gunicorn.conf.py"))["bind"] == "0.0.0.0:8000"
+    # Nothing a machine without containers reads asks for every interface.
+    for path in [
+        *(ROOT / "deploy" / "systemd").glob("*.service"),
+        ROOT / "deploy" / "env" / "prod.env.example",
+    ]:
+        assert "0.0.0.0" not in path.read_text(), path.name

@@ -1,5 +1,6 @@
 """Carry out the console's bulk jobs (requeue or discard many dead letters), off the web tier."""
 
+import logging
 import signal
 import time
 
@@ -8,6 +9,8 @@ from django.core.management.base import BaseCommand
 from django.db import close_old_connections
 
 from dashboard.services import bulk_jobs_run_pending
+
+logger = logging.getLogger(__name__)
 
 
 class Command(BaseCommand):
@@ -26,6 +29,7 @@ class Command(BaseCommand):
 
         signal.signal(signal.SIGTERM, stop)
         signal.signal(signal.SIGINT, stop)
+        logger.info("console job runner started (looking for queued jobs every %.1fs)", poll)
         while True:
             close_old_connections()
             bulk_jobs_run_pending(
