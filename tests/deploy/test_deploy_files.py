@@ -120,7 +120,13 @@ def test_production_settings_pass_check_deploy_without_warnings():
     assert "no issues" in result.stdout
 
 
-REQUIRED_IN_PRODUCTION = ["DJANGO_SECRET_KEY", "DATABASE_URL", "RABBITMQ_PASSWORD", "DJANGO_ALLOWED_HOSTS", "CACHE_URL"]
+REQUIRED_IN_PRODUCTION = [
+    "DJANGO_SECRET_KEY",
+    "DATABASE_URL",
+    "RABBITMQ_PASSWORD",
+    "DJANGO_ALLOWED_HOSTS",
+    "CACHE_URL",
+]
 
 
 @pytest.mark.parametrize("missing", REQUIRED_IN_PRODUCTION)
