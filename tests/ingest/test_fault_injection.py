@@ -22,6 +22,7 @@ from tests.broker import publish_device_batch, queue_depth
 from tests.factories import DeviceFactory
 from tests.workers import (
     database_unavailable,
+    start_command_process,
     start_worker_process,
     stop_worker_process,
     wait_until,
@@ -117,6 +118,19 @@ def test_sigterm_finishes_the_batch_and_exits_0_within_10_seconds(ingest_queue):
     assert "stopped:" in output
     # Nothing lost: what was not stored is back on the queue, unacked work returned.
     assert wait_until(lambda: _processed() + queue_depth(ingest_queue.queue) == total, timeout=10)
+
+
+def test_sigterm_while_the_broker_is_unreachable_exits_0(ingest_queue):
+    worker = start_command_process(ingest_queue, "consume_queue", RABBITMQ_PORT="1")
+    time.sleep(2)  # refused at once, then waiting to reconnect
+
+    signalled = time.monotonic()
+    worker.send_signal(signal.SIGTERM)
+    output, _ = worker.communicate(timeout=15)
+
+    assert time.monotonic() - signalled < 10
+    assert worker.returncode == 0, output
+    assert "reconnecting" in output and "stopped:" in output
 
 
 def test_two_consumers_side_by_side_store_each_message_once(ingest_queue):
