@@ -43,6 +43,14 @@ def queue_depth(queue: str) -> int:
         connection.close()
 
 
+def queue_consumers(queue: str) -> int:
+    connection = open_connection()
+    try:
+        return connection.channel().queue_declare(queue, passive=True).method.consumer_count
+    finally:
+        connection.close()
+
+
 def publish_raw(body: bytes, message_id: str | None = None) -> str:
     """Publish a body as it is (with confirms) to this run's main queue; return its id."""
     message_id = message_id or str(uuid.uuid4())

@@ -18,7 +18,7 @@ import pytest
 from django.utils import timezone
 
 from ingest.models import DeadLetter, DeviceEvent, IngestMessage, SensorReading
-from tests.broker import publish_device_batch, queue_depth
+from tests.broker import publish_device_batch, queue_consumers, queue_depth
 from tests.factories import DeviceFactory
 from tests.workers import (
     database_unavailable,
@@ -78,6 +78,39 @@ def test_kill_9_mid_batch_then_restart_stores_every_message_exactly_once(ingest_
 
     assert restarted.returncode == 0, output
     _assert_each_stored_once(total)
+    _assert_nothing_failed(ingest_queue)
+    assert queue_depth(ingest_queue.queue) == 0
+
+
+def test_kill_9_while_a_batch_waits_for_the_database_loses_nothing(ingest_queue, tmp_path):
+    """Deterministic "ack only after commit": the batch is held for as long as the database
+    is down, so the kill always lands between delivery and commit."""
+    device = DeviceFactory()
+    log = tmp_path / "worker.log"
+    worker = start_command_process(ingest_queue, "consume_queue", "--batch-size", "100", log_file=log)
+    try:
+        assert wait_until(lambda: queue_consumers(ingest_queue.queue) == 1, timeout=60)
+        with database_unavailable():
+            _publish_numbered(device, 0, 50)
+            # Delivered and being stored: the worker waits for the database, holding them.
+            assert wait_until(lambda: "database unavailable" in log.read_text(), timeout=30)
+            os.killpg(worker.pid, signal.SIGKILL)
+            worker.wait(timeout=10)
+            # None was acked: all are ready on the queue again.
+            assert wait_until(lambda: queue_depth(ingest_queue.queue) == 50, timeout=10), queue_depth(
+                ingest_queue.queue
+            )
+            assert _processed() == 0
+    finally:
+        if worker.poll() is None:
+            os.killpg(worker.pid, signal.SIGKILL)
+            worker.wait(timeout=10)
+
+    restarted = start_worker_process(ingest_queue, "--stop-when-idle")
+    output, _ = restarted.communicate(timeout=120)
+
+    assert restarted.returncode == 0, output
+    _assert_each_stored_once(50)
     _assert_nothing_failed(ingest_queue)
     assert queue_depth(ingest_queue.queue) == 0
 
