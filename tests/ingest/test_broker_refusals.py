@@ -16,9 +16,10 @@ import pytest
 from django.test import Client
 from django.utils import timezone
 
+from ingest.broker.connection import open_connection
 from ingest.broker.publisher import publisher_reset
 from ingest.errors import ApplicationError
-from ingest.models import DeadLetter, DeadLetterAction
+from ingest.models import DeadLetter, DeadLetterAction, IngestMessage
 from ingest.services.dead_letters import dead_letter_requeue
 from tests.broker import (
     broker_refusing_publishes_to,
@@ -26,6 +27,7 @@ from tests.broker import (
     publish_device_batch,
     publish_raw,
     queue_depth,
+    queued_messages,
 )
 from tests.factories import DeadLetterFactory, DeviceFactory, UserFactory
 from tests.workers import wait_until, worker_thread
@@ -124,6 +126,38 @@ def test_the_console_tells_the_operator_when_the_broker_refused_a_requeue(ingest
     assert "broker did not confirm" in page
     assert "requeued (the broker confirmed it)" not in page
     _assert_untouched(dead, ingest_queue)
+
+
+@pytest.mark.django_db
+def test_a_message_the_broker_cannot_route_is_a_503_never_a_202(device_client, ingest_queue):
+    """The publisher's channel is open and the queue's binding then disappears (an operator
+    mistake, a broker restored without its bindings): the broker returns the message."""
+    reading = {
+        "metric": "heart_rate",
+        "value": 72.5,
+        "unit": "bpm",
+        "measured_at": timezone.now().isoformat(),
+    }
+
+    def post():
+        body = json.dumps({"readings": [reading]})
+        return device_client.post("/api/v1/ingest/", data=body, content_type="application/json")
+
+    assert post().status_code == 202  # the publisher now holds a declared, open channel
+    queued_messages(ingest_queue.queue)
+    admin = open_connection()
+    channel = admin.channel()
+    channel.queue_unbind(ingest_queue.queue, ingest_queue.exchange, ingest_queue.routing_key)
+    try:
+        reading["measured_at"] = (timezone.now() - timedelta(seconds=1)).isoformat()
+        response = post()
+    finally:
+        channel.queue_bind(ingest_queue.queue, ingest_queue.exchange, ingest_queue.routing_key)
+        admin.close()
+    assert response.status_code == 503
+    assert response.json()["code"] == "broker_unavailable"
+    assert IngestMessage.objects.count() == 1  # only the first request's
+    assert queue_depth(ingest_queue.queue) == 0
 
 
 # --- the worker's own publishes: retry tiers and the dead-letter queue ---------------
