@@ -8,6 +8,7 @@ extra event: exact event counts prove "exactly once".
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -177,6 +178,9 @@ def test_two_consumers_side_by_side_store_each_message_once(ingest_queue):
         results = [stop_worker_process(worker) for worker in workers]
     for returncode, output in results:
         assert returncode == 0, output
+        # Side by side, not one idling while the other works.
+        [consumed] = re.findall(r"stopped: (\d+) messages", output)
+        assert int(consumed) > 0, output
     _assert_each_stored_once(total)
 
 
