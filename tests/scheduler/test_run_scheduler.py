@@ -166,6 +166,7 @@ def test_a_leader_that_loses_its_lock_stops_running_jobs(tally, ingest_queue):
             cursor.execute("SELECT pg_terminate_backend(%s)", [leader_session])
         waiting.join(timeout=10)
         assert not waiting.is_alive(), "the lock was not freed by ending the leader's session"
+        assert _lock_sessions_pids(granted=True) == [other_holder.info.backend_pid]
 
         time.sleep(1.5)  # the leader notices within a control poll; a running fetch finishes
         assert _fetchers_during(tally, 3) == [], "a scheduler ran jobs without holding the lock"
