@@ -198,7 +198,10 @@ class IngestWorker:
                 # Unacked messages go back to the queue by themselves when the channel dies.
                 delay = self._broker_backoff.next_delay()
                 logger.warning("broker connection lost (%r); reconnecting in %.1fs", error, delay)
-                self._wait(delay)
+                try:
+                    self._wait(delay)
+                except StopRequested:
+                    break  # asked to stop while the broker is away: nothing is held, just leave
         return self.totals
 
     def _consume(self, *, stop_when_idle: bool) -> None:

@@ -2,8 +2,17 @@
 
 from __future__ import annotations
 
+import base64
+import json
+import re
+import time
+import urllib.request
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from urllib.parse import quote
 
+from django.conf import settings
 from django.utils import timezone
 
 from ingest.broker.connection import open_connection
@@ -34,6 +43,14 @@ def queue_depth(queue: str) -> int:
         connection.close()
 
 
+def queue_consumers(queue: str) -> int:
+    connection = open_connection()
+    try:
+        return connection.channel().queue_declare(queue, passive=True).method.consumer_count
+    finally:
+        connection.close()
+
+
 def publish_raw(body: bytes, message_id: str | None = None) -> str:
     """Publish a body as it is (with confirms) to this run's main queue; return its id."""
     message_id = message_id or str(uuid.uuid4())
@@ -54,3 +71,76 @@ def publish_device_batch(
     )
     publish_raw(batch.to_body(), str(batch.message_id))
     return batch
+
+
+def _management_request(method: str, path: str, body: dict | None = None) -> dict | None:
+    """A call to RabbitMQ's management API (the HTTP API at ``RABBITMQ_MANAGEMENT_URL``)."""
+    base = (settings.RABBITMQ_MANAGEMENT_URL or "http://127.0.0.1:15672").rstrip("/")
+    request = urllib.request.Request(
+        f"{base}/api/{path}",
+        method=method,
+        data=json.dumps(body).encode() if body is not None else None,
+        headers={
+            "Content-Type": "application/json",
+            "Authorization": "Basic "
+            + base64.b64encode(f"{settings.RABBITMQ_USER}:{settings.RABBITMQ_PASSWORD}".encode()).decode(),
+        },
+    )
+    with urllib.request.urlopen(request, timeout=10) as response:
+        raw = response.read()
+    return json.loads(raw) if raw else None
+
+
+def management_api_available() -> bool:
+    try:
+        _management_request("GET", "overview")
+    except (OSError, ValueError):
+        return False
+    return True
+
+
+def _effective_policy(queue: str) -> dict:
+    vhost = quote(settings.RABBITMQ_VHOST, safe="")
+    return (
+        _management_request("GET", f"queues/{vhost}/{quote(queue, safe='')}").get(
+            "effective_policy_definition"
+        )
+        or {}
+    )
+
+
+@contextmanager
+def broker_refusing_publishes_to(queue: str) -> Iterator[None]:
+    """Make RabbitMQ refuse (nack) every message published to ``queue``, then undo it.
+
+    A policy scoped to exactly that queue name sets ``max-length`` 0 with
+    ``overflow: reject-publish``: the broker nacks each publish to it, which a publisher
+    with confirms sees as an error and a publisher without confirms never learns of
+    (RabbitMQ then drops the message). The queue must exist; only this run's names are
+    accepted.
+    """
+    assert queue.startswith("test-"), "policies only on this run's own queues"
+    vhost = quote(settings.RABBITMQ_VHOST, safe="")
+    name = f"{queue}-refuse-publishes"
+    _management_request(
+        "PUT",
+        f"policies/{vhost}/{quote(name, safe='')}",
+        {
+            "pattern": f"^{re.escape(queue)}$",
+            "definition": {"max-length": 0, "overflow": "reject-publish"},
+            "apply-to": "queues",
+            "priority": 999,
+        },
+    )
+    try:
+        deadline = time.monotonic() + 10
+        while _effective_policy(queue).get("max-length") != 0:
+            assert time.monotonic() < deadline, f"the broker did not apply the policy to {queue}"
+            time.sleep(0.05)
+        yield
+    finally:
+        _management_request("DELETE", f"policies/{vhost}/{quote(name, safe='')}")
+        deadline = time.monotonic() + 10
+        while "max-length" in _effective_policy(queue):
+            assert time.monotonic() < deadline, f"the broker kept the policy on {queue}"
+            time.sleep(0.05)

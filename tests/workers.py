@@ -9,7 +9,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 from urllib.parse import quote
 
@@ -85,17 +85,24 @@ def start_worker_process(topology: Topology, *args: str) -> subprocess.Popen:
     return start_command_process(topology, "consume_queue", *args)
 
 
-def start_command_process(topology: Topology, command: str, *args: str, **extra_env: str) -> subprocess.Popen:
-    """``manage.py <command>`` as its own process, on this run's test database and queues."""
-    return subprocess.Popen(
-        [sys.executable, "manage.py", command, *args],
-        cwd=PROJECT_ROOT,
-        env={**worker_environment(topology), **extra_env},
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        start_new_session=True,
-    )
+def start_command_process(
+    topology: Topology, command: str, *args: str, log_file: Path | None = None, **extra_env: str
+) -> subprocess.Popen:
+    """``manage.py <command>`` as its own process, on this run's test database and queues.
+
+    Its output is piped (read it when it ends), or written to ``log_file`` for a test that
+    waits for a line while the process runs.
+    """
+    with open(log_file, "w") if log_file else nullcontext(subprocess.PIPE) as stdout:
+        return subprocess.Popen(
+            [sys.executable, "manage.py", command, *args],
+            cwd=PROJECT_ROOT,
+            env={**worker_environment(topology), **extra_env},
+            stdout=stdout,
+            stderr=subprocess.STDOUT,
+            text=True,
+            start_new_session=True,
+        )
 
 
 def stop_worker_process(process: subprocess.Popen, *, timeout: float = 15) -> tuple[int, str]:

@@ -8,6 +8,7 @@ extra event: exact event counts prove "exactly once".
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -18,10 +19,11 @@ import pytest
 from django.utils import timezone
 
 from ingest.models import DeadLetter, DeviceEvent, IngestMessage, SensorReading
-from tests.broker import publish_device_batch, queue_depth
+from tests.broker import publish_device_batch, queue_consumers, queue_depth
 from tests.factories import DeviceFactory
 from tests.workers import (
     database_unavailable,
+    start_command_process,
     start_worker_process,
     stop_worker_process,
     wait_until,
@@ -81,6 +83,39 @@ def test_kill_9_mid_batch_then_restart_stores_every_message_exactly_once(ingest_
     assert queue_depth(ingest_queue.queue) == 0
 
 
+def test_kill_9_while_a_batch_waits_for_the_database_loses_nothing(ingest_queue, tmp_path):
+    """Deterministic "ack only after commit": the batch is held for as long as the database
+    is down, so the kill always lands between delivery and commit."""
+    device = DeviceFactory()
+    log = tmp_path / "worker.log"
+    worker = start_command_process(ingest_queue, "consume_queue", "--batch-size", "100", log_file=log)
+    try:
+        assert wait_until(lambda: queue_consumers(ingest_queue.queue) == 1, timeout=60)
+        with database_unavailable():
+            _publish_numbered(device, 0, 50)
+            # Delivered and being stored: the worker waits for the database, holding them.
+            assert wait_until(lambda: "database unavailable" in log.read_text(), timeout=30)
+            os.killpg(worker.pid, signal.SIGKILL)
+            worker.wait(timeout=10)
+            # None was acked: all are ready on the queue again.
+            assert wait_until(lambda: queue_depth(ingest_queue.queue) == 50, timeout=10), queue_depth(
+                ingest_queue.queue
+            )
+            assert _processed() == 0
+    finally:
+        if worker.poll() is None:
+            os.killpg(worker.pid, signal.SIGKILL)
+            worker.wait(timeout=10)
+
+    restarted = start_worker_process(ingest_queue, "--stop-when-idle")
+    output, _ = restarted.communicate(timeout=120)
+
+    assert restarted.returncode == 0, output
+    _assert_each_stored_once(50)
+    _assert_nothing_failed(ingest_queue)
+    assert queue_depth(ingest_queue.queue) == 0
+
+
 def test_database_outage_pauses_the_worker_without_dead_letters(ingest_queue):
     device = DeviceFactory()
     _publish_numbered(device, 0, 100)
@@ -119,6 +154,19 @@ def test_sigterm_finishes_the_batch_and_exits_0_within_10_seconds(ingest_queue):
     assert wait_until(lambda: _processed() + queue_depth(ingest_queue.queue) == total, timeout=10)
 
 
+def test_sigterm_while_the_broker_is_unreachable_exits_0(ingest_queue):
+    worker = start_command_process(ingest_queue, "consume_queue", RABBITMQ_PORT="1")
+    time.sleep(2)  # refused at once, then waiting to reconnect
+
+    signalled = time.monotonic()
+    worker.send_signal(signal.SIGTERM)
+    output, _ = worker.communicate(timeout=15)
+
+    assert time.monotonic() - signalled < 10
+    assert worker.returncode == 0, output
+    assert "reconnecting" in output and "stopped:" in output
+
+
 def test_two_consumers_side_by_side_store_each_message_once(ingest_queue):
     device = DeviceFactory()
     total = 2000
@@ -130,6 +178,9 @@ def test_two_consumers_side_by_side_store_each_message_once(ingest_queue):
         results = [stop_worker_process(worker) for worker in workers]
     for returncode, output in results:
         assert returncode == 0, output
+        # Side by side, not one idling while the other works.
+        [consumed] = re.findall(r"stopped: (\d+) messages", output)
+        assert int(consumed) > 0, output
     _assert_each_stored_once(total)
 
 

@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+import threading
+import time
 from datetime import timedelta
 
 import pytest
 from django.utils import timezone
 
+from ingest import worker as worker_module
 from ingest.models import Alert, AlertStatus, Device, DeviceEvent, IngestMessage, SensorReading
 from ingest.services.ingestion import device_batch_accept
 from ingest.worker import IngestWorker
 from tests.broker import publish_device_batch, publish_raw, queue_depth
 from tests.factories import DeviceFactory
+from tests.workers import database_unavailable, wait_until, worker_thread
 
 pytestmark = pytest.mark.usefixtures("committed_db")
 
@@ -69,13 +73,18 @@ def test_a_critical_event_raises_an_alert_for_the_resident(ingest_queue):
     assert "fall_detected" in alert.message
 
 
-def test_a_message_delivered_twice_is_stored_once(ingest_queue):
+def _motion(number: int = 0) -> dict:
+    return {
+        "event_type": "motion",
+        "severity": 0,
+        "occurred_at": timezone.now(),
+        "detail": {"number": number},
+    }
+
+
+def test_a_message_delivered_twice_in_one_batch_is_stored_once(ingest_queue):
     device = DeviceFactory()
-    batch = publish_device_batch(
-        device_id=device.id,
-        readings=[_reading()],
-        events=[{"event_type": "motion", "severity": 0, "occurred_at": timezone.now(), "detail": {}}],
-    )
+    batch = publish_device_batch(device_id=device.id, readings=[_reading()], events=[_motion()])
     publish_raw(batch.to_body(), str(batch.message_id))
 
     worker = _drain(ingest_queue)
@@ -86,16 +95,22 @@ def test_a_message_delivered_twice_is_stored_once(ingest_queue):
     assert queue_depth(ingest_queue.queue) == 0
 
 
-def test_a_redelivery_after_a_later_run_inserts_nothing(ingest_queue):
+def test_a_redelivery_in_a_later_batch_inserts_nothing(ingest_queue):
+    """Only the ledger stands between a redelivered event and a second row: events have no
+    unique constraint, and the first copy's batch has long been committed."""
     device = DeviceFactory()
-    batch = publish_device_batch(device_id=device.id, readings=[_reading()])
+    batch = publish_device_batch(device_id=device.id, readings=[_reading()], events=[_motion()])
     _drain(ingest_queue)
+    assert DeviceEvent.objects.count() == 1
     publish_raw(batch.to_body(), str(batch.message_id))  # e.g. the ack was lost when a worker crashed
 
     worker = _drain(ingest_queue)
 
+    assert DeviceEvent.objects.count() == 1
     assert SensorReading.objects.count() == 1
     assert worker.totals.duplicates_skipped == 1
+    assert worker.totals.events_inserted == 0
+    assert queue_depth(ingest_queue.queue) == 0
 
 
 def test_the_same_point_in_two_messages_is_absorbed_by_the_unique_constraint(ingest_queue):
@@ -111,7 +126,71 @@ def test_the_same_point_in_two_messages_is_absorbed_by_the_unique_constraint(ing
     assert queue_depth(ingest_queue.queue) == 0
 
 
-def test_stop_request_finishes_the_current_batch(ingest_queue):
+def _publish_numbered(device, number: int) -> None:
+    publish_device_batch(
+        device_id=device.id, readings=[_reading(minutes_ago=number + 1)], events=[_motion(number)]
+    )
+
+
+def _stop_once_a_batch_commits(monkeypatch, worker: IngestWorker) -> threading.Event:
+    """Ask the worker to stop the moment a batch has committed, before it is acked: the
+    exact point a SIGTERM can land while a batch is being finished. Returns an event set
+    once the worker first tried to store a batch."""
+    store = worker_module.messages_store
+    store_attempted = threading.Event()
+
+    def store_then_stop(*, messages):
+        store_attempted.set()
+        outcome = store(messages=messages)
+        worker.request_stop()
+        return outcome
+
+    monkeypatch.setattr(worker_module, "messages_store", store_then_stop)
+    return store_attempted
+
+
+def test_stop_request_finishes_the_current_batch(ingest_queue, monkeypatch):
+    """A stop that arrives while a batch is held finishes it, and what was delivered meanwhile."""
+    device = DeviceFactory()
+    with worker_thread(ingest_queue, batch_size=50) as worker:
+        store_attempted = _stop_once_a_batch_commits(monkeypatch, worker)
+        with database_unavailable():
+            for number in range(3):
+                _publish_numbered(device, number)
+            # The worker holds its first batch and waits for the database.
+            assert store_attempted.wait(timeout=20)
+            for number in range(3, 7):
+                _publish_numbered(device, number)
+            # Delivered to the worker while the first batch still waits.
+            assert wait_until(lambda: queue_depth(ingest_queue.queue) == 0)
+            time.sleep(1)
+            assert SensorReading.objects.count() == 0
+        # The database is back: the held batch commits, the stop arrives, the rest is finished.
+        assert wait_until(lambda: worker._stop_requested, timeout=30)
+
+    assert SensorReading.objects.count() == 7
+    assert DeviceEvent.objects.count() == 7
+    assert IngestMessage.objects.filter(status="processed").count() == 7
+    assert worker.totals.batches == 2
+    assert queue_depth(ingest_queue.queue) == 0  # acked: nothing came back when the worker left
+
+
+def test_a_stop_while_a_batch_fills_stores_and_acks_what_was_delivered(ingest_queue):
+    device = DeviceFactory()
+    with worker_thread(ingest_queue, batch_size=50, batch_max_wait=3.0) as worker:
+        for minute in range(3):
+            _publish_numbered(device, minute)
+        # Delivered, and the worker waits up to 3 s for its batch to fill: stop now.
+        assert wait_until(lambda: queue_depth(ingest_queue.queue) == 0)
+        worker.request_stop()
+
+    assert SensorReading.objects.count() == 3
+    assert DeviceEvent.objects.count() == 3
+    assert queue_depth(ingest_queue.queue) == 0
+    assert worker.totals.batches == 1
+
+
+def test_a_stop_before_running_takes_nothing(ingest_queue):
     device = DeviceFactory()
     for minute in range(5):
         device_batch_accept(device=device, readings=[_reading(minutes_ago=minute + 1)], events=[])
@@ -120,7 +199,6 @@ def test_stop_request_finishes_the_current_batch(ingest_queue):
 
     worker.run()
 
-    # Stopped before consuming: nothing taken, nothing lost.
     assert SensorReading.objects.count() == 0
     assert queue_depth(ingest_queue.queue) == 5
     assert Device.objects.filter(last_seen_at__isnull=False).count() == 0
