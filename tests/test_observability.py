@@ -204,6 +204,7 @@ def test_without_log_dir_logs_go_to_the_console_only():
         RABBITMQ_PASSWORD="pw",
         DJANGO_ALLOWED_HOSTS="x",
         DATABASE_URL="postgres://x@db/x",
+        CACHE_URL="redis://127.0.0.1:6379/0",
     )
     result = subprocess.run(
         [sys.executable, "-c", script],

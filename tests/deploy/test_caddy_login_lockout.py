@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import http.client
 import re
-import shutil
 import ssl
 import subprocess
 from urllib.parse import urlencode
@@ -12,12 +11,10 @@ from urllib.parse import urlencode
 import pytest
 from django.conf import settings
 
-from tests.deploy.test_caddy import CADDYFILE, _caddy_env
+from tests.deploy.test_caddy import CADDY, CADDYFILE, _caddy_env
 from tests.factories import UserFactory
 from tests.web import free_port, gunicorn_server
 from tests.workers import stop_worker_process, wait_until
-
-pytestmark = pytest.mark.skipif(shutil.which("caddy") is None, reason="caddy is installed by deploy/test.sh")
 
 
 @pytest.mark.usefixtures("committed_db")
@@ -26,7 +23,7 @@ def test_rotating_x_forwarded_for_through_caddy_does_not_escape_the_lockout(tmp_
     https_port = free_port()
     with gunicorn_server(ingest_queue, workers=2) as web_port:
         caddy = subprocess.Popen(
-            ["caddy", "run", "--config", str(CADDYFILE), "--adapter", "caddyfile"],
+            [str(CADDY), "run", "--config", str(CADDYFILE), "--adapter", "caddyfile"],
             env=_caddy_env(
                 tmp_path,
                 HTTP_PORT=str(free_port()),

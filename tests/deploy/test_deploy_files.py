@@ -169,6 +169,7 @@ DJANGO_ALLOWED_HOSTS=localhost,127.0.0.1
 DATABASE_URL=postgres://iot_care:iot_care@127.0.0.1:5432/iot_care
 RABBITMQ_USER=guest
 RABBITMQ_PASSWORD=guest
+CACHE_URL=redis://127.0.0.1:6379/0
 """
 
 

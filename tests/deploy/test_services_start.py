@@ -36,7 +36,11 @@ from tests.workers import stop_worker_process, wait_until, worker_environment
 ROOT = Path(settings.BASE_DIR)
 DEPLOY = ROOT / "deploy"
 VENV_BIN = Path(sys.executable).parent
-INFRA_IMAGES = {"postgres": "this machine's PostgreSQL", "rabbitmq": "this machine's RabbitMQ"}
+INFRA_IMAGES = {
+    "postgres": "this machine's PostgreSQL",
+    "rabbitmq": "this machine's RabbitMQ",
+    "redis": "this machine's Redis",
+}
 # What the official caddy image runs (its CMD), with the Caddyfile mounted at this path.
 CADDY_IMAGE_CONFIG = "/etc/caddy/Caddyfile"
 
@@ -340,7 +344,7 @@ def test_every_compose_service_starts_with_the_images_environment(ingest_queue, 
     for compose_path in (DEPLOY / "compose").glob("*.yml"):
         for name in ("web", "worker", "jobs", "scheduler", "caddy"):
             assert f"{compose_path.name}:{name}" in started, (compose_path.name, name)
-    assert all("postgres" in line or "rabbitmq" in line for line in skipped), skipped
+    assert all(any(infra in line for infra in INFRA_IMAGES) for line in skipped), skipped
 
 
 @pytest.mark.usefixtures("committed_db")

@@ -165,7 +165,6 @@ def _prod_settings_import(**overrides: str) -> subprocess.CompletedProcess:
     environment = {
         "PATH": os.environ["PATH"],
         "DJANGO_SETTINGS_MODULE": "config.settings.prod",
-        "DJANGO_ENV_FILE": "/nonexistent/.env",
         "DJANGO_SECRET_KEY": "x" * 60,
         "DATABASE_URL": "postgres://u:p@127.0.0.1:5432/d",
         "RABBITMQ_PASSWORD": "p",
