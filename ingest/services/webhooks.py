@@ -39,7 +39,7 @@ from typing import Any
 from django.conf import settings
 
 from ingest.errors import ApplicationError
-from ingest.json_input import JsonInputError, json_parse, json_value_problem
+from ingest.json_input import JsonInputError, json_parse, json_value_problem, text_problem
 from ingest.messages import WebhookMessage
 from ingest.models import WebhookSource
 from ingest.services.ingestion import webhook_event_accept
@@ -230,6 +230,9 @@ def _event_type_of(payload: dict[str, Any], header_event_type: str | None) -> st
             code="invalid",
             fields={"type": [f"At most {EVENT_TYPE_MAX_LENGTH} characters."]},
         )
+    problem = text_problem(event_type)
+    if problem is not None:  # only the header can carry one: the body's values are checked already
+        raise ApplicationError("The event type cannot be stored.", code="invalid", fields={"type": [problem]})
     return event_type
 
 

@@ -80,6 +80,14 @@ def test_webhook_event_type_falls_back_to_the_header_then_unknown(webhook_source
     assert types == ["visit.started", "unknown"]
 
 
+def test_an_event_type_header_the_database_cannot_store_is_a_400_naming_it(webhook_source, ingest_queue):
+    response = signed_webhook_post(b'{"visit": 1}', HTTP_X_EVENT_TYPE="visit\x00started")
+    assert response.status_code == 400, response.content
+    assert response.json()["code"] == "invalid"
+    assert list(response.json()["fields"]) == ["type"]
+    assert queued_messages(ingest_queue.queue) == []
+
+
 @pytest.mark.usefixtures("committed_db")
 def test_the_same_signed_delivery_posted_three_times_is_stored_once(webhook_source, ingest_queue):
     headers = signed_headers(BODY, delivery_id="msg_replayed")
