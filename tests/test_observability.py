@@ -139,6 +139,37 @@ def test_a_worker_serves_its_own_metrics_when_asked(ingest_queue):
     assert returncode == 0, output
 
 
+@pytest.mark.usefixtures("committed_db")
+@pytest.mark.parametrize(("address", "reachable_elsewhere"), [(None, False), ("0.0.0.0", True)])
+def test_a_workers_metrics_listen_on_loopback_unless_told_otherwise(
+    ingest_queue, address, reachable_elsewhere
+):
+    """127.0.0.2 stands for "another interface": only a socket bound to every interface answers there."""
+    import socket
+    import urllib.request
+
+    from tests.workers import start_command_process, stop_worker_process, wait_until
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    extra_env = {"WORKER_METRICS_ADDRESS": address} if address else {}
+    worker = start_command_process(ingest_queue, "consume_queue", "--metrics-port", str(port), **extra_env)
+
+    def answers(host: str) -> bool:
+        try:
+            return urllib.request.urlopen(f"http://{host}:{port}/metrics", timeout=2).status == 200
+        except OSError:
+            return False
+
+    try:
+        assert wait_until(lambda: answers("127.0.0.1"), timeout=20)
+        assert answers("127.0.0.2") is reachable_elsewhere
+    finally:
+        returncode, output = stop_worker_process(worker)
+    assert returncode == 0, output
+
+
 LOG_WRITER = """
 import logging, os, sys
 import django

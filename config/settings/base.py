@@ -217,6 +217,9 @@ QUEUE_DEPTH_CACHE_SECONDS = env.float("QUEUE_DEPTH_CACHE_SECONDS", default=2)
 METRICS_TOKEN = env.str("METRICS_TOKEN", default="")
 # consume_queue serves its own metrics on this port when set (separate hosts/containers).
 WORKER_METRICS_PORT = env.int("WORKER_METRICS_PORT", default=0)
+# Loopback unless told otherwise: the port has no token (the image sets 0.0.0.0, where the
+# compose network is the boundary).
+WORKER_METRICS_ADDRESS = env.str("WORKER_METRICS_ADDRESS", default="127.0.0.1")
 
 # Console bulk jobs (run_console_jobs): dead letters per transaction, and the rate bound.
 CONSOLE_BULK_CHUNK_SIZE = env.int("CONSOLE_BULK_CHUNK_SIZE", default=500)

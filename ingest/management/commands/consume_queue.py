@@ -36,7 +36,7 @@ class Command(BaseCommand):
     def handle(self, *args, batch_size, batch_max_wait, stop_when_idle, metrics_port, **options):
         if metrics_port:
             # A worker on another machine or container cannot share gunicorn's metrics files.
-            start_http_server(metrics_port)
+            start_http_server(metrics_port, addr=settings.WORKER_METRICS_ADDRESS)
         worker = IngestWorker(
             topology=Topology.from_settings(),
             batch_size=batch_size,
