@@ -272,3 +272,14 @@ def test_scheduler_page(live_server, page, screenshot):
     page.click("#job-raise_alerts button[value=pause]")
     expect(page.locator(".messages")).to_contain_text("Pause of raise_alerts sent to the scheduler")
     screenshot(page, "scheduler")
+
+
+def test_an_expired_session_takes_the_overview_to_the_login_page(live_server, page):
+    """The panel refreshes itself: once the session is gone it must not show the login form
+    inside the overview, but send the whole page to the login."""
+    UserFactory(username="victor", role=VIEWERS)
+    log_in(page, live_server.url, "victor")
+    expect(page.locator("#overview-panel")).to_contain_text("Consumers on the main queue")
+    page.context.clear_cookies()  # as when the session ends on the server
+    page.wait_for_url(f"{live_server.url}/console/login/**", timeout=15_000)
+    expect(page.locator("input[name=password]")).to_have_count(1)

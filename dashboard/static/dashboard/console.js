@@ -7,7 +7,15 @@
     var seconds = Number(panel.dataset.refreshSeconds || 5);
     function refresh() {
       fetch(panel.dataset.refreshUrl, { credentials: "same-origin", headers: { "X-Requested-With": "fetch" } })
-        .then(function (response) { return response.ok ? response.text() : Promise.reject(response.status); })
+        .then(function (response) {
+          // Redirected to the login page: the session has ended. Show the whole page's login,
+          // not a login form inside the panel.
+          if (response.redirected && response.url.indexOf("/login/") !== -1) {
+            window.location.reload();
+            return Promise.reject("session ended");
+          }
+          return response.ok ? response.text() : Promise.reject(response.status);
+        })
         .then(function (html) { panel.innerHTML = html; panel.dataset.refreshedAt = new Date().toISOString(); })
         .catch(function () { /* keep the last good panel; try again next tick */ });
     }
