@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
+from axes.models import AccessFailureLog, AccessLog
 from django.conf import settings
 from django.db.models import QuerySet
 from django_apscheduler.models import DjangoJobExecution
@@ -25,7 +26,8 @@ def _delete_in_chunks(queryset: QuerySet) -> int:
 
 
 def housekeeping_prune(*, now: datetime) -> dict[str, int]:
-    """Prune old job executions, processed ledger rows, discarded dead letters, collection runs.
+    """Prune old job executions, processed ledger rows, discarded dead letters, collection
+    runs and login records.
 
     The ledger retention must stay longer than any redelivery can take: a processed
     message pruned from the ledger would be stored again if it ever came back.
@@ -51,5 +53,13 @@ def housekeeping_prune(*, now: datetime) -> dict[str, int]:
         ),
         "collection_runs": _delete_in_chunks(
             CollectionRun.objects.filter(started_at__lt=now - settings.RETENTION_COLLECTION_RUNS_DAYS * days)
+        ),
+        # Every login writes a row: without pruning these tables only grow. Lockouts in
+        # force (AccessAttempt) are axes' own business and expire with the cool-off.
+        "login_records": sum(
+            _delete_in_chunks(
+                model.objects.filter(attempt_time__lt=now - settings.RETENTION_LOGIN_RECORDS_DAYS * days)
+            )
+            for model in (AccessLog, AccessFailureLog)
         ),
     }

@@ -6,6 +6,7 @@ import uuid
 from datetime import timedelta
 
 import pytest
+from axes.models import AccessAttempt, AccessFailureLog, AccessLog
 from django.utils import timezone
 from django_apscheduler.models import DjangoJob, DjangoJobExecution
 
@@ -48,10 +49,27 @@ def test_old_bookkeeping_is_pruned_and_recent_or_live_rows_are_kept(settings):
         source=source, started_at=now - timedelta(days=20), finished_at=now, status="ok"
     )
     reading = SensorReadingFactory(measured_at=now - timedelta(days=29))
+    login_record = {"username": "olivia", "ip_address": "192.0.2.1", "user_agent": "test"}
+    for model in (AccessLog, AccessFailureLog):
+        model.objects.create(**login_record)  # attempt_time is set on insert: move it back after
+    AccessLog.objects.update(attempt_time=now - timedelta(days=91))
+    AccessFailureLog.objects.update(attempt_time=now - timedelta(days=91))
+    recent_login = AccessLog.objects.create(**login_record)
+    lockout = AccessAttempt.objects.create(**login_record, failures_since_start=10)
+    AccessAttempt.objects.filter(pk=lockout.pk).update(attempt_time=now - timedelta(days=91))
 
     pruned = housekeeping_prune(now=now)
 
-    assert pruned == {"job_executions": 1, "ledger": 1, "discarded_dead_letters": 1, "collection_runs": 1}
+    assert pruned == {
+        "job_executions": 1,
+        "ledger": 1,
+        "discarded_dead_letters": 1,
+        "collection_runs": 1,
+        "login_records": 2,
+    }
+    assert list(AccessLog.objects.all()) == [recent_login]
+    assert not AccessFailureLog.objects.exists()
+    assert AccessAttempt.objects.filter(pk=lockout.pk).exists()  # a lockout is axes' to lift
     assert set(IngestMessage.objects.all()) == {recent_processed, pending}
     assert not IngestMessage.objects.filter(pk=old_processed.pk).exists()
     assert list(DeadLetter.objects.all()) == [old_dead]  # a dead letter waits for an operator, however old
