@@ -113,3 +113,13 @@ class SensorReadingFactory(factory.django.DjangoModelFactory):
     value = 70.0
     unit = "bpm"
     measured_at = factory.Sequence(lambda n: timezone.now() - timedelta(seconds=n))
+
+
+def reading_record(minutes_ago: int = 1) -> dict:
+    """One reading as a device message carries it (a heart rate, ``minutes_ago`` old)."""
+    return {
+        "metric": "heart_rate",
+        "value": 70.0,
+        "unit": "bpm",
+        "measured_at": timezone.now() - timedelta(minutes=minutes_ago),
+    }

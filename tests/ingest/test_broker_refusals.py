@@ -29,7 +29,7 @@ from tests.broker import (
     queue_depth,
     queued_messages,
 )
-from tests.factories import DeadLetterFactory, DeviceFactory, UserFactory
+from tests.factories import DeadLetterFactory, DeviceFactory, UserFactory, reading_record
 from tests.workers import wait_until, worker_thread
 
 needs_policies = pytest.mark.skipif(
@@ -112,7 +112,7 @@ def test_the_console_tells_the_operator_when_the_broker_refused_a_requeue(ingest
     dead = _dead_letter_of(DeviceFactory())
     client = Client()
     client.force_login(UserFactory(username="olivia", role="Console operators"))
-    form = {"reason": "fixed", **({"edit": "1", "body": _edited(dead)} if edit else {})}
+    form = {"reason": "corrected the heart rate", **({"edit": "1", "body": _edited(dead)} if edit else {})}
 
     with broker_refusing_publishes_to(ingest_queue.queue):
         response = client.post(
@@ -122,8 +122,12 @@ def test_the_console_tells_the_operator_when_the_broker_refused_a_requeue(ingest
         )
 
     page = response.content.decode()
-    assert response.status_code == 200
+    # A refused edit shows the form again with what the operator typed (503: nothing was
+    # queued); a plain requeue goes back to the page with the message.
+    assert response.status_code == (503 if edit else 200)
     assert "broker did not confirm" in page
+    if edit:
+        assert "corrected the heart rate" in page and "71.0" in page
     assert "requeued (the broker confirmed it)" not in page
     _assert_untouched(dead, ingest_queue)
 
@@ -163,20 +167,11 @@ def test_a_message_the_broker_cannot_route_is_a_503_never_a_202(device_client, i
 # --- the worker's own publishes: retry tiers and the dead-letter queue ---------------
 
 
-def _reading(minutes_ago: int = 1) -> dict:
-    return {
-        "metric": "heart_rate",
-        "value": 70.0,
-        "unit": "bpm",
-        "measured_at": timezone.now() - timedelta(minutes=minutes_ago),
-    }
-
-
 @pytest.mark.usefixtures("committed_db")
 @needs_policies
 def test_a_retry_the_broker_refuses_stays_on_the_main_queue(ingest_queue):
     """The worker acks a failed message only once its retry copy is confirmed."""
-    poison = publish_device_batch(device_id=MISSING_DEVICE_ID, readings=[_reading()])  # devices FK
+    poison = publish_device_batch(device_id=MISSING_DEVICE_ID, readings=[reading_record()])  # devices FK
     first_retry_queue = ingest_queue.retry_queue(1)
 
     with broker_refusing_publishes_to(first_retry_queue):

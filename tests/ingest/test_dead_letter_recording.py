@@ -7,13 +7,11 @@ import codecs
 import json
 import urllib.request
 import uuid
-from datetime import timedelta
 
 import pika
 import pytest
 from django.db import connection
 from django.test import Client
-from django.utils import timezone
 
 from dashboard.selectors import dead_letter_queryset
 from ingest.broker.connection import open_connection
@@ -21,7 +19,7 @@ from ingest.messages import DEVICE_BATCH
 from ingest.models import DeadLetter, DeadLetterAction
 from ingest.services.dead_letters import ESCAPED_BYTES, ESCAPED_TEXT
 from tests.broker import publish_device_batch, publish_raw, queue_depth
-from tests.factories import UserFactory
+from tests.factories import UserFactory, reading_record
 from tests.workers import wait_until, worker_thread
 
 pytestmark = pytest.mark.usefixtures("committed_db")
@@ -77,22 +75,13 @@ def _headers_restored(value):
     return value
 
 
-def _reading(minutes_ago: int = 1) -> dict:
-    return {
-        "metric": "heart_rate",
-        "value": 70.0,
-        "unit": "bpm",
-        "measured_at": timezone.now() - timedelta(minutes=minutes_ago),
-    }
-
-
 def test_any_bytes_are_recorded_byte_for_byte_and_never_block_the_letters_behind(ingest_queue):
     sent = {
         _publish_with_headers(ingest_queue.queue, body, AWKWARD_HEADERS): body
         for body in BODIES_TEXT_CANNOT_HOLD
     }
     # Ordinary poison behind them: one that is retried first, one undecodable at once.
-    poison = publish_device_batch(device_id=MISSING_DEVICE_ID, readings=[_reading()])
+    poison = publish_device_batch(device_id=MISSING_DEVICE_ID, readings=[reading_record()])
     sent[str(poison.message_id)] = poison.to_body()
     sent[publish_raw(b"garbage")] = b"garbage"
 

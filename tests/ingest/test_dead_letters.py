@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import time
 import uuid
-from datetime import datetime, timedelta
+from datetime import datetime
 
 import pytest
 from django.contrib.auth import get_user_model
@@ -22,21 +22,12 @@ from ingest.services.dead_letters import (
 )
 from ingest.services.ingestion import device_batch_accept
 from tests.broker import publish_device_batch, publish_raw, queue_depth
-from tests.factories import DeviceFactory
+from tests.factories import DeviceFactory, reading_record
 from tests.workers import database_unavailable, wait_until, worker_thread
 
 pytestmark = pytest.mark.usefixtures("committed_db")
 
 MISSING_DEVICE_ID = 987_654
-
-
-def _reading(minutes_ago: int = 1) -> dict:
-    return {
-        "metric": "heart_rate",
-        "value": 70.0,
-        "unit": "bpm",
-        "measured_at": timezone.now() - timedelta(minutes=minutes_ago),
-    }
 
 
 def _dead_letter_count() -> int:
@@ -45,9 +36,11 @@ def _dead_letter_count() -> int:
 
 def test_a_poison_message_is_retried_with_growing_delays_then_dead_lettered(ingest_queue, settings):
     device = DeviceFactory()
-    good_before = device_batch_accept(device=device, readings=[_reading(1)], events=[])
-    poison = publish_device_batch(device_id=MISSING_DEVICE_ID, readings=[_reading(2)])  # violates devices FK
-    good_after = device_batch_accept(device=device, readings=[_reading(3)], events=[])
+    good_before = device_batch_accept(device=device, readings=[reading_record(1)], events=[])
+    poison = publish_device_batch(
+        device_id=MISSING_DEVICE_ID, readings=[reading_record(2)]
+    )  # violates devices FK
+    good_after = device_batch_accept(device=device, readings=[reading_record(3)], events=[])
 
     with worker_thread(ingest_queue) as worker:
         assert wait_until(lambda: _dead_letter_count() == 1)
@@ -104,7 +97,7 @@ def test_an_undecodable_message_is_dead_lettered_at_once(ingest_queue, body, rea
 
 def _poisoned_dead_letter(ingest_queue) -> tuple[DeadLetter, object]:
     device = DeviceFactory()
-    poison = publish_device_batch(device_id=MISSING_DEVICE_ID, readings=[_reading(5)])
+    poison = publish_device_batch(device_id=MISSING_DEVICE_ID, readings=[reading_record(5)])
     IngestMessage.objects.create(
         message_id=poison.message_id, kind=DEVICE_BATCH, device_id=device.id, received_at=timezone.now()
     )
