@@ -28,17 +28,12 @@ from django.utils import timezone
 from ingest.models import IngestMessage
 from ingest.services.devices import device_key_issue
 from tests.factories import DeviceFactory
-from tests.workers import PROJECT_ROOT, stop_worker_process, wait_until, worker_environment
+from tests.web import free_port, gunicorn_server
+from tests.workers import PROJECT_ROOT, stop_worker_process, wait_until
 
 CADDYFILE = Path(settings.BASE_DIR) / "Caddyfile"
 CADDY = Path(sys.executable).parent / "caddy"
 GUNICORN = Path(sys.executable).parent / "gunicorn"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def _caddy_env(tmp_path, **extra) -> dict:
@@ -88,17 +83,13 @@ class WebStack:
 @contextmanager
 def web_stack(tmp_path, topology, *, gunicorn_env: dict, caddy_env: dict | None = None) -> Iterator[WebStack]:
     """gunicorn with the project's gunicorn.conf.py, and Caddy with the project's Caddyfile."""
-    web_port, https_port = free_port(), free_port()
+    https_port = free_port()
     assert CADDY.exists(), f"{CADDY} is missing: the dev lock installs Caddy (caddyserver)"
-    gunicorn = subprocess.Popen(
-        [str(GUNICORN), "-c", "gunicorn.conf.py", "config.wsgi:application"],
-        cwd=PROJECT_ROOT,
-        env={**worker_environment(topology), "GUNICORN_BIND": f"127.0.0.1:{web_port}", **gunicorn_env},
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        start_new_session=True,
-    )
+    with gunicorn_server(topology, workers=2, **gunicorn_env) as web_port:
+        yield from _caddy_in_front(tmp_path, web_port, https_port, caddy_env)
+
+
+def _caddy_in_front(tmp_path, web_port: int, https_port: int, caddy_env: dict | None) -> Iterator[WebStack]:
     caddy = subprocess.Popen(
         [str(CADDY), "run", "--config", str(CADDYFILE), "--adapter", "caddyfile"],
         env=_caddy_env(
@@ -130,7 +121,6 @@ def web_stack(tmp_path, topology, *, gunicorn_env: dict, caddy_env: dict | None 
         yield stack
     finally:
         stop_worker_process(caddy)
-        stop_worker_process(gunicorn)
 
 
 class SlowSenders:
