@@ -16,6 +16,7 @@ import configparser
 import re
 import secrets
 import shlex
+import signal
 import socket
 import ssl
 import subprocess
@@ -249,6 +250,10 @@ class OutputReader:
         for line in process.stdout:
             self.lines.append(line)
 
+    def wait_for_end(self) -> None:
+        """Every line, once the process has ended (the pipe is read to its end here, and only here)."""
+        self._thread.join(timeout=10)
+
     @property
     def text(self) -> str:
         return "".join(self.lines)
@@ -295,7 +300,7 @@ def start_and_stop(service: Service, folder: Path) -> None:
         kind, _, target = service.ready.partition(":")
         if kind == "exit":
             process.wait(timeout=180)
-            time.sleep(0.2)
+            output.wait_for_end()
             assert process.returncode == 0, f"{service.name} failed:\n{output.text}"
             return
 
@@ -322,8 +327,17 @@ def start_and_stop(service: Service, folder: Path) -> None:
         if notify_socket is not None:
             notify_socket.close()
         if process.poll() is None:
-            returncode, _ = stop_worker_process(process, timeout=30)
-            assert returncode == 0, f"{service.name} did not stop cleanly ({returncode}):\n{output.text}"
+            # Not communicate(): the reader thread owns the pipe until it ends.
+            process.send_signal(signal.SIGTERM)
+            try:
+                process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+            output.wait_for_end()
+            assert process.returncode == 0, (
+                f"{service.name} did not stop cleanly ({process.returncode}):\n{output.text}"
+            )
 
 
 @pytest.fixture
