@@ -124,7 +124,10 @@ AUTHENTICATION_BACKENDS = [
 AXES_FAILURE_LIMIT = env.int("LOGIN_FAILURE_LIMIT", default=10)
 AXES_COOLOFF_TIME = timedelta(minutes=env.int("LOGIN_LOCKOUT_MINUTES", default=15))
 AXES_LOCKOUT_PARAMETERS = ["username", "ip_address"]
-AXES_RESET_ON_SUCCESS = True
+# A successful login clears nothing: axes would clear every failure of that user name OR
+# that address, so anyone with an account of their own could reset the count between
+# rounds of guesses at someone else's password. Failures expire with the cool-off instead.
+AXES_RESET_ON_SUCCESS = False
 AXES_CLIENT_IP_CALLABLE = "dashboard.lockout.client_address"
 AXES_LOCKOUT_CALLABLE = "dashboard.lockout.lockout_response"
 # Peers whose X-Forwarded-For is believed (addresses or networks; "*" for any): the
