@@ -16,31 +16,37 @@ from django.conf import settings
 from django.shortcuts import render
 
 
-def _is_trusted_proxy(address: str) -> bool:
+def _in_trusted_networks(address: str) -> bool:
+    """Whether ``address`` is one of the proxies named by address or network."""
     try:
         ip = ipaddress.ip_address(address)
     except ValueError:
         return False
     for trusted in settings.TRUSTED_PROXY_ADDRESSES:
-        if trusted == "*":
-            return True
         try:
-            if ip in ipaddress.ip_network(trusted, strict=False):
+            if trusted != "*" and ip in ipaddress.ip_network(trusted, strict=False):
                 return True
         except ValueError:
             continue
     return False
 
 
+def _peer_is_trusted(peer: str) -> bool:
+    return "*" in settings.TRUSTED_PROXY_ADDRESSES or _in_trusted_networks(peer)
+
+
 def client_address(request) -> str:
     """The client's address: the peer, or what a trusted proxy (Caddy) says it saw.
 
     Caddy appends the address it was connected from to ``X-Forwarded-For``; everything to
-    the left of it was written by the client and proves nothing. So the address taken is
-    the right-most one that is not itself a trusted proxy, and only when the peer is one.
+    the left of it was written by the client and proves nothing. So, only when the peer
+    is a trusted proxy, the address taken is the right-most one that is not itself a
+    named proxy. ``*`` trusts any peer but names no address: with it, the right-most entry
+    (the one the peer wrote) is the client. Were ``*`` to match forwarded entries too,
+    every client would fall back to the proxy's own address and share one lockout count.
     """
     peer = request.META.get("REMOTE_ADDR", "")
-    if not _is_trusted_proxy(peer):
+    if not _peer_is_trusted(peer):
         return peer
     forwarded = [part.strip() for part in request.META.get("HTTP_X_FORWARDED_FOR", "").split(",")]
     for address in reversed([part for part in forwarded if part]):
@@ -48,7 +54,7 @@ def client_address(request) -> str:
             ipaddress.ip_address(address)
         except ValueError:
             return peer  # a proxy we trust never writes garbage: do not guess past it
-        if not _is_trusted_proxy(address):
+        if not _in_trusted_networks(address):
             return address
     return peer
 

@@ -111,6 +111,28 @@ def test_the_address_behind_the_proxy_is_the_one_the_proxy_saw(settings):
     assert client_address(request) == "127.0.0.1"
 
 
+@pytest.mark.parametrize("trusted", [["*"], ["172.18.0.0/16"]], ids=["any-peer", "compose-network"])
+def test_behind_a_proxy_trusted_by_star_or_network_each_client_has_its_own_address(settings, trusted):
+    """The compose files trust the proxy container (``*``): the address Caddy saw counts,
+    not Caddy's own, or one guesser would lock every client out."""
+    settings.TRUSTED_PROXY_ADDRESSES = trusted
+    request = RequestFactory(REMOTE_ADDR="172.18.0.5").get("/", HTTP_X_FORWARDED_FOR="6.6.6.6, 203.0.113.7")
+    assert client_address(request) == "203.0.113.7"
+
+
+def test_one_guesser_behind_the_compose_proxy_does_not_lock_others_out(operator, settings):
+    settings.TRUSTED_PROXY_ADDRESSES = ["*"]
+
+    def through_caddy(client_seen_by_caddy: str) -> Client:
+        return Client(REMOTE_ADDR="172.18.0.5", HTTP_X_FORWARDED_FOR=client_seen_by_caddy)
+
+    for number in range(settings.AXES_FAILURE_LIMIT):
+        _login(through_caddy("203.0.113.7"), f"guess{number}", "wrong")
+
+    assert _login(through_caddy("203.0.113.7"), "olivia", RIGHT).status_code == 429
+    assert _login(through_caddy("198.51.100.9"), "olivia", RIGHT).status_code == 302
+
+
 def test_spoofed_forwarded_addresses_do_not_escape_the_lockout(operator, settings):
     """Rotating X-Forwarded-For from an untrusted peer changes nothing."""
     for number in range(settings.AXES_FAILURE_LIMIT):
