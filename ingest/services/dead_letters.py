@@ -22,7 +22,7 @@ from django.utils import timezone
 
 from ingest.broker.publisher import OutgoingMessage, publish_all_confirmed
 from ingest.errors import ApplicationError
-from ingest.json_input import text_escaped, text_problem
+from ingest.json_input import JsonInputError, json_parse, text_escaped, text_problem
 from ingest.messages import (
     DEVICE_BATCH,
     HEADER_ERROR_CLASS,
@@ -303,8 +303,8 @@ def _edited_body_check(dead_letter: DeadLetter, edited_body: str) -> bytes:
             {"body": ["Only a device's readings and events can be edited."]},
         )
     try:
-        edited = json.loads(edited_body)
-    except ValueError as error:
+        edited = json_parse(edited_body)  # the API's own reader: no NaN, nesting bounded
+    except JsonInputError as error:
         raise _edit_refused(
             f"the edited body is not a valid message: {error}", {"body": [f"The body is not JSON: {error}"]}
         ) from error

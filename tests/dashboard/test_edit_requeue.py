@@ -109,6 +109,30 @@ def test_a_refused_edit_shows_the_page_again_with_the_operators_body_and_reason(
     _assert_nothing_published(dead, ingest_queue.queue)
 
 
+@pytest.mark.parametrize(
+    "damage",
+    [
+        lambda body: body.replace('"unit": "bpm"', '"unit": "bpm", "x": ' + "[" * 5000 + "]" * 5000, 1),
+        lambda body: body.replace('"value": 70.0', '"value": NaN', 1),
+    ],
+    ids=["nested-5000-levels", "NaN"],
+)
+def test_an_edit_the_api_could_not_parse_is_refused_keeping_the_body(operator_client, ingest_queue, damage):
+    """The edit is read by the API's own JSON reader: what the API would answer 400 to is a
+    refused edit (never a 500, never requeued to fail again in the worker)."""
+    dead = DeadLetterFactory()
+    edited_body = damage(json.dumps(json.loads(dead.body_text)))
+    assert edited_body != dead.body_text
+
+    response = _requeue_edited(operator_client, dead, edited_body, reason="fix it")
+
+    assert response.status_code == 400
+    content = response.content.decode()
+    assert 'value="fix it"' in content
+    assert "The body is not JSON" in content
+    _assert_nothing_published(dead, ingest_queue.queue)
+
+
 def test_an_edit_of_a_partners_webhook_event_is_refused(operator_client, ingest_queue):
     message_id = uuid.uuid4()
     body = {
