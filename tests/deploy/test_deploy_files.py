@@ -96,6 +96,9 @@ def test_systemd_units_are_complete(unit):
     assert parser["Service"]["KillSignal"] == "SIGTERM"
     assert parser["Service"]["User"] == "iot_care"
     assert parser["Install"]["WantedBy"] == "multi-user.target"
+    # manage.py defaults to the development settings: each unit names production itself,
+    # so an env file that leaves DJANGO_SETTINGS_MODULE out cannot start a unit on them.
+    assert "DJANGO_SETTINGS_MODULE=config.settings.prod" in parser["Service"]["Environment"].split()
 
 
 def test_production_settings_pass_check_deploy_without_warnings():
