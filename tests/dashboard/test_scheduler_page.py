@@ -108,6 +108,15 @@ def test_a_refused_scheduler_request_is_not_audited(operator_client):
     assert not AuditEntry.objects.exists() and not SchedulerRequest.objects.exists()
 
 
+@pytest.mark.parametrize("job_id", ["a%00b", "raise%20alerts", "%C2%B2"])
+def test_a_job_id_that_is_no_job_name_is_a_404(operator_client, job_id):
+    from dashboard.models import AuditEntry
+
+    response = operator_client.post(f"/console/scheduler/jobs/{job_id}/", {"action": "pause"})
+    assert response.status_code == 404
+    assert not AuditEntry.objects.exists() and not SchedulerRequest.objects.exists()
+
+
 def test_a_paused_safety_job_is_an_alarm_on_the_overview(viewer_client):
     DjangoJob.objects.create(id="raise_alerts", next_run_time=None, job_state=b"")  # paused
     DjangoJob.objects.create(id="collect_sources", next_run_time=timezone.now(), job_state=b"")
