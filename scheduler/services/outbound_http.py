@@ -7,9 +7,11 @@ What a plain ``urllib.request.urlopen`` does not guarantee and this module does:
   the rest of the chain (so also on a redirect from https to http).
 * **No private targets.** Every host, the first and each redirect's, is resolved once;
   an address that is not globally routable (loopback, private, link-local, carrier-grade
-  NAT, multicast, unspecified, reserved) is refused unless it is inside one of the
-  allowed networks. The connection goes to the address that was checked, never to a
-  second DNS answer, so a short-lived DNS record cannot swap it for another one.
+  NAT, multicast, unspecified, reserved, site-local), or an IPv6 address that stands for
+  such an IPv4 address (IPv4-mapped, NAT64, 6to4, Teredo and the like), is refused unless
+  it is inside one of the allowed networks. The connection goes to the address that was
+  checked, never to a second DNS answer, so a short-lived DNS record cannot swap it for
+  another one.
 * **One deadline for the whole fetch.** Resolving, connecting, TLS, the headers and every read of
   the body share one deadline: a server that trickles a byte at a time is cut off when
   it runs out, not when it pauses for longer than a socket timeout.
@@ -73,24 +75,89 @@ class FetchPolicy:
         return cls(max_bytes=max_bytes, allowed_private_networks=networks)
 
 
-def address_refusal(address: Address, allowed: Iterable[Network] = ()) -> str | None:
-    """Why the collector must not connect to ``address``, or None when it may."""
-    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
-        address = address.ipv4_mapped  # ::ffff:127.0.0.1 is 127.0.0.1
-    if any(address in network for network in allowed if network.version == address.version):
-        return None
-    if address.is_global and not address.is_multicast:
-        return None
+# IPv6 forms that are only another way of writing an IPv4 address: whatever answers at
+# them is the IPv4 host, so they are judged as that IPv4 address alone.
+IPV4_COMPATIBLE = ipaddress.ip_network("::/96")  # deprecated; ::/128 and ::1 are not of this kind
+SIIT_TRANSLATED = ipaddress.ip_network("::ffff:0:0:0/96")
+NAT64_WELL_KNOWN = ipaddress.ip_network("64:ff9b::/96")  # what DNS64 answers on an IPv6-only host
+
+# Ranges the IANA special-purpose registries mark as not globally reachable, but which
+# Python 3.11's ``is_global`` still calls global (it consults only its private list).
+NOT_GLOBALLY_REACHABLE: tuple[tuple[Network, str], ...] = (
+    (ipaddress.ip_network("192.0.0.0/24"), "an IETF protocol assignment address"),
+    (ipaddress.ip_network("192.88.99.0/24"), "a deprecated 6to4 relay anycast address"),
+    # Where a local-use NAT64 prefix puts the IPv4 address depends on the prefix length the
+    # network chose, so the address it stands for cannot be read off: refused as a whole.
+    (ipaddress.ip_network("64:ff9b:1::/48"), "a local-use NAT64 address"),
+    (ipaddress.ip_network("3fff::/20"), "a documentation address"),
+)
+
+
+def _addresses_reached(address: Address) -> list[Address]:
+    """Every address a connection to ``address`` may end up at.
+
+    A translated form (IPv4-mapped, IPv4-compatible, SIIT, NAT64 64:ff9b::/96) is its IPv4
+    address and nothing else. A tunnelled one (6to4, Teredo) is a real IPv6 address and
+    also reaches the IPv4 endpoints it carries; those come first, as they name the host
+    that matters.
+    """
+    if isinstance(address, ipaddress.IPv4Address):
+        return [address]
+    if address.ipv4_mapped is not None:
+        return [address.ipv4_mapped]  # the socket connects over IPv4
+    if any(address in prefix for prefix in (SIIT_TRANSLATED, NAT64_WELL_KNOWN)) or (
+        address in IPV4_COMPATIBLE and not (address.is_unspecified or address.is_loopback)
+    ):
+        return [ipaddress.IPv4Address(int(address) & 0xFFFFFFFF)]
+    if address.sixtofour is not None:
+        return [address.sixtofour, address]
+    if address.teredo is not None:
+        return [*address.teredo, address]  # the Teredo server and the client's public (NAT) address
+    return [address]
+
+
+def _why_not_public(address: Address) -> str | None:
+    """What kind of non-public address ``address`` itself is, or None when it is public."""
     for description, applies in (
-        ("loopback", address.is_loopback),
-        ("link-local", address.is_link_local),
-        ("multicast", address.is_multicast),
-        ("unspecified", address.is_unspecified),
-        ("private", address.is_private),
+        ("a loopback address", address.is_loopback),
+        ("a link-local address", address.is_link_local),
+        ("a multicast address", address.is_multicast),  # is_global says yes to global multicast
+        ("an unspecified address", address.is_unspecified),
+        ("a site-local address", getattr(address, "is_site_local", False)),  # fec0::/10, deprecated
     ):
         if applies:
-            return f"{address} is a {description} address"
-    return f"{address} is not a globally routable address"
+            return description
+    for network, description in NOT_GLOBALLY_REACHABLE:
+        if address in network:  # False, not an error, across IP versions
+            return description
+    if address.is_reserved:
+        return "a reserved address"
+    if address.is_private:
+        return "a private address"
+    if not address.is_global:
+        return "not a globally routable address"
+    return None
+
+
+def address_refusal(address: Address, allowed: Iterable[Network] = ()) -> str | None:
+    """Why the collector must not connect to ``address``, or None when it may.
+
+    Every address it reaches must be public or inside an allowed network, so an allowed
+    network also admits its addresses' IPv6 forms (``::ffff:10.0.0.5``, ``64:ff9b::a00:5``
+    with 10.0.0.0/8 allowed), and a public-looking IPv6 address that tunnels to a private
+    IPv4 address is refused like that address.
+    """
+    allowed = tuple(allowed)  # read once per address reached, so not a one-pass iterator
+    for reached in _addresses_reached(address):
+        if any(reached in network for network in allowed):
+            continue
+        kind = _why_not_public(reached)
+        if kind is None:
+            continue
+        if reached == address:
+            return f"{address} is {kind}"
+        return f"{address} stands for {reached}, {kind}"
+    return None
 
 
 def _origin(url: str) -> tuple[str, str, int]:

@@ -304,8 +304,30 @@ class PartnerServerOnPort:
         ("100.64.0.1", "not a globally routable"),  # carrier-grade NAT
         ("0.0.0.0", "unspecified"),
         ("224.0.0.1", "multicast"),
+        ("ff0e::1", "multicast"),  # global-scope multicast, which is_global calls global
+        ("::", "unspecified"),
+        ("240.0.0.1", "reserved"),
+        ("192.88.99.1", "6to4 relay anycast"),
+        ("192.0.0.9", "IETF protocol assignment"),
+        ("fec0::1", "site-local"),
+        ("3fff::1", "documentation"),
+        # IPv6 addresses that carry an IPv4 address are judged by that address too.
+        ("::127.0.0.1", "stands for 127.0.0.1, a loopback"),  # IPv4-compatible, ::/96
+        ("::ffff:0:7f00:1", "stands for 127.0.0.1, a loopback"),  # SIIT, ::ffff:0:0:0/96
+        ("64:ff9b::7f00:1", "stands for 127.0.0.1, a loopback"),  # NAT64 well-known prefix
+        ("64:ff9b::a00:1", "stands for 10.0.0.1, a private"),
+        ("64:ff9b:1::a00:1", "local-use NAT64"),  # where the IPv4 address sits is the network's choice
+        ("2002:7f00:1::1", "stands for 127.0.0.1, a loopback"),  # 6to4
+        ("2002:a9fe:a9fe::1", "stands for 169.254.169.254, a link-local"),
+        ("2001:0:4136:e378:8000:63bf:80ff:fffe", "stands for 127.0.0.1, a loopback"),  # Teredo client
+        ("2001:0:7f00:1:8000:63bf:a2c9:17dd", "stands for 127.0.0.1, a loopback"),  # Teredo server
+        ("2001:0:4136:e378:8000:63bf:a2c9:17dd", "private"),  # Teredo between public addresses
         ("93.184.216.34", None),
         ("2606:4700::1111", None),
+        # The same forms of a public IPv4 address reach a public host.
+        ("::ffff:93.184.216.34", None),
+        ("64:ff9b::5db8:d822", None),  # what DNS64 answers on an IPv6-only network
+        ("2002:5db8:d822::1", None),
     ],
 )
 def test_which_addresses_are_refused(address, refused):
@@ -325,6 +347,14 @@ def test_which_addresses_are_refused(address, refused):
         ("10.1.2.3", "192.168.0.0/16", True),
         ("::ffff:127.0.0.1", "127.0.0.0/8", False),
         ("fd00::5", "fd00::/8", False),
+        # An allowed network also admits the IPv6 forms that stand for its addresses...
+        ("::ffff:10.0.0.5", "10.0.0.0/8", False),
+        ("64:ff9b::a00:5", "10.0.0.0/8", False),
+        ("2002:a00:5::1", "10.0.0.0/8", False),
+        # ...but not those of other private addresses,
+        ("64:ff9b::7f00:1", "10.0.0.0/8", True),
+        # and a tunnel whose IPv6 address is itself not public needs that allowed as well.
+        ("2001:0:4136:e378:8000:63bf:f5ff:fffa", "10.0.0.0/8", True),  # Teredo client 10.0.0.5
     ],
 )
 def test_an_allowed_network_lets_its_private_addresses_through(address, allowed, refused):
