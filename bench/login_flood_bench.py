@@ -2,8 +2,8 @@
 """How much a flood of wrong console logins slows /healthz, against real gunicorn.
 
 Password hashing is deliberately slow (PBKDF2, Django's default hasher; the production
-settings use it too), and gunicorn's sync workers each hash one login at a time: a flood
-of logins leaves no worker for anything else. The login lockout (django-axes) refuses a
+settings use it too) and holds a CPU: a flood of logins leaves the web workers little
+time for anything else. The login lockout (django-axes) refuses a
 locked user name or address before any hashing. Three rounds, numbers printed, nothing
 asserted:
 
