@@ -52,3 +52,15 @@ def test_a_letter_recorded_in_part_says_what_the_database_refused(viewer_client)
     dead = DeadLetterFactory(recording_error="CheckViolation: new row violates check constraint")
     assert "Recorded in part" in _page(viewer_client, dead)
     assert "Recorded in part" not in _page(viewer_client, DeadLetterFactory())
+
+
+def test_the_list_marks_letters_recorded_in_part(viewer_client):
+    in_part = DeadLetterFactory(recording_error="CheckViolation: new row violates check constraint")
+    whole = DeadLetterFactory()
+    rows = {
+        row.split('href="/console/failed/')[1].split("/")[0]: row
+        for row in viewer_client.get("/console/failed/").content.decode().split("<tr")
+        if 'href="/console/failed/' in row
+    }
+    assert "recorded in part" in rows[str(in_part.pk)]
+    assert "recorded in part" not in rows[str(whole.pk)]
