@@ -100,10 +100,10 @@ def reset_dead_letters(count: int, first_device: int, devices: int) -> None:
             cursor.execute(
                 """INSERT INTO ingest_deadletter (message_id, kind, device_id, original_queue, original_routing_key,
                        headers, body, body_text, error_class, error_message, fingerprint, traceback, attempts,
-                       first_failed_at, last_failed_at, status, recorded_at, updated_at)
+                       first_failed_at, last_failed_at, status, recorded_at, updated_at, recording_error)
                    SELECT id, 'device_batch', %s + n %% %s, 'bench-ingest', 'bench-ingest', '{}'::jsonb,
                           convert_to(body, 'UTF8'), body, %s, replace(%s, '<n>', (n %% 997)::text), %s, 'Traceback ...', 5,
-                          now() - make_interval(secs => n * 3), now() - make_interval(secs => n), 'dead', now(), now()
+                          now() - make_interval(secs => n * 3), now() - make_interval(secs => n), 'dead', now(), now(), ''
                    FROM (SELECT n, gen_random_uuid() AS id FROM generate_series(1, %s) n) s,
                         LATERAL (SELECT json_build_object('schema_version', 1, 'kind', 'device_batch', 'message_id', s.id,
                                    'device_id', 900000 + n, 'accepted_at', now(),
