@@ -277,22 +277,36 @@ def test_https_through_caddy_reaches_healthz_and_the_ingest_api(tmp_path, ingest
         assert stack.request("GET", "/metrics")[0] == 404  # never through the proxy
 
 
-@pytest.mark.usefixtures("committed_db")
-def test_slow_bodies_through_caddy_never_reach_the_web_server(tmp_path, ingest_queue):
-    """More slow senders than the web server has threads: Caddy holds their bodies, so
-    gunicorn (one worker, two threads here) keeps answering everyone else at once."""
+def _healthz_through_caddy_with_slow_senders(tmp_path, topology, *, body_timeout: str) -> list[float]:
+    """/healthz latencies through Caddy while 4 slow senders trickle bodies, with more
+    senders than the web server (one worker, two threads) has threads."""
     _, key = device_key_issue(device=DeviceFactory())
     with web_stack(
         tmp_path,
-        ingest_queue,
+        topology,
         gunicorn_env={"GUNICORN_WORKERS": "1", "GUNICORN_THREADS": "2"},
-        # Probing runs past the body timeout: what Caddy does then must not pin gunicorn either.
-        caddy_env={"CADDY_READ_BODY_TIMEOUT": "4s"},
+        caddy_env={"CADDY_READ_BODY_TIMEOUT": body_timeout},
     ) as stack:
         with SlowSenders(lambda: stack.open_connection(direct=False), 4, api_key=key):
             time.sleep(2)  # headers and the first bytes are in before the probing starts
-            latencies = probe_latencies(lambda: stack.request("GET", "/healthz", timeout=5)[0], seconds=8)
+            return probe_latencies(lambda: stack.request("GET", "/healthz", timeout=5)[0], seconds=8)
+
+
+@pytest.mark.usefixtures("committed_db")
+def test_slow_bodies_through_caddy_never_reach_the_web_server(tmp_path, ingest_queue):
+    """Caddy holds the bodies (request_buffers) until they are whole, so gunicorn keeps
+    answering everyone else at once. The body timeout is longer than the probing: no
+    timeout frees a thread here, only the buffering protects it."""
+    latencies = _healthz_through_caddy_with_slow_senders(tmp_path, ingest_queue, body_timeout="60s")
     assert_answered_promptly(latencies, "/healthz through Caddy, with 4 slow senders")
+
+
+@pytest.mark.usefixtures("committed_db")
+def test_what_caddy_does_at_the_body_timeout_does_not_pin_the_web_server(tmp_path, ingest_queue):
+    """Probing runs past a short body timeout: whatever Caddy then passes on (it stops
+    reading, and may forward a cut body) must not hold gunicorn's threads either."""
+    latencies = _healthz_through_caddy_with_slow_senders(tmp_path, ingest_queue, body_timeout="4s")
+    assert_answered_promptly(latencies, "/healthz through Caddy, past the body timeout")
 
 
 @pytest.mark.usefixtures("committed_db")
