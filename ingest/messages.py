@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import json
 import uuid
+from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from ingest.json_input import JSON_MAX_DEPTH, JsonInputError, json_parse
@@ -30,6 +31,23 @@ HEADER_ERROR_MESSAGE = "x-error-message"
 HEADER_TRACEBACK = "x-traceback"
 HEADER_ORIGINAL_QUEUE = "x-original-queue"
 HEADER_ORIGINAL_ROUTING_KEY = "x-original-routing-key"
+
+
+def failure_times_of(headers: Mapping[str, Any]) -> list[datetime]:
+    """The times of a message's failed attempts, read from its ``x-failures`` header.
+
+    Entries that are not ISO times are skipped (a header may come from anywhere); a time
+    without a zone is taken as UTC.
+    """
+    values = headers.get(HEADER_FAILURES)
+    times = []
+    for value in values if isinstance(values, list | tuple) else []:
+        try:
+            instant = datetime.fromisoformat(str(value))
+        except ValueError:
+            continue
+        times.append(instant if instant.tzinfo else instant.replace(tzinfo=UTC))
+    return times
 
 
 class UndecodableMessage(Exception):

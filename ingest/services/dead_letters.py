@@ -14,7 +14,7 @@ import json
 import math
 import re
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, timedelta
+from datetime import date, datetime, timedelta
 
 from django.contrib.auth.models import AbstractBaseUser
 from django.db import transaction
@@ -27,7 +27,6 @@ from ingest.messages import (
     DEVICE_BATCH,
     HEADER_ERROR_CLASS,
     HEADER_ERROR_MESSAGE,
-    HEADER_FAILURES,
     HEADER_ORIGINAL_QUEUE,
     HEADER_ORIGINAL_ROUTING_KEY,
     HEADER_SCHEMA_VERSION,
@@ -35,6 +34,7 @@ from ingest.messages import (
     SCHEMA_VERSION,
     DeviceBatch,
     UndecodableMessage,
+    failure_times_of,
     message_decode,
 )
 from ingest.metrics import REQUEUED
@@ -124,18 +124,6 @@ def _header_text(headers: dict, name: str, default: str = "") -> str:
     return text_escaped(str(value)) if value not in (None, "") else default
 
 
-def _failure_times(headers: dict) -> list[datetime]:
-    values = headers.get(HEADER_FAILURES)
-    times = []
-    for value in values if isinstance(values, list | tuple) else []:
-        try:
-            instant = datetime.fromisoformat(str(value))
-        except ValueError:
-            continue
-        times.append(instant if instant.tzinfo else instant.replace(tzinfo=UTC))
-    return times
-
-
 def _device_id_of(body: bytes) -> int | None:
     try:
         return message_decode(body).device_id
@@ -145,7 +133,7 @@ def _device_id_of(body: bytes) -> int | None:
 
 def _dead_letter_fields(dead: DeadMessage, now: datetime) -> dict:
     headers = dead.headers
-    failures = _failure_times(headers) or [now]
+    failures = failure_times_of(headers) or [now]
     error_class = _header_text(headers, HEADER_ERROR_CLASS, "UnknownError")[:CHAR_FIELD_MAX]
     error_message = _header_text(headers, HEADER_ERROR_MESSAGE)
     return {
@@ -206,7 +194,7 @@ def dead_letter_record_isolated(*, dead_message: DeadMessage, recording_error: E
     headers = dead_message.headers
     error_class = ascii(_header_text(headers, HEADER_ERROR_CLASS, "UnknownError"))[1:-1][:CHAR_FIELD_MAX]
     error_message = ascii(_header_text(headers, HEADER_ERROR_MESSAGE))[1:-1]
-    failures = _failure_times(headers) or [now]
+    failures = failure_times_of(headers) or [now]
     problem = ascii(f"{type(recording_error).__name__}: {recording_error}".strip())[1:-1]
     fields = {
         "kind": ascii(dead_message.message_type or "")[1:-1][:16],
