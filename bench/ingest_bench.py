@@ -8,6 +8,13 @@ Modes (numbers are printed, never asserted):
               accept -> committed latency percentiles (ledger received_at -> processed_at).
   consumer    pre-fill the queue with N readings, then time consume_queue draining it.
   single      one reading per request with wrk: requests/s and latency percentiles.
+  versus-naive
+              the same wrk script against the production web command (gunicorn with
+              gunicorn.conf.py) and then against the naive design in
+              bench/baselines/naive_fastapi.py (uvicorn x 3), the worker running in both
+              runs; prints both figures and the ratio. The naive app publishes to its own
+              queue, which nobody consumes (purged after): its run has the worker idle, so
+              the ratio leans in the baseline's favour.
 
 It uses a database and queue of its own (``iot_care_bench``, ``bench-ingest``), created
 and emptied here; the dev database and the default queues are never touched.
@@ -15,6 +22,7 @@ and emptied here; the dev database and the default queues are never touched.
     .venv/bin/python bench/ingest_bench.py end-to-end --readings 500000 --batch 1000
     .venv/bin/python bench/ingest_bench.py consumer --readings 500000 --batch 1000
     .venv/bin/python bench/ingest_bench.py single --seconds 20 --connections 32
+    .venv/bin/python bench/ingest_bench.py versus-naive --seconds 20 --connections 64
 """
 
 from __future__ import annotations
@@ -23,6 +31,7 @@ import argparse
 import http.client
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -39,6 +48,7 @@ ROOT = Path(__file__).resolve().parent.parent
 PYTHON = sys.executable
 BENCH_DB = "iot_care_bench"
 BENCH_QUEUE = "bench-ingest"
+NAIVE_QUEUE = "bench-naive"
 PORT = 8765
 
 
@@ -331,44 +341,51 @@ wrk.body = '%(body)s'
 """
 
 
-def run_single(args, env) -> None:
+def one_reading_body() -> str:
+    reading = {
+        "metric": "heart_rate",
+        "value": 72.5,
+        "unit": "bpm",
+        "measured_at": datetime.now(UTC).isoformat(),
+    }
+    return json.dumps({"readings": [reading]})
+
+
+def wrk_run(url: str, *, key: str, body: str, connections: int, seconds: int) -> str:
+    """wrk's report for one reading per request (the same Lua script for every target)."""
     if shutil.which("wrk") is None:
-        raise SystemExit("single mode needs wrk (apt-get install wrk)")
-    _, keys = reset_state()
-    body = json.dumps(
-        {
-            "readings": [
-                {
-                    "metric": "heart_rate",
-                    "value": 72.5,
-                    "unit": "bpm",
-                    "measured_at": datetime.now(UTC).isoformat(),
-                }
-            ]
-        }
+        raise SystemExit("this mode needs wrk (apt-get install wrk)")
+    with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as script:
+        script.write(WRK_SCRIPT % {"key": key, "body": body})
+    result = subprocess.run(
+        ["wrk", "-t", "2", "-c", str(connections), "-d", f"{seconds}s", "--latency", "-s", script.name, url],
+        capture_output=True,
+        text=True,
+        check=True,
     )
+    os.unlink(script.name)
+    return result.stdout
+
+
+def wrk_figures(report: str) -> tuple[float, str, int]:
+    """Requests/s, the p99 latency as wrk prints it, and the count of non-2xx answers."""
+    rate = float(re.search(r"Requests/sec:\s+([\d.]+)", report).group(1))
+    p99 = re.search(r"^\s+99%\s+(\S+)", report, re.M).group(1)
+    non_2xx = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", report)
+    return rate, p99, int(non_2xx.group(1)) if non_2xx else 0
+
+
+def run_single(args, env) -> None:
+    _, keys = reset_state()
     web = start_gunicorn(env, args.web_workers)
     consumer = start([PYTHON, "manage.py", "consume_queue"], env)
     try:
-        with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as script:
-            script.write(WRK_SCRIPT % {"key": keys[0], "body": body})
-        result = subprocess.run(
-            [
-                "wrk",
-                "-t",
-                "2",
-                "-c",
-                str(args.connections),
-                "-d",
-                f"{args.seconds}s",
-                "--latency",
-                "-s",
-                script.name,
-                f"http://127.0.0.1:{PORT}/api/v1/ingest/",
-            ],
-            capture_output=True,
-            text=True,
-            check=True,
+        report = wrk_run(
+            f"http://127.0.0.1:{PORT}/api/v1/ingest/",
+            key=keys[0],
+            body=one_reading_body(),
+            connections=args.connections,
+            seconds=args.seconds,
         )
     finally:
         stop(web)
@@ -376,7 +393,71 @@ def run_single(args, env) -> None:
     print(
         f"single: one reading per request, {args.connections} connections, {args.web_workers} gunicorn workers"
     )
-    print(result.stdout)
+    print(report)
+
+
+def wait_for_http(port: int, path: str, process: subprocess.Popen, what: str) -> None:
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and process.poll() is None:
+        try:
+            connection = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
+            connection.request("GET", path)
+            connection.getresponse().read()
+            return
+        except OSError:
+            time.sleep(0.2)
+    stop(process)
+    raise SystemExit(f"{what} did not start")
+
+
+def run_versus_naive(args, env) -> None:
+    """F1/F2 of the front-door targets: the product's web command against the naive design."""
+    _, keys = reset_state()
+    body = one_reading_body()
+    url = f"http://127.0.0.1:{PORT}/api/v1/ingest/"
+    consumer = start([PYTHON, "manage.py", "consume_queue"], env)
+    figures = {}
+    try:
+        # The product: the web line of deploy/Procfile (gunicorn.conf.py, GUNICORN_WORKERS=2).
+        web = start(
+            [str(ROOT / ".venv/bin/gunicorn"), "-c", "gunicorn.conf.py", "config.wsgi:application"],
+            {**env, "GUNICORN_BIND": f"127.0.0.1:{PORT}", "GUNICORN_WORKERS": str(args.web_workers)},
+        )
+        wait_for_http(PORT, "/healthz", web, "gunicorn")
+        try:
+            figures["project"] = wrk_run(
+                url, key=keys[0], body=body, connections=args.connections, seconds=args.seconds
+            )
+        finally:
+            stop(web)
+        naive = start(
+            [str(ROOT / ".venv/bin/uvicorn"), "bench.baselines.naive_fastapi:app", "--port", str(PORT)]
+            + ["--workers", "3", "--log-level", "warning", "--no-access-log"],
+            {**env, "NAIVE_QUEUE": NAIVE_QUEUE, "NAIVE_KEY": keys[0]},
+        )
+        wait_for_http(PORT, "/docs", naive, "the naive baseline")
+        try:
+            figures["naive"] = wrk_run(
+                url, key=keys[0], body=body, connections=args.connections, seconds=args.seconds
+            )
+        finally:
+            stop(naive)
+    finally:
+        stop(consumer)
+        from ingest.broker.connection import open_connection
+
+        broker = open_connection()
+        broker.channel().queue_delete(NAIVE_QUEUE)
+        broker.close()
+    print(
+        f"versus-naive: one reading per request, wrk -c{args.connections} -d{args.seconds}s, worker running"
+    )
+    rates = {}
+    for name, report in figures.items():
+        rate, p99, non_2xx = wrk_figures(report)
+        rates[name] = rate
+        print(f"  {name:8} {rate:9,.0f} req/s   p99 {p99:>9}   non-2xx {non_2xx}")
+    print(f"  ratio project / naive: {rates['project'] / rates['naive']:.2f}x")
 
 
 def bench_setup(**extra_env: str) -> dict[str, str]:
@@ -398,7 +479,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("mode", choices=["end-to-end", "consumer", "single"])
+    parser.add_argument("mode", choices=["end-to-end", "consumer", "single", "versus-naive"])
     parser.add_argument("--readings", type=int, default=200_000)
     parser.add_argument("--batch", type=int, default=1000, help="readings per request/message")
     parser.add_argument("--concurrency", type=int, default=8, help="HTTP clients (end-to-end)")
@@ -410,7 +491,13 @@ def main() -> None:
     args = parser.parse_args()
 
     env = bench_setup()
-    {"end-to-end": run_end_to_end, "consumer": run_consumer, "single": run_single}[args.mode](args, env)
+    modes = {
+        "end-to-end": run_end_to_end,
+        "consumer": run_consumer,
+        "single": run_single,
+        "versus-naive": run_versus_naive,
+    }
+    modes[args.mode](args, env)
 
 
 if __name__ == "__main__":
