@@ -24,6 +24,17 @@ def http_request(
     port: int, method: str, path: str, body: bytes | str | None = None, headers: dict | None = None
 ) -> tuple[int, dict[str, str], bytes]:
     connection = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+    return response_of(connection, method, path, body, headers)
+
+
+def response_of(
+    connection: http.client.HTTPConnection,
+    method: str,
+    path: str,
+    body: bytes | str | None = None,
+    headers: dict | None = None,
+) -> tuple[int, dict[str, str], bytes]:
+    """One request on ``connection`` (plain or TLS): status, lower-cased headers, body; then closed."""
     try:
         connection.request(method, path, body=body, headers=headers or {})
         response = connection.getresponse()

@@ -28,7 +28,7 @@ from django.utils import timezone
 from ingest.models import IngestMessage
 from ingest.services.devices import device_key_issue
 from tests.factories import DeviceFactory
-from tests.web import free_port, gunicorn_server
+from tests.web import free_port, gunicorn_server, response_of
 from tests.workers import PROJECT_ROOT, stop_worker_process, wait_until
 
 CADDYFILE = Path(settings.BASE_DIR) / "Caddyfile"
@@ -60,16 +60,7 @@ class WebStack:
             connection = http.client.HTTPSConnection(
                 "localhost", self.https_port, context=self.tls, timeout=timeout
             )
-        try:
-            connection.request(method, path, body=body, headers=headers or {})
-            response = connection.getresponse()
-            return (
-                response.status,
-                {name.lower(): value for name, value in response.getheaders()},
-                response.read(),
-            )
-        finally:
-            connection.close()
+        return response_of(connection, method, path, body, headers)
 
     def open_connection(self, *, direct: bool) -> socket.socket:
         sock = socket.create_connection(
