@@ -135,6 +135,22 @@ def start(command: list[str], env: dict[str, str]) -> subprocess.Popen:
     )
 
 
+def wait_for_http(port: int, path: str, process: subprocess.Popen, what: str) -> None:
+    """Until ``path`` answers 200 on ``port`` (30 s at most, or the process exits)."""
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and process.poll() is None:
+        try:
+            connection = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
+            connection.request("GET", path)
+            if connection.getresponse().status == 200:
+                return
+        except OSError:
+            pass
+        time.sleep(0.2)
+    stop(process)
+    raise SystemExit(f"{what} did not start")
+
+
 def stop(process: subprocess.Popen) -> None:
     if process.poll() is None:
         os.killpg(process.pid, signal.SIGTERM)
@@ -158,17 +174,8 @@ def start_gunicorn(env: dict[str, str], workers: int) -> subprocess.Popen:
         ],
         env,
     )
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        try:
-            connection = http.client.HTTPConnection("127.0.0.1", PORT, timeout=2)
-            connection.request("GET", "/healthz")
-            if connection.getresponse().status == 200:
-                return process
-        except OSError:
-            time.sleep(0.2)
-    stop(process)
-    raise SystemExit("gunicorn did not start")
+    wait_for_http(PORT, "/healthz", process, "gunicorn")
+    return process
 
 
 def readings_body(count: int, offset: int) -> bytes:
@@ -396,52 +403,37 @@ def run_single(args, env) -> None:
     print(report)
 
 
-def wait_for_http(port: int, path: str, process: subprocess.Popen, what: str) -> None:
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline and process.poll() is None:
-        try:
-            connection = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
-            connection.request("GET", path)
-            connection.getresponse().read()
-            return
-        except OSError:
-            time.sleep(0.2)
-    stop(process)
-    raise SystemExit(f"{what} did not start")
-
-
 def run_versus_naive(args, env) -> None:
     """F1/F2 of the front-door targets: the product's web command against the naive design."""
     _, keys = reset_state()
     body = one_reading_body()
     url = f"http://127.0.0.1:{PORT}/api/v1/ingest/"
     consumer = start([PYTHON, "manage.py", "consume_queue"], env)
-    figures = {}
-    try:
+    servers = {
         # The product: the web line of deploy/Procfile (gunicorn.conf.py, GUNICORN_WORKERS=2).
-        web = start(
+        "project": (
             [str(ROOT / ".venv/bin/gunicorn"), "-c", "gunicorn.conf.py", "config.wsgi:application"],
             {**env, "GUNICORN_BIND": f"127.0.0.1:{PORT}", "GUNICORN_WORKERS": str(args.web_workers)},
-        )
-        wait_for_http(PORT, "/healthz", web, "gunicorn")
-        try:
-            figures["project"] = wrk_run(
-                url, key=keys[0], body=body, connections=args.connections, seconds=args.seconds
-            )
-        finally:
-            stop(web)
-        naive = start(
+            "/healthz",
+        ),
+        "naive": (
             [str(ROOT / ".venv/bin/uvicorn"), "bench.baselines.naive_fastapi:app", "--port", str(PORT)]
             + ["--workers", "3", "--log-level", "warning", "--no-access-log"],
             {**env, "NAIVE_QUEUE": NAIVE_QUEUE, "NAIVE_KEY": keys[0]},
-        )
-        wait_for_http(PORT, "/docs", naive, "the naive baseline")
-        try:
-            figures["naive"] = wrk_run(
-                url, key=keys[0], body=body, connections=args.connections, seconds=args.seconds
-            )
-        finally:
-            stop(naive)
+            "/docs",
+        ),
+    }
+    figures = {}
+    try:
+        for name, (command, server_env, ready_path) in servers.items():  # one after the other
+            server = start(command, server_env)
+            wait_for_http(PORT, ready_path, server, name)
+            try:
+                figures[name] = wrk_run(
+                    url, key=keys[0], body=body, connections=args.connections, seconds=args.seconds
+                )
+            finally:
+                stop(server)
     finally:
         stop(consumer)
         from ingest.broker.connection import open_connection
