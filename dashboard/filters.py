@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from django import forms
 from django.utils.dateparse import parse_datetime
 
-from ingest.errors import ApplicationError
+from core.errors import ApplicationError
 from ingest.models import DeadLetter
 
 # Primary keys are PostgreSQL bigints: a larger number is no id (and would be a DataError).

@@ -14,10 +14,10 @@ from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
+from core.errors import ApplicationError
 from dashboard.filters import DeadLetterFilterForm
 from dashboard.models import AuditEntry, BulkJob
 from dashboard.selectors import dead_letter_queryset
-from ingest.errors import ApplicationError
 from ingest.models import Alert, AlertStatus, DeadLetter, Device, DeviceStatus
 from ingest.services.dead_letters import dead_letters_discard_many, dead_letters_requeue_many, reason_require
 from ingest.services.devices import device_key_issue, device_keys_revoke

@@ -9,8 +9,8 @@ from rest_framework import serializers, status
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from core.errors import ApplicationError
 from ingest.authentication import DeviceKeyAuthentication, IsActiveDevice
-from ingest.errors import ApplicationError
 from ingest.metrics import REQUESTS
 from ingest.schema import error
 from ingest.selectors import (

@@ -27,6 +27,7 @@ INSTALLED_APPS = [
     "django_apscheduler",
     "drf_spectacular",
     "drf_spectacular_sidecar",
+    "core",
     "ingest",
     "scheduler",
     "dashboard",
@@ -148,7 +149,7 @@ REST_FRAMEWORK = {
     "DEFAULT_PERMISSION_CLASSES": [],
     "DEFAULT_PARSER_CLASSES": ["ingest.parsers.StrictJSONParser"],
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
-    "EXCEPTION_HANDLER": "ingest.exception_handler.application_exception_handler",
+    "EXCEPTION_HANDLER": "core.exception_handler.application_exception_handler",
     "UNAUTHENTICATED_USER": None,
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
 }

@@ -9,12 +9,12 @@ from django.shortcuts import redirect
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.views import View
 
-from ingest.errors import ApplicationError
+from core.errors import ApplicationError
 
 
 def application_error_status(error: ApplicationError) -> int:
     """The HTTP status of a refusal, as the API would answer it."""
-    from ingest.exception_handler import APPLICATION_ERROR_STATUS
+    from core.exception_handler import APPLICATION_ERROR_STATUS
 
     return APPLICATION_ERROR_STATUS.get(error.code, 400)
 

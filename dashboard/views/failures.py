@@ -9,6 +9,7 @@ from django.contrib import messages
 from django.shortcuts import redirect, render
 from django.views.generic import DetailView, TemplateView
 
+from core.errors import ApplicationError
 from dashboard.filters import ASCII_DIGITS, ID_MAX, DeadLetterFilterForm, FailureGroupFilterForm, PageForm
 from dashboard.models import BulkJob
 from dashboard.selectors import (
@@ -28,7 +29,6 @@ from dashboard.views.access import (
     application_error_status,
     field_errors_flatten,
 )
-from ingest.errors import ApplicationError
 from ingest.models import DeadLetter
 from ingest.services.dead_letters import dead_letter_discard, dead_letter_requeue
 

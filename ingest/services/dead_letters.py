@@ -20,8 +20,8 @@ from django.contrib.auth.models import AbstractBaseUser
 from django.db import transaction
 from django.utils import timezone
 
+from core.errors import ApplicationError
 from ingest.broker.publisher import OutgoingMessage, publish_all_confirmed
-from ingest.errors import ApplicationError
 from ingest.json_input import JsonInputError, json_parse, text_escaped, text_problem
 from ingest.messages import (
     DEVICE_BATCH,

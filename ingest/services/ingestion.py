@@ -16,9 +16,9 @@ from typing import Any
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
+from core.errors import ApplicationError
 from ingest.broker.connection import BrokerUnavailable
 from ingest.broker.publisher import OutgoingMessage, get_publisher
-from ingest.errors import ApplicationError
 from ingest.messages import (
     HEADER_SCHEMA_VERSION,
     SCHEMA_VERSION,

@@ -38,7 +38,7 @@ from typing import Any
 
 from django.conf import settings
 
-from ingest.errors import ApplicationError
+from core.errors import ApplicationError
 from ingest.json_input import JsonInputError, json_parse, json_value_problem, text_problem
 from ingest.messages import WebhookMessage
 from ingest.models import WebhookSource

@@ -9,7 +9,7 @@ from datetime import datetime, timedelta
 from django.conf import settings
 from django.utils import timezone
 
-from ingest.errors import ApplicationError
+from core.errors import ApplicationError
 from ingest.json_input import json_parse
 from ingest.models import DeviceStatus
 from ingest.serializers import device_records_split

@@ -9,7 +9,7 @@ from django.contrib.auth.models import AbstractBaseUser
 from django.db import transaction
 from django.utils import timezone
 
-from ingest.errors import ApplicationError
+from core.errors import ApplicationError
 from scheduler.models import SchedulerLeader, SchedulerRequest
 
 logger = logging.getLogger(__name__)

@@ -41,7 +41,7 @@ PLANTED_SECRETS = [
 ]
 # The application and nothing else: its packages, templates, the customer's schema, the
 # entry points, the production lock and the migration script the compose files run.
-SHIPPED_FOLDERS = ("config/", "dashboard/", "db/", "ingest/", "scheduler/", "templates/")
+SHIPPED_FOLDERS = ("config/", "core/", "dashboard/", "db/", "ingest/", "scheduler/", "templates/")
 SHIPPED_FILES = {
     "manage.py",
     "gunicorn.conf.py",

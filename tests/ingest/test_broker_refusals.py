@@ -16,9 +16,9 @@ import pytest
 from django.test import Client
 from django.utils import timezone
 
+from core.errors import ApplicationError
 from ingest.broker.connection import open_connection
 from ingest.broker.publisher import publisher_reset
-from ingest.errors import ApplicationError
 from ingest.models import DeadLetter, DeadLetterAction, IngestMessage
 from ingest.services.dead_letters import dead_letter_requeue
 from tests.broker import (

@@ -11,7 +11,7 @@ import pytest
 from django.contrib.auth import get_user_model
 from django.utils import timezone
 
-from ingest.errors import ApplicationError
+from core.errors import ApplicationError
 from ingest.messages import DEVICE_BATCH, HEADER_FAILURES
 from ingest.models import DeadLetter, DeadLetterAction, IngestMessage, SensorReading
 from ingest.selectors import ingest_message_status

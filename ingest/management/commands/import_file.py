@@ -4,7 +4,7 @@ from pathlib import Path
 
 from django.core.management.base import BaseCommand, CommandError
 
-from ingest.errors import ApplicationError
+from core.errors import ApplicationError
 from ingest.services.file_import import file_import
 
 BAD_LINES_SHOWN = 50
