@@ -12,6 +12,7 @@ from rest_framework.views import APIView
 from core.errors import ApplicationError
 from ingest.authentication import DeviceKeyAuthentication, IsActiveDevice
 from ingest.metrics import REQUESTS
+from ingest.record_validation import DeviceRecordsSerializer
 from ingest.schema import error
 from ingest.selectors import (
     DEVICE_ERROR_CODES,
@@ -19,7 +20,6 @@ from ingest.selectors import (
     dependencies_unreachable,
     ingest_message_status,
 )
-from ingest.serializers import DeviceRecordsSerializer
 from ingest.services.ingestion import device_batch_accept
 from ingest.services.webhooks import webhook_receive
 from ingest.throttling import DeviceRateThrottle

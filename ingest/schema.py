@@ -29,7 +29,7 @@ def error(description: str) -> OpenApiResponse:
 
 
 class ReadingDocSerializer(serializers.Serializer):
-    """Documentation of one reading (validated by ``ingest.serializers.reading_validate``)."""
+    """Documentation of one reading (validated by ``ingest.record_validation.reading_validate``)."""
 
     metric = serializers.RegexField(r"^[a-z][a-z0-9_]{0,31}$")
     value = serializers.FloatField(help_text="a finite JSON number")

@@ -138,7 +138,7 @@ def get_publisher() -> ConfirmedPublisher:
 _parallel_publishers: list[ConfirmedPublisher] = []
 
 
-def publish_all_confirmed(
+def publish_many_confirmed(
     messages: list[OutgoingMessage], *, parallel: int = 4
 ) -> tuple[set[str], BrokerUnavailable | None]:
     """Publish many messages over ``parallel`` connections at once, each with its confirm.
@@ -198,6 +198,6 @@ __all__ = [
     "ConfirmedPublisher",
     "OutgoingMessage",
     "get_publisher",
-    "publish_all_confirmed",
+    "publish_many_confirmed",
     "publisher_reset",
 ]

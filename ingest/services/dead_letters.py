@@ -21,7 +21,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from core.errors import ApplicationError
-from ingest.broker.publisher import OutgoingMessage, publish_all_confirmed
+from ingest.broker.publisher import OutgoingMessage, publish_many_confirmed
 from ingest.json_input import JsonInputError, json_parse, text_escaped, text_problem
 from ingest.messages import (
     DEVICE_BATCH,
@@ -39,7 +39,7 @@ from ingest.messages import (
 )
 from ingest.metrics import REQUEUED
 from ingest.models import DeadLetter, DeadLetterAction, DeadLetterRecorder
-from ingest.serializers import DeviceRecordsSerializer
+from ingest.record_validation import DeviceRecordsSerializer
 from ingest.services.ingestion import message_publish_confirmed
 
 _VOLATILE_PARTS = [
@@ -425,7 +425,7 @@ def dead_letters_requeue_many(
     """
     with transaction.atomic():
         letters = _still_dead_locked(dead_letter_ids)
-        confirmed, failure = publish_all_confirmed(
+        confirmed, failure = publish_many_confirmed(
             [_requeue_message(letter, bytes(letter.body)) for letter in letters]
         )
         published = [letter for letter in letters if str(letter.message_id) in confirmed]

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from ingest.json_input import json_parse
 from ingest.models import Device, DeviceStatus
-from ingest.serializers import device_records_split
+from ingest.record_validation import device_records_split
 from ingest.services.ingestion import content_message_id, device_batch_accept_once
 
 CSV_READING_COLUMNS = ("metric", "value", "unit", "measured_at")

@@ -12,7 +12,7 @@ from django.utils import timezone
 from core.errors import ApplicationError
 from ingest.json_input import json_parse
 from ingest.models import DeviceStatus
-from ingest.serializers import device_records_split
+from ingest.record_validation import device_records_split
 from ingest.services.ingestion import content_message_id, device_batch_accept_once
 from scheduler.models import CollectionRun, CollectionSource
 from scheduler.services.outbound_http import FetchError, FetchPolicy, FetchTimedOut, url_get

@@ -11,7 +11,7 @@ from rest_framework.test import APIClient
 
 from ingest.json_input import JSON_MAX_DEPTH
 from ingest.models import DeadLetter, DeviceEvent, SensorReading, WebhookEvent, WebhookSource
-from ingest.serializers import device_records_split
+from ingest.record_validation import device_records_split
 from ingest.services.file_import import file_import
 from tests.broker import publish_raw, queue_depth
 from tests.factories import DeviceFactory
