@@ -16,6 +16,7 @@ APPLICATION_ERROR_STATUS = {
     "payload_too_large": status.HTTP_413_REQUEST_ENTITY_TOO_LARGE,
     "device_not_active": status.HTTP_403_FORBIDDEN,
     "not_found": status.HTTP_404_NOT_FOUND,
+    "expired": status.HTTP_410_GONE,
     "conflict": status.HTTP_409_CONFLICT,
     "invalid_signature": status.HTTP_401_UNAUTHORIZED,
 }

@@ -17,6 +17,7 @@ from ingest.schema import error
 from ingest.selectors import (
     DEVICE_ERROR_CODES,
     DEVICE_ERROR_OTHER,
+    MESSAGE_STATUS_EXPIRED,
     dependencies_unreachable,
     ingest_message_status,
 )
@@ -107,12 +108,33 @@ class IngestStatusApi(DeviceApi):
     @extend_schema(
         operation_id="ingest_status",
         summary="Where one of the device's messages is",
-        responses={200: OutputSerializer, 401: error("bad key"), 404: error("not this device's message")},
+        description=(
+            "`pending` until the worker stored the message (also while it is being retried), then "
+            "`processed`; `failed` once it is a dead letter, `discarded` if staff discarded it. "
+            "Message ids say when they were issued and to which device, so a message not yet "
+            "stored is `pending` at once. Outcomes are kept for RETENTION_LEDGER_DAYS (30 by "
+            "default): after that an id of this device answers 410 with code `expired`."
+        ),
+        responses={
+            200: OutputSerializer,
+            401: error("bad key"),
+            404: error("not this device's message, or not an id this service issued"),
+            410: error(
+                "code 'expired': this device's message, older than the ledger's retention; "
+                "its outcome is no longer kept"
+            ),
+        },
     )
     def get(self, request, message_id):
         message_status = ingest_message_status(device=request.user, message_id=message_id)
         if message_status is None:
             raise ApplicationError("No message with this id for this device.", code="not_found")
+        if message_status.status == MESSAGE_STATUS_EXPIRED:
+            raise ApplicationError(
+                f"This message was accepted at {message_status.received_at.isoformat()}, longer ago than "
+                f"outcomes are kept ({settings.RETENTION_LEDGER_DAYS} days).",
+                code="expired",
+            )
         return Response(self.OutputSerializer(message_status).data)
 
 

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
 import pika.exceptions
+from django.conf import settings
 from django.db import DatabaseError, connection
+from django.utils import timezone
 
 from ingest.broker.connection import open_connection
+from ingest.message_ids import message_id_verify
 from ingest.models import DeadLetter, Device, IngestMessage
 from ingest.probe_cache import RecentResults
 
@@ -17,7 +20,7 @@ from ingest.probe_cache import RecentResults
 @dataclass(frozen=True)
 class MessageStatus:
     id: uuid.UUID
-    status: str  # pending | processed | failed | discarded
+    status: str  # pending | processed | failed | discarded | expired
     received_at: datetime
     processed_at: datetime | None
     attempts: int
@@ -48,17 +51,54 @@ _DEAD_LETTER_STATUS = {
 }
 
 
+MESSAGE_STATUS_EXPIRED = "expired"
+
+
 def ingest_message_status(*, device: Device, message_id: uuid.UUID) -> MessageStatus | None:
-    """The state of one of the device's messages; None if it is not this device's."""
+    """The state of one of the device's messages; None if it is not this device's.
+
+    The worker writes the ledger row when it stores the message or an attempt fails. Until
+    then the id itself proves it was issued to this device (ingest/message_ids.py): such a
+    message is ``pending``. Once the ledger's retention (RETENTION_LEDGER_DAYS) has passed
+    without a row, the outcome is no longer kept: the status is ``expired``.
+    """
     ledger = IngestMessage.objects.filter(message_id=message_id, device=device).first()
-    if ledger is None:
+    if ledger is not None:
+        return _ledger_status(ledger)
+    issued = message_id_verify(message_id=message_id, device_id=device.pk)
+    if issued is None:
         return None
+    # The id verified for this device, so a dead letter with it is this device's even when
+    # it was recorded without one (a letter the database refused in full keeps only its id).
+    dead_letter = DeadLetter.objects.filter(message_id=message_id).first()
+    if dead_letter is not None:
+        # Recorded as dead although the ledger row is missing (its write is best effort).
+        return MessageStatus(
+            id=message_id,
+            status=_DEAD_LETTER_STATUS[dead_letter.status],
+            received_at=issued.issued_at,
+            processed_at=None,
+            attempts=dead_letter.attempts,
+            error=device_error_code(dead_letter.error_class),
+        )
+    expired = issued.issued_at < timezone.now() - timedelta(days=settings.RETENTION_LEDGER_DAYS)
+    return MessageStatus(
+        id=message_id,
+        status=MESSAGE_STATUS_EXPIRED if expired else "pending",
+        received_at=issued.issued_at,
+        processed_at=None,
+        attempts=0,
+        error=None,
+    )
+
+
+def _ledger_status(ledger: IngestMessage) -> MessageStatus:
     status = "processed" if ledger.status == IngestMessage.Status.PROCESSED else "pending"
     # The ledger notes "<error class>: <message>"; only the class reaches the device.
     error = device_error_code(ledger.last_error.partition(": ")[0])
     attempts = ledger.attempts
     if status != "processed":
-        dead_letter = DeadLetter.objects.filter(message_id=message_id).first()
+        dead_letter = DeadLetter.objects.filter(message_id=ledger.message_id).first()
         if dead_letter is not None:
             status = _DEAD_LETTER_STATUS[dead_letter.status]
             error = device_error_code(dead_letter.error_class)

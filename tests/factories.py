@@ -10,7 +10,16 @@ from django.contrib.auth.models import Group, Permission
 from django.utils import timezone
 
 from dashboard.roles import roles_ensure
-from ingest.models import Alert, DeadLetter, Device, DeviceStatus, DeviceType, Resident, SensorReading
+from ingest.models import (
+    Alert,
+    DeadLetter,
+    Device,
+    DeviceStatus,
+    DeviceType,
+    IngestMessage,
+    Resident,
+    SensorReading,
+)
 from ingest.services.dead_letters import body_text_of, error_fingerprint
 
 
@@ -48,6 +57,19 @@ class UserFactory(factory.django.DjangoModelFactory):
         if create and extracted:
             roles_ensure(Group, Permission)  # transactional tests flush the groups away
             self.groups.add(Group.objects.get(name=extracted))
+
+
+class IngestMessageFactory(factory.django.DjangoModelFactory):
+    """A ledger row as the worker writes it (stored, or an attempt failed)."""
+
+    class Meta:
+        model = IngestMessage
+        django_get_or_create = ("message_id",)
+
+    message_id = factory.LazyFunction(uuid.uuid4)
+    kind = "device_batch"
+    device = None
+    received_at = factory.LazyFunction(timezone.now)
 
 
 class DeadLetterFactory(factory.django.DjangoModelFactory):

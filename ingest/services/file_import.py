@@ -16,7 +16,11 @@ from pathlib import Path
 from ingest.json_input import json_parse
 from ingest.models import Device, DeviceStatus
 from ingest.record_validation import device_records_split
-from ingest.services.ingestion import content_message_id, device_batch_accept_once
+from ingest.services.ingestion import (
+    CHUNKS_PER_GROUP,
+    RecordsChunk,
+    records_chunks_accept_once,
+)
 
 CSV_READING_COLUMNS = ("metric", "value", "unit", "measured_at")
 
@@ -33,7 +37,12 @@ class ImportSummary:
 @dataclass
 class _Chunk:
     device: Device
-    records: list[tuple[int, str, dict]] = field(default_factory=list)  # (line, kind, record)
+    readings: list[dict] = field(default_factory=list)
+    events: list[dict] = field(default_factory=list)
+
+    @property
+    def size(self) -> int:
+        return len(self.readings) + len(self.events)
 
 
 def _csv_records(handle: io.TextIOBase) -> Iterator[tuple[int, dict | str]]:
@@ -92,18 +101,32 @@ class _Devices:
         return device, ""
 
 
-def _publish_chunk(chunk: _Chunk, summary: ImportSummary) -> None:
-    readings = [record for _, kind, record in chunk.records if kind == "reading"]
-    events = [record for _, kind, record in chunk.records if kind == "event"]
-    message_id = content_message_id(
-        origin=f"import:{chunk.device.serial_no}", readings=readings, events=events
-    )
-    # Confirmed, or ApplicationError (503): the import stops and can simply be re-run.
-    if device_batch_accept_once(device=chunk.device, readings=readings, events=events, message_id=message_id):
-        summary.records_published += len(chunk.records)
-        summary.messages_published += 1
-    else:
-        summary.records_already_imported += len(chunk.records)
+class _Publisher:
+    """Full chunks wait here until a group is ready, then go out together (one ledger query)."""
+
+    def __init__(self, summary: ImportSummary) -> None:
+        self.summary = summary
+        self.ready: list[RecordsChunk] = []
+
+    def add(self, chunk: _Chunk) -> None:
+        self.ready.append(
+            RecordsChunk(
+                device=chunk.device,
+                origin=f"import:{chunk.device.serial_no}",
+                readings=chunk.readings,
+                events=chunk.events,
+            )
+        )
+        if len(self.ready) >= CHUNKS_PER_GROUP:
+            self.flush()
+
+    def flush(self) -> None:
+        # Confirmed, or ApplicationError (503): the import stops and can simply be re-run.
+        accepted = records_chunks_accept_once(chunks=self.ready)
+        self.ready = []
+        self.summary.records_published += accepted.records_published
+        self.summary.messages_published += accepted.messages_published
+        self.summary.records_already_imported += accepted.records_already_processed
 
 
 def file_import(
@@ -112,10 +135,14 @@ def file_import(
     file_format: str,
     device_serial: str | None = None,
     chunk_size: int = 1000,
-    progress: Callable[[int, int], None] | None = None,
+    progress: Callable[[int, int, int], None] | None = None,
 ) -> ImportSummary:
-    """Stream the file into the pipeline; return what happened (bad lines with their numbers)."""
+    """Stream the file into the pipeline; return what happened (bad lines with their numbers).
+
+    ``progress(bytes_read, total_bytes, lines)`` is called every 1,000 lines and at the end.
+    """
     summary = ImportSummary()
+    publisher = _Publisher(summary)
     devices = _Devices(device_serial)
     chunks: dict[int, _Chunk] = {}
     total_bytes = path.stat().st_size
@@ -141,13 +168,14 @@ def file_import(
                 continue
             valid = (split.readings or split.events)[0]
             chunk = chunks.setdefault(device.id, _Chunk(device))
-            chunk.records.append((line_number, kind, valid))
-            if len(chunk.records) >= chunk_size:
-                _publish_chunk(chunks.pop(device.id), summary)
+            (chunk.events if kind == "event" else chunk.readings).append(valid)
+            if chunk.size >= chunk_size:
+                publisher.add(chunks.pop(device.id))
             if progress is not None and summary.lines % 1000 == 0:
-                progress(handle.buffer.tell() if hasattr(handle, "buffer") else 0, total_bytes)
+                progress(handle.buffer.tell() if hasattr(handle, "buffer") else 0, total_bytes, summary.lines)
         for chunk in chunks.values():
-            _publish_chunk(chunk, summary)
+            publisher.add(chunk)
+        publisher.flush()
     if progress is not None:
-        progress(total_bytes, total_bytes)
+        progress(total_bytes, total_bytes, summary.lines)
     return summary

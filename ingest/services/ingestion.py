@@ -1,9 +1,16 @@
-"""Accepting data from devices and partner systems: each request becomes one confirmed message.
+"""Accepting data from devices and partner systems: the one accept path.
 
-The order matters for the status API and for never claiming "queued" falsely:
-1. a ``pending`` ledger row is written (so the sender can ask about its id at once);
-2. the message is published and the broker's confirm awaited;
-3. if the broker does not confirm, the ledger row is removed and the caller gets 503.
+Every entrance (the ingest API, webhooks, collection sources, file import) validates its
+records, builds a message and publishes it with the broker's confirm. Nothing is written
+to the database here: the worker writes the ledger row when it stores (or fails) the
+message, and the id handed out says when and to whom it was issued (ingest/message_ids.py),
+which is all the status API needs until then.
+
+What a crash leaves behind:
+- before the confirm: the caller sees 503 (or a dropped connection) and nothing is
+  claimed; if the broker did take the message after all, a retry is a second message
+  whose readings the customer's unique constraint absorbs (content ids: the ledger does);
+- after the confirm: the message is persistent in a durable queue and will be stored.
 """
 
 from __future__ import annotations
@@ -11,14 +18,16 @@ from __future__ import annotations
 import hashlib
 import json
 import uuid
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
-from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from core.errors import ApplicationError
 from ingest.broker.connection import BrokerUnavailable
-from ingest.broker.publisher import OutgoingMessage, get_publisher
+from ingest.broker.publisher import OutgoingMessage, get_publisher, publish_many_confirmed
+from ingest.message_ids import message_id_issue
 from ingest.messages import (
     HEADER_SCHEMA_VERSION,
     SCHEMA_VERSION,
@@ -30,69 +39,55 @@ from ingest.metrics import PUBLISHED
 from ingest.models import Device, IngestMessage
 
 BROKER_RETRY_AFTER_SECONDS = 5
+# Chunks published together (each its own message, all in flight at once) after one ledger
+# query: large enough to keep the broker's confirms pipelined, small enough that a failed
+# group costs little to publish again.
+CHUNKS_PER_GROUP = 64
+
+
+def _broker_unavailable() -> ApplicationError:
+    return ApplicationError(
+        "The message broker did not confirm the data; nothing was queued. Retry later.",
+        code="broker_unavailable",
+        retry_after=BROKER_RETRY_AFTER_SECONDS,
+    )
+
+
+def _outgoing(message: PipelineMessage) -> OutgoingMessage:
+    return OutgoingMessage(
+        message_id=str(message.message_id),
+        body=message.to_body(),
+        message_type=message.kind,
+        headers={HEADER_SCHEMA_VERSION: SCHEMA_VERSION},
+    )
 
 
 def message_publish_confirmed(*, outgoing: OutgoingMessage) -> None:
     """Publish to the main queue and await the confirm, or raise ApplicationError (503)."""
     try:
         get_publisher().publish(outgoing)
-        PUBLISHED.labels(kind=outgoing.message_type or "unknown").inc()
     except BrokerUnavailable as error:
-        raise ApplicationError(
-            "The message broker did not confirm the data; nothing was queued. Retry later.",
-            code="broker_unavailable",
-            retry_after=BROKER_RETRY_AFTER_SECONDS,
-        ) from error
+        raise _broker_unavailable() from error
+    PUBLISHED.labels(kind=outgoing.message_type or "unknown").inc()
 
 
 def pipeline_message_publish(*, message: PipelineMessage) -> None:
-    message_publish_confirmed(
-        outgoing=OutgoingMessage(
-            message_id=str(message.message_id),
-            body=message.to_body(),
-            message_type=message.kind,
-            headers={HEADER_SCHEMA_VERSION: SCHEMA_VERSION},
-        )
-    )
-
-
-def _ledger_pending_insert(*, message: PipelineMessage) -> None:
-    IngestMessage.objects.create(
-        message_id=message.message_id,
-        kind=message.kind,
-        device_id=message.device_id,
-        received_at=message.accepted_at,
-        readings=len(getattr(message, "readings", ())),
-        events=len(getattr(message, "events", ())),
-    )
-
-
-def _ledger_pending_remove(*, message: PipelineMessage) -> None:
-    # Only if still pending: had the broker taken it after all, the worker may have stored it.
-    IngestMessage.objects.filter(message_id=message.message_id, status=IngestMessage.Status.PENDING).delete()
-
-
-def _accept(message: PipelineMessage) -> None:
-    _ledger_pending_insert(message=message)
-    try:
-        pipeline_message_publish(message=message)
-    except ApplicationError:
-        _ledger_pending_remove(message=message)
-        raise
+    message_publish_confirmed(outgoing=_outgoing(message))
 
 
 def device_batch_accept(
     *, device: Device, readings: list[dict[str, Any]], events: list[dict[str, Any]]
 ) -> DeviceBatch:
     """Queue the device's validated records; return only once the broker confirmed them."""
+    accepted_at = timezone.now()
     batch = DeviceBatch(
-        message_id=uuid.uuid4(),
+        message_id=message_id_issue(device_id=device.id, at=accepted_at),
         device_id=device.id,
-        accepted_at=timezone.now(),
+        accepted_at=accepted_at,
         readings=readings,
         events=events,
     )
-    _accept(batch)
+    pipeline_message_publish(message=batch)
     return batch
 
 
@@ -113,41 +108,12 @@ def content_message_id(*, origin: str, readings: list[dict], events: list[dict])
     return uuid.uuid5(IMPORT_NAMESPACE, digest.hexdigest())
 
 
-def _accept_once(message: PipelineMessage) -> bool:
-    """Queue a message whose id may have been seen before, unless the ledger says it was stored.
-
-    Returns False when it was stored before (nothing published). A message still pending
-    is published again: its first copy may never have reached the broker, and a second
-    copy is absorbed by the worker's ledger.
-    """
-    ledger = IngestMessage.objects.filter(message_id=message.message_id).first()
-    if ledger is not None and ledger.status == IngestMessage.Status.PROCESSED:
-        return False
-    inserted = False
-    if ledger is None:
-        try:
-            with transaction.atomic():
-                _ledger_pending_insert(message=message)
-            inserted = True
-        except IntegrityError:
-            pass  # the same message arriving twice at once: publishing twice is harmless
-    try:
-        pipeline_message_publish(message=message)
-    except ApplicationError:
-        if inserted:
-            _ledger_pending_remove(message=message)
-        raise
-    return True
-
-
-def device_batch_accept_once(
-    *, device: Device, readings: list[dict[str, Any]], events: list[dict[str, Any]], message_id: uuid.UUID
-) -> bool:
-    """Queue records under a content-derived id unless that id was processed already.
-
-    Returns False when the ledger says it was stored before (nothing published).
-    """
-    return _accept_once(DeviceBatch(message_id, device.id, timezone.now(), readings, events))
+def _processed_ids(message_ids: Iterable[uuid.UUID]) -> set[uuid.UUID]:
+    return set(
+        IngestMessage.objects.filter(
+            message_id__in=list(message_ids), status=IngestMessage.Status.PROCESSED
+        ).values_list("message_id", flat=True)
+    )
 
 
 def webhook_event_accept(
@@ -157,7 +123,9 @@ def webhook_event_accept(
 
     ``message_id`` follows the partner's delivery id: a delivery sent again is queued
     again only while the first copy is not stored, and stored once. The boolean is
-    False when it was stored before and nothing was queued.
+    False when the ledger says it was stored before and nothing was queued. A copy still
+    on its way is published again: the first may never have reached the broker, and the
+    worker's ledger absorbs the second.
     """
     message = WebhookMessage(
         message_id=message_id,
@@ -166,4 +134,108 @@ def webhook_event_accept(
         payload=payload,
         accepted_at=timezone.now(),
     )
-    return message, _accept_once(message)
+    if _processed_ids([message_id]):
+        return message, False
+    pipeline_message_publish(message=message)
+    return message, True
+
+
+@dataclass(frozen=True)
+class RecordsChunk:
+    """Records of one device from one origin, published as one message with a content id."""
+
+    device: Device
+    origin: str
+    readings: list[dict[str, Any]]
+    events: list[dict[str, Any]]
+
+    @property
+    def size(self) -> int:
+        return len(self.readings) + len(self.events)
+
+
+@dataclass
+class ChunksAccepted:
+    """What ``records_chunks_accept_once`` did, in records and messages."""
+
+    records_published: int = 0
+    messages_published: int = 0
+    records_already_processed: int = 0
+
+    def add(self, other: ChunksAccepted) -> None:
+        self.records_published += other.records_published
+        self.messages_published += other.messages_published
+        self.records_already_processed += other.records_already_processed
+
+
+def records_chunks(
+    *, device: Device, origin: str, readings: list[dict], events: list[dict], size: int
+) -> list[RecordsChunk]:
+    """Split a device's records into chunks of at most ``size`` records, readings first."""
+    records = [("reading", record) for record in readings] + [("event", record) for record in events]
+    chunks = []
+    for start in range(0, len(records), size):
+        part = records[start : start + size]
+        chunks.append(
+            RecordsChunk(
+                device=device,
+                origin=origin,
+                readings=[record for kind, record in part if kind == "reading"],
+                events=[record for kind, record in part if kind == "event"],
+            )
+        )
+    return chunks
+
+
+def records_chunks_accept_once(*, chunks: Sequence[RecordsChunk]) -> ChunksAccepted:
+    """Publish each chunk under a content id, skipping the ones the ledger says are stored.
+
+    One ledger query per group of CHUNKS_PER_GROUP chunks, and the group's messages all in
+    flight at once. A chunk seen before but not yet processed is published again (its
+    first copy may never have reached the broker; the ledger absorbs a second copy).
+    Raises ApplicationError (503) if the broker did not confirm every message: the caller
+    stops, and running again publishes only what is missing.
+    """
+    accepted = ChunksAccepted()
+    for start in range(0, len(chunks), CHUNKS_PER_GROUP):
+        accepted.add(_chunk_group_accept_once(chunks[start : start + CHUNKS_PER_GROUP]))
+    return accepted
+
+
+def _chunk_group_accept_once(chunks: Sequence[RecordsChunk]) -> ChunksAccepted:
+    accepted = ChunksAccepted()
+    accepted_at = timezone.now()
+    batches = [
+        (
+            chunk,
+            DeviceBatch(
+                message_id=content_message_id(
+                    origin=chunk.origin, readings=chunk.readings, events=chunk.events
+                ),
+                device_id=chunk.device.id,
+                accepted_at=accepted_at,
+                readings=chunk.readings,
+                events=chunk.events,
+            ),
+        )
+        for chunk in chunks
+    ]
+    processed = _processed_ids(batch.message_id for _, batch in batches)
+    to_publish: dict[str, tuple[RecordsChunk, DeviceBatch]] = {}
+    for chunk, batch in batches:
+        # The same content twice in one group is one message, like content already stored.
+        if batch.message_id in processed or str(batch.message_id) in to_publish:
+            accepted.records_already_processed += chunk.size
+        else:
+            to_publish[str(batch.message_id)] = (chunk, batch)
+    if not to_publish:
+        return accepted
+    confirmed, error = publish_many_confirmed([_outgoing(batch) for _, batch in to_publish.values()])
+    for message_id in confirmed:
+        chunk, batch = to_publish[message_id]
+        accepted.records_published += chunk.size
+        accepted.messages_published += 1
+        PUBLISHED.labels(kind=batch.kind).inc()
+    if error is not None or len(confirmed) < len(to_publish):
+        raise _broker_unavailable() from error
+    return accepted

@@ -13,7 +13,7 @@ from core.errors import ApplicationError
 from ingest.json_input import json_parse
 from ingest.models import DeviceStatus
 from ingest.record_validation import device_records_split
-from ingest.services.ingestion import content_message_id, device_batch_accept_once
+from ingest.services.ingestion import records_chunks, records_chunks_accept_once
 from scheduler.models import CollectionRun, CollectionSource
 from scheduler.services.outbound_http import FetchError, FetchPolicy, FetchTimedOut, url_get
 
@@ -74,22 +74,19 @@ def source_fetch(source: CollectionSource) -> dict:
 
 
 def _publish(source: CollectionSource, readings: list, events: list) -> int:
-    """Publish in batches the size the API allows; each batch confirmed by the broker."""
-    published = 0
-    size = settings.INGEST_MAX_RECORDS
-    records = [("reading", record) for record in readings] + [("event", record) for record in events]
-    for start in range(0, len(records), size):
-        chunk = records[start : start + size]
-        readings = [record for kind, record in chunk if kind == "reading"]
-        events = [record for kind, record in chunk if kind == "event"]
-        # A feed answering the same records again (nothing new since the last poll) must
-        # not store its events twice: the id follows the content, the ledger skips repeats.
-        message_id = content_message_id(origin=f"collect:{source.name}", readings=readings, events=events)
-        if device_batch_accept_once(
-            device=source.device, readings=readings, events=events, message_id=message_id
-        ):
-            published += len(chunk)
-    return published
+    """Publish in messages the size the API allows, all confirmed by the broker.
+
+    A feed answering the same records again (nothing new since the last poll) must not
+    store its events twice: message ids follow the content, and the ledger skips repeats.
+    """
+    chunks = records_chunks(
+        device=source.device,
+        origin=f"collect:{source.name}",
+        readings=readings,
+        events=events,
+        size=settings.INGEST_MAX_RECORDS,
+    )
+    return records_chunks_accept_once(chunks=chunks).records_published
 
 
 def source_collect(*, source: CollectionSource, now: datetime | None = None) -> CollectionRun:

@@ -25,7 +25,6 @@ import pytest
 from django.conf import settings
 from django.utils import timezone
 
-from ingest.models import IngestMessage
 from ingest.services.devices import device_key_issue
 from tests.factories import DeviceFactory
 from tests.web import free_port, gunicorn_server, response_of
@@ -256,7 +255,10 @@ def test_https_through_caddy_reaches_healthz_and_the_ingest_api(tmp_path, ingest
             {"Content-Type": "application/json", "Authorization": f"Api-Key {key}"},
         )
         assert status == 202, body
-        assert IngestMessage.objects.filter(message_id=json.loads(body)["id"]).exists()
+        status, _, answer = stack.request(
+            "GET", f"/api/v1/ingest/{json.loads(body)['id']}/", None, {"Authorization": f"Api-Key {key}"}
+        )
+        assert status == 200 and json.loads(answer)["status"] == "pending", answer
 
         status, _, _ = stack.request(
             "POST",

@@ -10,7 +10,7 @@ from django.test import Client
 from django.utils import timezone
 
 from ingest.models import IngestMessage
-from tests.factories import DeadLetterFactory, UserFactory
+from tests.factories import DeadLetterFactory, IngestMessageFactory, UserFactory
 
 pytestmark = pytest.mark.django_db
 
@@ -51,10 +51,13 @@ def test_a_dead_letter_is_reported_as_a_code_without_the_database_text(
     assert "devices" not in text and "varying" not in text and "DataError" not in text
 
 
-def test_a_message_being_retried_is_reported_as_a_code(device_client, ingest_queue):
+def test_a_message_being_retried_is_reported_as_a_code(device, device_client, ingest_queue):
     message_id = _accept(device_client)
-    IngestMessage.objects.filter(message_id=message_id).update(
-        attempts=2, last_error=f"django.db.utils.DataError: {POSTGRES_TEXT}"
+    IngestMessageFactory(
+        message_id=message_id,
+        device=device,
+        attempts=2,
+        last_error=f"django.db.utils.DataError: {POSTGRES_TEXT}",
     )
 
     answer = device_client.get(f"/api/v1/ingest/{message_id}/").json()
@@ -77,9 +80,12 @@ def test_staff_still_see_the_details_in_the_console(device, device_client, inges
     assert "django.db.utils.DataError" in page and "character varying(32)" in page
 
 
-def test_a_processed_message_has_no_error(device_client, ingest_queue):
+def test_a_processed_message_has_no_error(device, device_client, ingest_queue):
     message_id = _accept(device_client)
-    IngestMessage.objects.filter(message_id=message_id).update(
-        status=IngestMessage.Status.PROCESSED, processed_at=timezone.now()
+    IngestMessageFactory(
+        message_id=message_id,
+        device=device,
+        status=IngestMessage.Status.PROCESSED,
+        processed_at=timezone.now(),
     )
     assert device_client.get(f"/api/v1/ingest/{message_id}/").json()["error"] is None

@@ -13,7 +13,7 @@ from ingest.broker.publisher import publisher_reset
 from ingest.models import DeadLetter, IngestMessage
 from ingest.services.devices import device_key_issue
 from tests.broker import queue_depth
-from tests.factories import DeviceFactory
+from tests.factories import DeviceFactory, IngestMessageFactory
 
 pytestmark = pytest.mark.django_db
 
@@ -41,10 +41,13 @@ def test_status_of_an_accepted_message_is_pending(device_client, ingest_queue):
     assert body["processed_at"] is None and body["attempts"] == 0 and body["error"] is None
 
 
-def test_status_follows_the_ledger_and_the_dead_letters(device_client, ingest_queue):
+def test_status_follows_the_ledger_and_the_dead_letters(device, device_client, ingest_queue):
     message_id = _accept(device_client)
-    IngestMessage.objects.filter(message_id=message_id).update(
-        status=IngestMessage.Status.PROCESSED, processed_at=timezone.now()
+    IngestMessageFactory(
+        message_id=message_id,
+        device=device,
+        status=IngestMessage.Status.PROCESSED,
+        processed_at=timezone.now(),
     )
     assert device_client.get(f"/api/v1/ingest/{message_id}/").json()["status"] == "processed"
 

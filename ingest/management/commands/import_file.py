@@ -5,6 +5,7 @@ from pathlib import Path
 from django.core.management.base import BaseCommand, CommandError
 
 from core.errors import ApplicationError
+from ingest.management.progress import ProgressReport
 from ingest.services.file_import import file_import
 
 BAD_LINES_SHOWN = 50
@@ -27,21 +28,23 @@ class Command(BaseCommand):
         if not path.is_file():
             raise CommandError(f"no such file: {path}")
 
-        def progress(done: int, total: int) -> None:
-            percent = 100 * done // total if total else 100
-            bar = "#" * (percent // 4)
-            self.stderr.write(f"\r[{bar:<25}] {percent:3d}%", ending="")
-            self.stderr.flush()
-
+        # Progress goes to stderr (the summary to stdout): a bar on a terminal, plain lines
+        # every few seconds in a log.
+        report = ProgressReport(self.stderr._out, unit="lines")
         try:
             summary = file_import(
-                path=path, file_format=file_format, device_serial=device, chunk_size=chunk, progress=progress
+                path=path,
+                file_format=file_format,
+                device_serial=device,
+                chunk_size=chunk,
+                progress=report.update,
             )
         except ApplicationError as error:
             raise CommandError(
                 f"stopped: {error.message} (re-run the same file to continue; nothing is duplicated)"
             ) from error
-        self.stderr.write("")
+        finally:
+            report.finish()
         for line, reason in summary.bad_lines[:BAD_LINES_SHOWN]:
             self.stderr.write(f"line {line}: {reason}")
         if len(summary.bad_lines) > BAD_LINES_SHOWN:
