@@ -6,6 +6,7 @@ import http.client
 import socket
 import subprocess
 import sys
+import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -51,6 +52,9 @@ def response_of(
 def gunicorn_server(topology: Topology, *, workers: int, **extra_env: str) -> Iterator[int]:
     """gunicorn (``gunicorn.conf.py``) on a free loopback port; yields the port, stops it after."""
     port = free_port()
+    # Its output goes to a file, not a pipe: a pipe nobody reads fills after a few hundred
+    # access-log lines and then blocks every worker on its next log line.
+    output = tempfile.TemporaryFile(mode="w+")
     process = subprocess.Popen(
         [str(Path(sys.executable).parent / "gunicorn"), "-c", "gunicorn.conf.py", "config.wsgi:application"],
         cwd=PROJECT_ROOT,
@@ -60,7 +64,7 @@ def gunicorn_server(topology: Topology, *, workers: int, **extra_env: str) -> It
             "GUNICORN_WORKERS": str(workers),
             **extra_env,
         },
-        stdout=subprocess.PIPE,
+        stdout=output,
         stderr=subprocess.STDOUT,
         text=True,
         start_new_session=True,
@@ -73,7 +77,10 @@ def gunicorn_server(topology: Topology, *, workers: int, **extra_env: str) -> It
             return False
 
     try:
-        assert wait_until(healthy, timeout=60), "gunicorn did not answer /healthz"
+        if not wait_until(healthy, timeout=60):
+            output.seek(0)
+            raise AssertionError(f"gunicorn did not answer /healthz:\n{output.read()}")
         yield port
     finally:
         stop_worker_process(process)
+        output.close()

@@ -181,6 +181,11 @@ DATA_UPLOAD_MAX_MEMORY_SIZE = max(INGEST_MAX_BODY_BYTES, WEBHOOK_MAX_BODY_BYTES)
 # Per-device request rate (DRF throttle syntax: "<n>/<second|minute|hour|day>"), counted
 # over a sliding period in the shared cache (CACHE_URL).
 INGEST_DEVICE_RATE = env.str("INGEST_DEVICE_RATE", default="600/minute")
+# Verified device keys are kept in each web process and all re-checked in one query at
+# most this often: a revoked key or a retired device is refused within this bound (plus
+# one query) on every process. 0 turns the cache off. See ingest/device_key_cache.py.
+DEVICE_KEY_CACHE_SECONDS = env.float("DEVICE_KEY_CACHE_SECONDS", default=1)
+DEVICE_KEY_CACHE_MAX_KEYS = env.int("DEVICE_KEY_CACHE_MAX_KEYS", default=10_000)
 CACHE_TIMEOUT_SECONDS = env.float("CACHE_TIMEOUT_SECONDS", default=0.5)
 
 # Worker batching, retries and dead letters.

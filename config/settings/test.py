@@ -28,6 +28,9 @@ INGEST_DEVICE_RATE = env.str("TEST_INGEST_DEVICE_RATE", default="100000/minute")
 # Every probe fresh: tests change the broker's state and look at once (the tests of the
 # probe cache set these themselves).
 READINESS_CACHE_SECONDS = 0
+# Keys looked up on every request: tests revoke keys and look at once (the key cache's own
+# tests, and processes they start with TEST_DEVICE_KEY_CACHE_SECONDS, turn it on).
+DEVICE_KEY_CACHE_SECONDS = env.float("TEST_DEVICE_KEY_CACHE_SECONDS", default=0)
 QUEUE_DEPTH_CACHE_SECONDS = 0
 
 # Redis, as in production, under keys of this run only (other runs share the server).
