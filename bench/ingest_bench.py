@@ -46,10 +46,12 @@ from urllib.parse import urlsplit
 
 ROOT = Path(__file__).resolve().parent.parent
 PYTHON = sys.executable
-BENCH_DB = "iot_care_bench"
-BENCH_QUEUE = "bench-ingest"
-NAIVE_QUEUE = "bench-naive"
-PORT = 8765
+BIN = Path(PYTHON).parent  # gunicorn and uvicorn of the same environment
+# Overridable, so that two runs on one machine do not share a database, queues or a port.
+BENCH_DB = os.environ.get("BENCH_DATABASE_NAME", "iot_care_bench")
+BENCH_QUEUE = os.environ.get("BENCH_QUEUE_NAME", "bench-ingest")
+NAIVE_QUEUE = f"{BENCH_QUEUE}-naive"
+PORT = int(os.environ.get("BENCH_PORT", "8765"))
 
 
 def bench_environment(base_url: str) -> dict[str, str]:
@@ -163,7 +165,7 @@ def stop(process: subprocess.Popen) -> None:
 def start_gunicorn(env: dict[str, str], workers: int) -> subprocess.Popen:
     process = start(
         [
-            str(ROOT / ".venv/bin/gunicorn"),
+            str(BIN / "gunicorn"),
             "config.wsgi:application",
             "--bind",
             f"127.0.0.1:{PORT}",
@@ -412,12 +414,12 @@ def run_versus_naive(args, env) -> None:
     servers = {
         # The product: the web line of deploy/Procfile (gunicorn.conf.py, GUNICORN_WORKERS=2).
         "project": (
-            [str(ROOT / ".venv/bin/gunicorn"), "-c", "gunicorn.conf.py", "config.wsgi:application"],
+            [str(BIN / "gunicorn"), "-c", "gunicorn.conf.py", "config.wsgi:application"],
             {**env, "GUNICORN_BIND": f"127.0.0.1:{PORT}", "GUNICORN_WORKERS": str(args.web_workers)},
             "/healthz",
         ),
         "naive": (
-            [str(ROOT / ".venv/bin/uvicorn"), "bench.baselines.naive_fastapi:app", "--port", str(PORT)]
+            [str(BIN / "uvicorn"), "bench.baselines.naive_fastapi:app", "--port", str(PORT)]
             + ["--workers", "3", "--log-level", "warning", "--no-access-log"],
             {**env, "NAIVE_QUEUE": NAIVE_QUEUE, "NAIVE_KEY": keys[0]},
             "/docs",

@@ -20,6 +20,7 @@ import math
 import time
 import uuid
 from dataclasses import dataclass
+from typing import Any
 
 from django.conf import settings
 from django.core.cache import caches
@@ -81,6 +82,19 @@ class RateDecision:
     retry_after_seconds: float = 0.0
 
 
+def _redis_client(cache: RedisCache, key: str) -> Any:
+    """The redis-py client for writes, kept on the cache's backend object.
+
+    Django's RedisCache builds a new client object (about 0.3 ms of CPU) on every
+    get_client(); writes always go to the first server, so one client serves them all.
+    """
+    backend = cache._cache
+    client = getattr(backend, "_rate_limit_client", None)
+    if client is None:
+        client = backend._rate_limit_client = backend.get_client(key, write=True)
+    return client
+
+
 def device_rate_check(*, device_id: int, rate: Rate) -> RateDecision:
     """Count one request of the device against its rate, in the shared cache."""
     cache = caches["default"]
@@ -89,7 +103,7 @@ def device_rate_check(*, device_id: int, rate: Rate) -> RateDecision:
     if isinstance(cache, RedisCache):
         # Django's Redis backend has no scripting API; its client is the pool's redis-py client.
         key = cache.make_key(key)  # the cache's KEY_PREFIX, as its own methods would add
-        client = cache._cache.get_client(key, write=True)
+        client = _redis_client(cache, key)
         allowed, wait = _SLIDING_LOG(
             keys=[key], args=[rate.period_seconds, rate.limit, uuid.uuid4().hex], client=client
         )
