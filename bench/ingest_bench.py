@@ -16,6 +16,14 @@ Modes (numbers are printed, never asserted):
               queue, which nobody consumes (purged after): its run has the worker idle, so
               the ratio leans in the baseline's favour.
 
+  latency     F3: an open-loop schedule of --rate requests/s of --batch readings (100 x 50 by
+              default) for --seconds against the production web command, the worker
+              running; each reading's latency is its sensor_readings.received_at (set by
+              the database when the worker stores it) minus the time the client was due
+              to send its request (a late client does not hide a slow server).
+  import      F7: import_file of --readings readings (an NDJSON file generated here) with
+              the worker running; prints the import's readings/s and when all were stored.
+
 It uses a database and queue of its own (``iot_care_bench``, ``bench-ingest``), created
 and emptied here; the dev database and the default queues are never touched.
 
@@ -23,6 +31,11 @@ and emptied here; the dev database and the default queues are never touched.
     .venv/bin/python bench/ingest_bench.py consumer --readings 500000 --batch 1000
     .venv/bin/python bench/ingest_bench.py single --seconds 20 --connections 32
     .venv/bin/python bench/ingest_bench.py versus-naive --seconds 20 --connections 64
+    .venv/bin/python bench/ingest_bench.py latency --seconds 30 --rate 100 --batch 50
+    .venv/bin/python bench/ingest_bench.py import --readings 1000000
+
+BENCH_DATABASE_NAME, BENCH_QUEUE_NAME and BENCH_PORT move a run to a database, queues and
+port of its own.
 """
 
 from __future__ import annotations
@@ -182,7 +195,10 @@ def start_gunicorn(env: dict[str, str], workers: int) -> subprocess.Popen:
 
 def readings_body(count: int, offset: int) -> bytes:
     """``count`` distinct points (one per millisecond), all within the accepted window."""
-    base = datetime.now(UTC) - timedelta(days=1)
+    return readings_body_at(datetime.now(UTC) - timedelta(days=1), count, offset)
+
+
+def readings_body_at(base: datetime, count: int, offset: int) -> bytes:
     readings = [
         {
             "metric": "heart_rate",
@@ -454,6 +470,145 @@ def run_versus_naive(args, env) -> None:
     print(f"  ratio project / naive: {rates['project'] / rates['naive']:.2f}x")
 
 
+def production_web(env: dict[str, str], workers: int) -> subprocess.Popen:
+    """The web line of deploy/Procfile: gunicorn with gunicorn.conf.py."""
+    process = start(
+        [str(BIN / "gunicorn"), "-c", "gunicorn.conf.py", "config.wsgi:application"],
+        {**env, "GUNICORN_BIND": f"127.0.0.1:{PORT}", "GUNICORN_WORKERS": str(workers)},
+    )
+    wait_for_http(PORT, "/healthz", process, "gunicorn")
+    return process
+
+
+def run_latency(args, env) -> None:
+    """F3: accept -> stored latency under a fixed offered load (open loop)."""
+    import queue
+
+    from django.db import connection
+
+    _, keys = reset_state()
+    requests = args.rate * args.seconds
+    base = datetime.now(UTC) - timedelta(hours=1)
+    # Request i carries the points base + (i * batch + j) ms: its readings are found by time.
+    bodies = [readings_body_at(base, args.batch, index * args.batch) for index in range(requests)]
+    due_at: list[float] = [0.0] * requests
+    statuses: list[int] = []
+    work: queue.Queue = queue.Queue()
+    lock = threading.Lock()
+
+    def client() -> None:
+        connection_ = http.client.HTTPConnection("127.0.0.1", PORT, timeout=60)
+        while (item := work.get()) is not None:
+            index = item
+            try:
+                connection_.request(
+                    "POST",
+                    "/api/v1/ingest/",
+                    body=bodies[index],
+                    headers={
+                        "Content-Type": "application/json",
+                        "Authorization": f"Api-Key {keys[index % len(keys)]}",
+                    },
+                )
+                response = connection_.getresponse()
+                response.read()
+                status = response.status
+            except OSError:
+                connection_.close()
+                connection_ = http.client.HTTPConnection("127.0.0.1", PORT, timeout=60)
+                status = 0
+            with lock:
+                statuses.append(status)
+
+    web = production_web(env, args.web_workers)
+    consumers = [start([PYTHON, "manage.py", "consume_queue"], env) for _ in range(args.consumers)]
+    try:
+        time.sleep(2)  # the worker connected and waiting, as in production
+        threads = [threading.Thread(target=client) for _ in range(args.concurrency)]
+        for thread in threads:
+            thread.start()
+        started = time.time() + 0.5
+        for index in range(requests):
+            due_at[index] = started + index / args.rate
+            pause = due_at[index] - time.time()
+            if pause > 0:
+                time.sleep(pause)
+            work.put(index)
+        for _ in threads:
+            work.put(None)
+        for thread in threads:
+            thread.join()
+        accepted = statuses.count(202)
+        wait_for_rows(accepted * args.batch, timeout=300)
+    finally:
+        stop(web)
+        for consumer in consumers:
+            stop(consumer)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT extract(epoch FROM measured_at - %s) * 1000, extract(epoch FROM received_at) "
+            "FROM sensor_readings",
+            [base],
+        )
+        rows = cursor.fetchall()
+    latencies = [
+        (float(received) - due_at[int(round(offset_ms)) // args.batch]) * 1000 for offset_ms, received in rows
+    ]
+    print(
+        f"latency (F3): {args.rate} requests/s x {args.batch} readings for {args.seconds} s offered "
+        f"(open loop), {args.concurrency} clients, {args.web_workers} gunicorn workers, "
+        f"{args.consumers} worker(s)"
+    )
+    print(f"  statuses: { {s: statuses.count(s) for s in sorted(set(statuses))} }")
+    print(
+        f"  accept -> stored ms (sensor_readings.received_at - due send time), {len(latencies)} readings: "
+        f"p50 {percentile(latencies, 0.5):.0f}  p95 {percentile(latencies, 0.95):.0f}  "
+        f"p99 {percentile(latencies, 0.99):.0f}  max {max(latencies, default=float('nan')):.0f}"
+    )
+
+
+def run_import(args, env) -> None:
+    """F7: import_file of a generated NDJSON file, the worker running."""
+    reset_state()
+    base = datetime.now(UTC) - timedelta(days=1)
+    with tempfile.NamedTemporaryFile("w", suffix=".ndjson", delete=False) as handle:
+        for number in range(args.readings):
+            measured_at = (base + timedelta(milliseconds=number)).isoformat()
+            handle.write(
+                f'{{"metric": "heart_rate", "value": {60 + number % 40}, "unit": "bpm", '
+                f'"measured_at": "{measured_at}"}}\n'
+            )
+        path = handle.name
+    consumers = [start([PYTHON, "manage.py", "consume_queue"], env) for _ in range(args.consumers)]
+    try:
+        time.sleep(2)
+        started = time.monotonic()
+        subprocess.run(
+            [PYTHON, "manage.py", "import_file", path, "--format", "ndjson", "--device", "BENCH-000"]
+            + ["--chunk", str(args.batch)],
+            cwd=ROOT,
+            env=env,
+            check=True,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        imported = time.monotonic()
+        visible = wait_for_rows(args.readings, timeout=1800)
+    finally:
+        for consumer in consumers:
+            stop(consumer)
+        os.unlink(path)
+    print(
+        f"import (F7): {args.readings} readings, NDJSON, --chunk {args.batch}, {args.consumers} worker(s) running"
+    )
+    print(
+        f"  import_file finished in {imported - started:.2f} s -> {args.readings / (imported - started):,.0f} readings/s"
+    )
+    print(
+        f"  all stored after {visible - started:.2f} s -> {args.readings / (visible - started):,.0f} readings/s"
+    )
+
+
 def bench_setup(**extra_env: str) -> dict[str, str]:
     """Read .env like the app does, prepare the bench database, set Django up; return the env."""
     env_file = ROOT / ".env"
@@ -473,10 +628,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("mode", choices=["end-to-end", "consumer", "single", "versus-naive"])
+    parser.add_argument(
+        "mode", choices=["end-to-end", "consumer", "single", "versus-naive", "latency", "import"]
+    )
     parser.add_argument("--readings", type=int, default=200_000)
     parser.add_argument("--batch", type=int, default=1000, help="readings per request/message")
-    parser.add_argument("--concurrency", type=int, default=8, help="HTTP clients (end-to-end)")
+    parser.add_argument("--concurrency", type=int, default=8, help="HTTP clients (end-to-end, latency)")
+    parser.add_argument("--rate", type=int, default=100, help="requests per second offered (latency)")
     parser.add_argument("--connections", type=int, default=32, help="wrk connections (single)")
     parser.add_argument("--seconds", type=int, default=20, help="duration (single)")
     parser.add_argument("--web-workers", type=int, default=4)
@@ -490,6 +648,8 @@ def main() -> None:
         "consumer": run_consumer,
         "single": run_single,
         "versus-naive": run_versus_naive,
+        "latency": run_latency,
+        "import": run_import,
     }
     modes[args.mode](args, env)
 
