@@ -32,9 +32,8 @@ def main() -> None:
     args = parser.parse_args()
     bench_setup()
     _, keys = reset_state()
-    from django.core.wsgi import get_wsgi_application
+    from config.wsgi import application  # what gunicorn serves
 
-    application = get_wsgi_application()
     body = one_reading_body().encode()
 
     def call() -> str:

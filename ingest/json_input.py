@@ -31,6 +31,11 @@ def _constant_refuse(name: str) -> float:
     raise JsonInputError(f"{name} is not a JSON value")
 
 
+# One decoder for every call: json.loads with options builds a new one each time, which
+# costs more than parsing a small document.
+_DECODER = json.JSONDecoder(parse_constant=_constant_refuse)
+
+
 def _depth_exceeds(document: Any, limit: int) -> bool:
     """True if containers nest deeper than ``limit``; iterative, so any depth is safe."""
     stack = [(document, 1)]
@@ -52,7 +57,7 @@ def json_parse(raw: bytes | str, *, max_depth: int = JSON_MAX_DEPTH) -> Any:
     """
     try:
         text = raw.decode("utf-8") if isinstance(raw, bytes | bytearray) else raw
-        document = json.loads(text, parse_constant=_constant_refuse)
+        document = _DECODER.decode(text)
     except RecursionError:
         raise JsonInputError(f"the JSON is nested more than {max_depth} levels deep") from None
     except UnicodeDecodeError as error:

@@ -48,6 +48,14 @@ MIDDLEWARE = [
     # Last, as django-axes requires: it turns a locked-out login into the lockout page.
     "axes.middleware.AxesMiddleware",
 ]
+# Devices and partner systems (key or signature, never a session): see config/handlers.py.
+MACHINE_API_PATH_PREFIX = "/api/v1/"
+MACHINE_API_MIDDLEWARE = [
+    "config.observability.RequestIdMiddleware",
+    "config.security_headers.SecurityHeadersMiddleware",
+    "django.middleware.security.SecurityMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
 
 # Only this origin's scripts, styles and connections; no framing, no plugins, forms post here only.
 _CSP_COMMON = (

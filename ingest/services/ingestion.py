@@ -92,6 +92,8 @@ def device_batch_accept(
 
 
 IMPORT_NAMESPACE = uuid.UUID("5b2f9a64-4a7e-4d57-9bd2-6f1f0f1c2a11")
+# json.dumps(record, sort_keys=True, default=str) without building an encoder per record.
+_CANONICAL_JSON = json.JSONEncoder(sort_keys=True, default=str).encode
 
 
 def content_message_id(*, origin: str, readings: list[dict], events: list[dict]) -> uuid.UUID:
@@ -104,7 +106,7 @@ def content_message_id(*, origin: str, readings: list[dict], events: list[dict])
     for kind, records in (("reading", readings), ("event", events)):
         for record in records:
             digest.update(kind.encode())
-            digest.update(json.dumps(record, sort_keys=True, default=str).encode())
+            digest.update(_CANONICAL_JSON(record).encode())
     return uuid.uuid5(IMPORT_NAMESPACE, digest.hexdigest())
 
 
