@@ -50,7 +50,9 @@ class ProgressReport:
         if self.is_terminal:
             if now - self.last_shown >= REDRAW_SECONDS or fraction >= 1.0:
                 self._draw(fraction, count, now)
-        elif (
+                self.last_shown = now
+            return
+        if (
             (now - self.last_shown >= PLAIN_LINE_SECONDS and now - self.started >= PLAIN_LINE_SECONDS)
             or fraction - self.last_fraction_shown >= PLAIN_LINE_STEP
             or (fraction >= 1.0 > self.last_fraction_shown)
@@ -58,9 +60,7 @@ class ProgressReport:
             self.stream.write(self._summary(fraction, count, now) + "\n")
             self.stream.flush()
             self.last_fraction_shown = fraction
-        else:
-            return
-        self.last_shown = now
+            self.last_shown = now
 
     def finish(self) -> None:
         """End the redrawn line so that what follows starts on its own."""
