@@ -177,6 +177,38 @@ class EventInputSerializer(serializers.Serializer):
         return detail
 
 
+@extend_schema_field(EventInputSerializer(many=True))
+class EventsField(serializers.Field):
+    """A list of events, each checked by ``EventInputSerializer``, with ListSerializer's errors.
+
+    A nested ``EventInputSerializer(many=True)`` would be deep-copied with the request's
+    serializer on every request (about 150 µs, a tenth of a one-reading request), events
+    or not; this field builds its one child only when there are events.
+    """
+
+    def to_internal_value(self, data):
+        if not isinstance(data, list):
+            raise serializers.ValidationError(
+                {"non_field_errors": [f'Expected a list of items but got type "{type(data).__name__}".']},
+                code="not_a_list",
+            )
+        if not data:
+            return []
+        child = EventInputSerializer()
+        events, errors = [], {}
+        for index, item in enumerate(data):
+            try:
+                events.append(child.run_validation(item))
+            except serializers.ValidationError as error:
+                errors[index] = error.detail
+        if errors:
+            raise serializers.ValidationError(errors)  # by index, as readings and ListSerializer
+        return events
+
+    def to_representation(self, value):
+        return value
+
+
 @extend_schema_serializer(component_name="IngestRequest")
 class DeviceRecordsSerializer(serializers.Serializer):
     """A device's readings and events as the ingest API accepts them.
@@ -186,7 +218,7 @@ class DeviceRecordsSerializer(serializers.Serializer):
     """
 
     readings = ReadingsField(required=False, default=list)
-    events = EventInputSerializer(many=True, required=False, default=list)
+    events = EventsField(required=False, default=list)
 
     def validate(self, data):
         total = len(data["readings"]) + len(data["events"])
