@@ -35,9 +35,10 @@ class MessageKind(models.TextChoices):
 class IngestMessage(models.Model):
     """Ledger of pipeline messages, by the id returned to the sender.
 
-    The web tier writes a ``pending`` row before publishing; the worker marks it
-    ``processed`` in the same transaction as the records. A redelivered or duplicated
-    message finds ``processed`` and inserts nothing twice.
+    The web tier writes nothing: the worker writes the row, ``processed`` in the same
+    transaction as the records (or ``pending`` with the attempts when one fails). A
+    redelivered or duplicated message finds ``processed`` and inserts nothing twice.
+    Until the row exists, the id itself proves its message (ingest/message_ids.py).
     """
 
     class Status(models.TextChoices):
