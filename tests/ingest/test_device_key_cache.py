@@ -167,3 +167,26 @@ def test_an_unknown_key_is_still_a_401(cache_on):
         client.post("/api/v1/ingest/", data=_reading_body(), content_type="application/json").status_code
         == 401
     )
+
+
+@pytest.mark.django_db
+def test_a_key_is_never_trusted_past_the_bound_when_the_recheck_fails(
+    cache_on, device_client, ingest_queue, monkeypatch
+):
+    from django.db import OperationalError
+
+    import ingest.device_key_cache as key_cache
+
+    body = _reading_body()
+    assert (
+        device_client.post("/api/v1/ingest/", data=body, content_type="application/json").status_code == 202
+    )
+
+    def database_down(key_ids):
+        raise OperationalError("connection refused")
+
+    monkeypatch.setattr(key_cache, "_keys_no_longer_usable", database_down)
+    device_key_cache._validated_at -= 1  # the bound has passed
+
+    response = device_client.post("/api/v1/ingest/", data=body, content_type="application/json")
+    assert (response.status_code, response.json()["code"]) == (503, "database_unavailable")
