@@ -29,6 +29,7 @@ import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
+from django.conf import settings
 from django.utils.crypto import salted_hmac
 
 _SALT = "iot_care.ingest.message_id.v1"
@@ -47,9 +48,9 @@ class SignedMessageId:
     issued_at: datetime
 
 
-def _mac(*, device_id: int, timestamp_ms: int, random_bits: int) -> int:
+def _mac(*, device_id: int, timestamp_ms: int, random_bits: int, secret: str | None = None) -> int:
     value = f"{device_id}:{timestamp_ms}:{random_bits}"
-    digest = salted_hmac(_SALT, value, algorithm="sha256").digest()
+    digest = salted_hmac(_SALT, value, secret=secret, algorithm="sha256").digest()
     return int.from_bytes(digest[: _MAC_BITS // 8], "big")
 
 
@@ -91,7 +92,11 @@ def message_id_verify(*, message_id: uuid.UUID, device_id: int) -> SignedMessage
     if fields is None:
         return None
     timestamp_ms, random_bits, mac = fields
-    expected = _mac(device_id=device_id, timestamp_ms=timestamp_ms, random_bits=random_bits)
-    if not hmac.compare_digest(expected.to_bytes(4, "big"), mac.to_bytes(4, "big")):
-        return None
-    return SignedMessageId(issued_at=datetime.fromtimestamp(timestamp_ms / 1000, tz=UTC))
+    # Ids issued before a key rotation still verify while the old key is a fallback.
+    for secret in (settings.SECRET_KEY, *getattr(settings, "SECRET_KEY_FALLBACKS", ())):
+        expected = _mac(
+            device_id=device_id, timestamp_ms=timestamp_ms, random_bits=random_bits, secret=secret
+        )
+        if hmac.compare_digest(expected.to_bytes(4, "big"), mac.to_bytes(4, "big")):
+            return SignedMessageId(issued_at=datetime.fromtimestamp(timestamp_ms / 1000, tz=UTC))
+    return None

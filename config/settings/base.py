@@ -10,6 +10,8 @@ from .rabbitmq import *  # noqa: F403 - integration settings live in their own m
 
 # Required in production (prod.py); dev and test settings fall back to a throwaway key.
 SECRET_KEY = env.str("DJANGO_SECRET_KEY", default="")
+# Former keys while rotating: what they signed (sessions, message ids) still verifies.
+SECRET_KEY_FALLBACKS = env.list("DJANGO_SECRET_KEY_FALLBACKS", default=[])
 DEBUG = env.bool("DJANGO_DEBUG", default=False)
 ALLOWED_HOSTS = env.list("DJANGO_ALLOWED_HOSTS", default=["localhost", "127.0.0.1"])
 

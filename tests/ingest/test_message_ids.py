@@ -50,11 +50,16 @@ def test_random_and_other_version_ids_do_not_verify():
     assert message_id_verify(message_id=forged_v8, device_id=7) is None
 
 
-def test_a_different_secret_key_makes_the_ids_invalid(settings):
+def test_a_different_secret_key_makes_the_ids_invalid_unless_the_old_one_is_a_fallback(settings):
     message_id = message_id_issue(device_id=7, at=AT)
+    old_key = settings.SECRET_KEY
     settings.SECRET_KEY = "another-secret-key-" + "x" * 40
+    settings.SECRET_KEY_FALLBACKS = []
 
     assert message_id_verify(message_id=message_id, device_id=7) is None
+
+    settings.SECRET_KEY_FALLBACKS = [old_key]
+    assert message_id_verify(message_id=message_id, device_id=7) is not None
 
 
 def test_ids_are_unique_and_ordered_by_time():
