@@ -19,7 +19,12 @@ from dashboard.filters import DeadLetterFilterForm
 from dashboard.models import AuditEntry, BulkJob
 from dashboard.selectors import dead_letter_queryset
 from ingest.models import Alert, AlertStatus, DeadLetter, Device, DeviceStatus
-from ingest.services.dead_letters import dead_letters_discard_many, dead_letters_requeue_many, reason_require
+from ingest.services.dead_letters import (
+    RequeueIncomplete,
+    dead_letters_discard_many,
+    dead_letters_requeue_many,
+    reason_require,
+)
 from ingest.services.devices import device_key_issue, device_keys_revoke
 
 logger = logging.getLogger(__name__)
@@ -227,6 +232,8 @@ def bulk_job_run(
         try:
             acted = act(dead_letter_ids=ids, actor=job.created_by, reason=job.reason or f"bulk job {job.pk}")
         except ApplicationError as error:
+            # A chunk the broker confirmed in part: the confirmed ones were marked and count.
+            job.done += error.requeued if isinstance(error, RequeueIncomplete) else 0
             job.status = BulkJob.Status.FAILED
             job.error = error.message
             break
@@ -240,7 +247,7 @@ def bulk_job_run(
         if pause > 0:
             time.sleep(pause)
     job.finished_at = timezone.now()
-    job.save(update_fields=["status", "finished_at", "error"])
+    job.save(update_fields=["status", "finished_at", "error", "done"])
     logger.info("bulk job %s %s: %d done, %d skipped", job.pk, job.status, job.done, job.skipped)
     return job
 
