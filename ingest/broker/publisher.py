@@ -454,6 +454,12 @@ class _ConnectionLoop:
                 else:
                     still_waiting.append(pending)
             self._waiting = still_waiting
+            if self._channel is None and self._connection is not None:
+                # A connection attempt that outlived a caller's deadline is not waited for
+                # by the next caller: that one gets a fresh attempt.
+                self._abort_connection("connection not ready in time")
+                self._connection = None
+                self._send_waiting()
         if not self._stopping:
             self._ioloop.call_later(DEADLINE_CHECK_SECONDS, self._check_deadlines)
 
