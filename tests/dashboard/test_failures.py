@@ -12,7 +12,7 @@ from django.test.utils import CaptureQueriesContext
 from dashboard.models import BulkJob
 from dashboard.services import bulk_job_cancel, bulk_job_create, bulk_job_run, bulk_jobs_run_pending
 from ingest.models import DeadLetter, DeadLetterAction
-from tests.broker import queue_depth, queued_messages
+from tests.broker import broker_refusing_publishes_to, management_api_available, queue_depth, queued_messages
 from tests.factories import DeadLetterFactory
 
 pytestmark = pytest.mark.django_db
@@ -292,3 +292,28 @@ def test_creating_a_bulk_job_is_audited(operator_client):
         f"job {job.pk}",
     )
     assert entry.detail == "all matching error_class=DataError: 2 message(s); reason: bad firmware"
+
+
+@RUNS_JOBS
+@pytest.mark.skipif(not management_api_available(), reason="needs RabbitMQ's management API")
+def test_a_job_the_broker_refuses_part_way_marks_and_counts_exactly_the_confirmed(operator, ingest_queue):
+    letters = DeadLetterFactory.create_batch(20)
+    job = bulk_job_create(
+        action="requeue", selection={"filter": {}}, description="all", reason="", actor=operator
+    )
+
+    with broker_refusing_publishes_to(ingest_queue.queue, keep=5):  # takes five, nacks the rest
+        bulk_job_run(job=job, chunk_size=100)
+
+    assert (job.status, job.done) == (BulkJob.Status.FAILED, 5)
+    assert "broker did not confirm" in job.error and "5 requeued, 15 left dead" in job.error
+    requeued = DeadLetter.objects.filter(status="requeued")
+    queued = {properties.message_id for properties, _ in queued_messages(ingest_queue.queue)}
+    assert {str(letter.message_id) for letter in requeued} == queued and len(queued) == 5
+    assert DeadLetter.objects.filter(status="dead").count() == 15
+    assert set(
+        DeadLetterAction.objects.filter(action=DeadLetterAction.Action.REQUEUED).values_list(
+            "dead_letter_id", flat=True
+        )
+    ) == {letter.pk for letter in requeued}
+    assert {letter.pk for letter in letters} >= {letter.pk for letter in requeued}
