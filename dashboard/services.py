@@ -197,10 +197,12 @@ def _claim_next_job() -> BulkJob | None:
         return job
 
 
-# Chunks of one job in progress at once, each in its own thread and transaction. While one
-# chunk waits for its confirms, the other locks, reads or marks its rows: the broker and
-# the database work at the same time, and the publisher's pipeline never runs dry.
-BULK_JOB_LANES = 2
+# Chunks of one job in progress at once, each in its own thread and transaction. While some
+# wait for their confirms, the others lock, read or mark their rows: the broker and the
+# database work at the same time, and the publisher's pipeline never runs dry. Measured
+# on 2 cores shared with the broker and PostgreSQL, 100,000 dead letters: 2 lanes 17.6 s,
+# 3 lanes 15.6 s, 4 lanes 14.7 s.
+BULK_JOB_LANES = 4
 
 
 def _chunk_in_lane(act, **arguments) -> int:
