@@ -376,6 +376,7 @@ class _ConnectionLoop:
         if connection is not self._connection:
             return
         self._connection = None
+        logger.warning("broker unreachable: %r (%d message(s) waiting)", error, len(self._waiting))
         self._fail_waiting(f"broker unreachable: {error!r}")
 
     def _on_connection_closed(self, connection, reason) -> None:
@@ -439,7 +440,6 @@ class _ConnectionLoop:
             if oldest.deadline <= now:
                 timeout = settings.RABBITMQ_PUBLISH_TIMEOUT_SECONDS
                 reason = f"no confirm from the broker within {timeout:g} s"
-                logger.warning("%s: dropping the connection (%d in flight)", reason, len(self._in_flight))
                 # A broker that stops answering (half-open TCP, a hung node) would hold
                 # every later message too: drop the connection, reconnect on demand.
                 self._abort_connection(reason)
@@ -468,6 +468,13 @@ class _ConnectionLoop:
         self._connection = None
         self._channel = None
         in_flight, self._in_flight = self._in_flight, collections.OrderedDict()
+        if in_flight or (fail_waiting and self._waiting):
+            logger.warning(
+                "%s: %d message(s) in flight and %d waiting get BrokerUnavailable",
+                reason,
+                len(in_flight),
+                len(self._waiting) if fail_waiting else 0,
+            )
         for pending in in_flight.values():
             self._answer(pending, reason)
         if fail_waiting:
