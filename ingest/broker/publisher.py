@@ -303,10 +303,10 @@ class _ConnectionLoop:
         channel = self._channel
         exchange, routing_key = self.topology.exchange, self.topology.routing_key
         waiting, in_flight = self._waiting, self._in_flight
-        try:
-            while waiting:
-                pending = waiting[0]
-                message = pending.message
+        while waiting:
+            pending = waiting[0]
+            message = pending.message
+            try:
                 channel.basic_publish(
                     exchange=exchange,
                     routing_key=routing_key,
@@ -314,17 +314,24 @@ class _ConnectionLoop:
                     properties=message.properties(),
                     mandatory=True,
                 )
-                waiting.popleft()
-                in_flight[self._next_tag] = pending
-                self._next_tag += 1
-        except (pika.exceptions.AMQPError, OSError) as error:
-            # The channel or connection broke under us; its close callback may not have
-            # run yet. What was sent is lost with it; what was not is tried on a new one.
-            reason = f"broker connection lost while publishing: {error!r}"
-            self._abort_connection(reason)
-            self._connection_lost(reason, fail_waiting=False)
-            if waiting:
+            except Exception as error:
+                if channel.is_open and self._connection is not None and self._connection.is_open:
+                    # Nothing was written: the message itself cannot be encoded (a header
+                    # value AMQP has no type for). Only its caller is told.
+                    waiting.popleft()
+                    self._answer(pending, f"the message cannot be published: {error!r}")
+                    continue
+                # The channel or connection broke under us; its close callback may not
+                # have run yet. What was sent is lost with it; what was not is tried on a
+                # new one.
+                reason = f"broker connection lost while publishing: {error!r}"
+                self._abort_connection(reason)
+                self._connection_lost(reason, fail_waiting=False)
                 self._connect()
+                return
+            waiting.popleft()
+            in_flight[self._next_tag] = pending
+            self._next_tag += 1
 
     # Connection and channel set-up, one step per broker answer.
 

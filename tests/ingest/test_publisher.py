@@ -267,3 +267,17 @@ def test_a_broker_that_stops_answering_fails_publish_many_within_the_timeout(
     broker_behind_proxy.resume_forwarding()
     confirmed, failure = publish_many_confirmed([_message(number) for number in range(10)])
     assert failure is None and len(confirmed) == 10
+
+
+def test_a_message_that_cannot_be_encoded_fails_alone(ingest_queue):
+    unencodable = OutgoingMessage(str(uuid.uuid4()), b"{}", DEVICE_BATCH, headers={"x-bad": object()})
+    good = [_message(number) for number in range(5)]
+
+    confirmed, failure = publish_many_confirmed([good[0], good[1], unencodable, good[2]])
+    with pytest.raises(BrokerUnavailable, match="cannot be published"):
+        get_publisher().publish(unencodable)
+    get_publisher().publish(good[3])
+
+    assert "cannot be published" in str(failure)
+    assert confirmed == {message.message_id for message in good[:3]}
+    assert sorted(_queued_ids(ingest_queue.queue)) == sorted(message.message_id for message in good[:4])
