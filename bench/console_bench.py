@@ -6,11 +6,17 @@ Fills the benchmark database (``iot_care_bench``, shared with ingest_bench.py) o
 
 * times each main console page N times in-process (Django test client: server time,
   no network), printing p50 and p95;
-* runs ``run_console_jobs --once`` as its own process to requeue 100,000 dead letters
-  into the ``bench-ingest`` queue, timing it, while the overview page is timed again to
-  show the web tier is not held up; the queue is purged afterwards.
+* F6, bulk requeue: runs ``run_console_jobs --once`` as its own process to requeue
+  100,000 dead letters into the ``bench-ingest`` queue (at the configured
+  ``CONSOLE_BULK_MAX_PER_SECOND`` unless ``--bulk-rate`` says otherwise), timing it,
+  while the overview page is timed again to show the web tier is not held up. Its
+  same-run baselines on the same rows: the broker alone (``publish_many_confirmed`` of
+  the same 100,000 bodies, nothing else; just before the job) and the database alone
+  (one plain SQL ``UPDATE`` of the same rows' status; just after). The queue is purged
+  after each.
 
     .venv/bin/python bench/console_bench.py                    # fill if needed, then measure
+    .venv/bin/python bench/console_bench.py --requeue-only     # F6 only
     .venv/bin/python bench/console_bench.py --readings 1000000 --dead-letters 20000
 """
 
@@ -122,6 +128,51 @@ def reset_dead_letters(count: int, first_device: int, devices: int) -> None:
     print(f"{count:,} dead letters ready in {time.monotonic() - started:.1f} s", flush=True)
 
 
+def broker_alone_baseline() -> float:
+    """The requeue's floor on the broker: the same bodies, published as it publishes them.
+
+    The dead letters' bodies are read first (not timed), then published pipelined with
+    confirms and nothing else; the caller purges the queue after.
+    """
+    from ingest.broker.publisher import OutgoingMessage, publish_many_confirmed
+    from ingest.messages import HEADER_SCHEMA_VERSION, SCHEMA_VERSION
+    from ingest.models import DeadLetter
+
+    messages = [
+        OutgoingMessage(
+            str(message_id), bytes(body), kind, {HEADER_SCHEMA_VERSION: SCHEMA_VERSION, "x-requeued-from": pk}
+        )
+        for pk, message_id, kind, body in DeadLetter.objects.filter(status=DeadLetter.Status.DEAD)
+        .order_by("pk")
+        .values_list("pk", "message_id", "kind", "body")
+    ]
+    started = time.monotonic()
+    confirmed, failure = publish_many_confirmed(messages)
+    elapsed = time.monotonic() - started
+    assert failure is None and len(confirmed) == len(messages), failure
+    print(f"baseline, broker alone: {len(messages):,} published with confirms in {elapsed:.1f} s", flush=True)
+    return elapsed
+
+
+def database_alone_baseline() -> float:
+    """The requeue's floor in the database: one plain UPDATE of the same rows' status.
+
+    Run after the job (it sets the requeued rows back to dead), so that its dead row
+    versions do not slow the job down.
+    """
+    from django.db import connection
+
+    started = time.monotonic()
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "UPDATE ingest_deadletter SET status = 'dead', updated_at = now() WHERE status = 'requeued'"
+        )
+        updated = cursor.rowcount
+    elapsed = time.monotonic() - started
+    print(f"baseline, database alone: UPDATE of {updated:,} rows in {elapsed:.1f} s", flush=True)
+    return elapsed
+
+
 def time_pages(client, pages: dict[str, str], repeat: int) -> None:
     print(f"{'page':44} {'p50 ms':>8} {'p95 ms':>8} {'max ms':>8}")
     for label, url in pages.items():
@@ -144,12 +195,17 @@ def main() -> None:
     parser.add_argument("--dead-letters", type=int, default=100_000)
     parser.add_argument("--repeat", type=int, default=20)
     parser.add_argument(
-        "--bulk-rate", type=float, default=2000, help="CONSOLE_BULK_MAX_PER_SECOND for the job"
+        "--bulk-rate",
+        type=float,
+        default=None,
+        help="CONSOLE_BULK_MAX_PER_SECOND for the job (default: the setting)",
     )
+    parser.add_argument("--requeue-only", action="store_true", help="skip the page timings (F6 only)")
     args = parser.parse_args()
 
     env = bench_setup(DJANGO_ALLOWED_HOSTS="testserver,localhost")
 
+    from django.conf import settings
     from django.contrib.auth import get_user_model
     from django.test import Client
 
@@ -189,7 +245,8 @@ def main() -> None:
         "alerts (open first)": "/console/records/alerts/",
         "devices": "/console/records/devices/",
     }
-    time_pages(client, pages, args.repeat)
+    if not args.requeue_only:
+        time_pages(client, pages, args.repeat)
 
     # Bulk requeue of every dead letter, by the job runner in its own process.
     broker = open_connection()
@@ -197,11 +254,14 @@ def main() -> None:
     topology = Topology.from_settings()
     topology_declare(channel=channel, topology=topology)
     channel.queue_purge(topology.queue)
+    publish_alone = broker_alone_baseline()
+    channel.queue_purge(topology.queue)
     response = client.post(
         "/console/failed/bulk/", {"action": "requeue", "scope": "filter", "status": "dead"}
     )
     assert response.status_code == 302, response.status_code
-    job_env = {**env, "CONSOLE_BULK_MAX_PER_SECOND": str(args.bulk_rate)}
+    bulk_rate = args.bulk_rate if args.bulk_rate is not None else settings.CONSOLE_BULK_MAX_PER_SECOND
+    job_env = {**env, "CONSOLE_BULK_MAX_PER_SECOND": str(bulk_rate)}
     started = time.monotonic()
     runner = subprocess.Popen(
         [sys.executable, "manage.py", "run_console_jobs", "--once"], cwd=ROOT, env=job_env
@@ -227,9 +287,17 @@ def main() -> None:
     channel.queue_purge(topology.queue)
     broker.close()
     during.sort()
+    update_alone = database_alone_baseline()
+    in_job = (job.finished_at - job.started_at).total_seconds()
     print(
         f"bulk requeue: job {job.pk} {job.status}: {job.done:,} requeued, {job.skipped} skipped of {job.total:,} "
-        f"in {elapsed:.1f} s ({job.done / elapsed:,.0f}/s, bound {args.bulk_rate:g}/s); {depth:,} on the queue"
+        f"in {in_job:.1f} s ({job.done / in_job:,.0f}/s, bound {bulk_rate:g}/s; {elapsed:.1f} s with the "
+        f"runner's start-up); {depth:,} on the queue"
+    )
+    print(
+        f"F6 bulk requeue of {job.total:,} dead letters: {in_job:.1f} s (target <= 10 s for 100,000); "
+        f"same-run baselines on the same rows: broker alone (publish_many_confirmed) {publish_alone:.1f} s, "
+        f"database alone (SQL UPDATE) {update_alone:.1f} s; job / broker alone = {in_job / publish_alone:.2f}x"
     )
     if during:
         print(

@@ -110,14 +110,15 @@ def _effective_policy(queue: str) -> dict:
 
 
 @contextmanager
-def broker_refusing_publishes_to(queue: str) -> Iterator[None]:
+def broker_refusing_publishes_to(queue: str, *, keep: int = 0) -> Iterator[None]:
     """Make RabbitMQ refuse (nack) every message published to ``queue``, then undo it.
 
-    A policy scoped to exactly that queue name sets ``max-length`` 0 with
-    ``overflow: reject-publish``: the broker nacks each publish to it, which a publisher
-    with confirms sees as an error and a publisher without confirms never learns of
-    (RabbitMQ then drops the message). The queue must exist; only this run's names are
-    accepted.
+    A policy scoped to exactly that queue name sets ``max-length`` ``keep`` (0: refuse
+    everything; n: take messages until n are ready, refuse the rest) with
+    ``overflow: reject-publish``: the broker nacks each publish it refuses, which a
+    publisher with confirms sees as an error and a publisher without confirms never
+    learns of (RabbitMQ then drops the message). The queue must exist; only this run's
+    names are accepted.
     """
     assert queue.startswith("test-"), "policies only on this run's own queues"
     vhost = quote(settings.RABBITMQ_VHOST, safe="")
@@ -127,14 +128,14 @@ def broker_refusing_publishes_to(queue: str) -> Iterator[None]:
         f"policies/{vhost}/{quote(name, safe='')}",
         {
             "pattern": f"^{re.escape(queue)}$",
-            "definition": {"max-length": 0, "overflow": "reject-publish"},
+            "definition": {"max-length": keep, "overflow": "reject-publish"},
             "apply-to": "queues",
             "priority": 999,
         },
     )
     try:
         deadline = time.monotonic() + 10
-        while _effective_policy(queue).get("max-length") != 0:
+        while _effective_policy(queue).get("max-length") != keep:
             assert time.monotonic() < deadline, f"the broker did not apply the policy to {queue}"
             time.sleep(0.05)
         yield
@@ -144,3 +145,20 @@ def broker_refusing_publishes_to(queue: str) -> Iterator[None]:
         while "max-length" in _effective_policy(queue):
             assert time.monotonic() < deadline, f"the broker kept the policy on {queue}"
             time.sleep(0.05)
+
+
+def broker_connections_close(connection_name: str) -> int:
+    """Close, through the management API, every connection with this client-given name.
+
+    The broker sends Connection.Close (as on a node shutdown or ``rabbitmqctl
+    close_connection``); returns how many it closed.
+    """
+    closed = 0
+    for connection in _management_request("GET", "connections") or []:
+        if (connection.get("client_properties") or {}).get("connection_name") == connection_name:
+            _management_request(
+                "DELETE",
+                f"connections/{quote(connection['name'], safe='')}",
+            )
+            closed += 1
+    return closed

@@ -23,6 +23,14 @@ QUEUE_TYPES = ("classic", "quorum")
 
 
 @dataclass(frozen=True)
+class Declaration:
+    """One idempotent channel call (``exchange_declare``, ``queue_declare``, ``queue_bind``)."""
+
+    method: str
+    arguments: dict
+
+
+@dataclass(frozen=True)
 class Topology:
     queue: str
     queue_type: str = "classic"
@@ -86,35 +94,65 @@ class Topology:
     def type_arguments(self) -> dict:
         return {"x-queue-type": self.queue_type}
 
+    def declarations(self) -> list[Declaration]:
+        """Exchange, queues and bindings as channel calls, in order.
+
+        The same list serves a blocking channel (``topology_declare``) and the
+        publisher's asynchronous one, so both always declare the same topology.
+        """
+        main_queue_arguments = {
+            **self.type_arguments,
+            "x-max-length": self.max_length,
+            "x-overflow": "reject-publish",
+        }
+        declarations = [
+            Declaration(
+                "exchange_declare", {"exchange": self.exchange, "exchange_type": "direct", "durable": True}
+            ),
+            Declaration(
+                "queue_declare", {"queue": self.queue, "durable": True, "arguments": main_queue_arguments}
+            ),
+            Declaration(
+                "queue_bind",
+                {"queue": self.queue, "exchange": self.exchange, "routing_key": self.routing_key},
+            ),
+        ]
+        for delay in self.retry_delays:
+            arguments = {
+                **self.type_arguments,
+                "x-message-ttl": int(delay * 1000),
+                "x-dead-letter-exchange": self.exchange,
+                "x-dead-letter-routing-key": self.due_queue,
+            }
+            if self.queue_type == "quorum":
+                # Quorum queues dead-letter at most once unless told otherwise; at-least-once
+                # needs reject-publish overflow. A retried message must not vanish in transit.
+                arguments |= {"x-dead-letter-strategy": "at-least-once", "x-overflow": "reject-publish"}
+            declarations.append(
+                Declaration(
+                    "queue_declare",
+                    {"queue": self._retry_queue_name(delay), "durable": True, "arguments": arguments},
+                )
+            )
+        declarations += [
+            Declaration(
+                "queue_declare", {"queue": self.due_queue, "durable": True, "arguments": self.type_arguments}
+            ),
+            Declaration(
+                "queue_bind",
+                {"queue": self.due_queue, "exchange": self.exchange, "routing_key": self.due_queue},
+            ),
+            Declaration(
+                "queue_declare", {"queue": self.dead_queue, "durable": True, "arguments": self.type_arguments}
+            ),
+        ]
+        return declarations
+
 
 def topology_declare(*, channel: BlockingChannel, topology: Topology) -> None:
     """Declare exchange, queues and bindings; safe to call from every process at start."""
-    channel.exchange_declare(exchange=topology.exchange, exchange_type="direct", durable=True)
-    channel.queue_declare(
-        queue=topology.queue,
-        durable=True,
-        arguments={
-            **topology.type_arguments,
-            "x-max-length": topology.max_length,
-            "x-overflow": "reject-publish",
-        },
-    )
-    channel.queue_bind(queue=topology.queue, exchange=topology.exchange, routing_key=topology.routing_key)
-    for delay in topology.retry_delays:
-        arguments = {
-            **topology.type_arguments,
-            "x-message-ttl": int(delay * 1000),
-            "x-dead-letter-exchange": topology.exchange,
-            "x-dead-letter-routing-key": topology.due_queue,
-        }
-        if topology.queue_type == "quorum":
-            # Quorum queues dead-letter at most once unless told otherwise; at-least-once
-            # needs reject-publish overflow. A retried message must not vanish in transit.
-            arguments |= {"x-dead-letter-strategy": "at-least-once", "x-overflow": "reject-publish"}
-        channel.queue_declare(queue=topology._retry_queue_name(delay), durable=True, arguments=arguments)
-    channel.queue_declare(queue=topology.due_queue, durable=True, arguments=topology.type_arguments)
-    channel.queue_bind(queue=topology.due_queue, exchange=topology.exchange, routing_key=topology.due_queue)
-    channel.queue_declare(queue=topology.dead_queue, durable=True, arguments=topology.type_arguments)
+    for declaration in topology.declarations():
+        getattr(channel, declaration.method)(**declaration.arguments)
 
 
 def topology_delete(*, channel: BlockingChannel, topology: Topology) -> None:

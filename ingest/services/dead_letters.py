@@ -17,7 +17,8 @@ from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 
 from django.contrib.auth.models import AbstractBaseUser
-from django.db import transaction
+from django.db import connection, transaction
+from django.db.models.expressions import RawSQL
 from django.utils import timezone
 
 from core.errors import ApplicationError
@@ -325,13 +326,13 @@ def _edited_body_check(dead_letter: DeadLetter, edited_body: str) -> bytes:
     ).to_body()
 
 
-def _requeue_message(dead_letter: DeadLetter, body: bytes) -> OutgoingMessage:
+def _requeue_message(dead_letter_id: int, message_id: str, kind: str, body: bytes) -> OutgoingMessage:
     return OutgoingMessage(
-        message_id=str(dead_letter.message_id),
+        message_id=message_id,
         body=body,
-        message_type=dead_letter.kind,
+        message_type=kind,
         # No failure history: a requeued message gets all its attempts again.
-        headers={HEADER_SCHEMA_VERSION: SCHEMA_VERSION, "x-requeued-from": dead_letter.pk},
+        headers={HEADER_SCHEMA_VERSION: SCHEMA_VERSION, "x-requeued-from": dead_letter_id},
     )
 
 
@@ -357,7 +358,9 @@ def dead_letter_requeue(
             reason_require(reason, to="edit a message")
             body = _edited_body_check(dead_letter, edited_body)
             action = DeadLetterAction.Action.EDITED_AND_REQUEUED
-        message_publish_confirmed(outgoing=_requeue_message(dead_letter, body))
+        message_publish_confirmed(
+            outgoing=_requeue_message(dead_letter.pk, str(dead_letter.message_id), dead_letter.kind, body)
+        )
         REQUEUED.inc()
         dead_letter.status = DeadLetter.Status.REQUEUED
         if body != previous_body:
@@ -392,25 +395,70 @@ def dead_letter_discard(*, dead_letter_id: int, actor: AbstractBaseUser | None, 
     return dead_letter
 
 
-def _mark_many(letters: list[DeadLetter], *, status: str, action: str, actor, reason: str) -> None:
-    DeadLetter.objects.filter(pk__in=[letter.pk for letter in letters]).update(
-        status=status, updated_at=timezone.now()
-    )
-    DeadLetterAction.objects.bulk_create(
-        DeadLetterAction(
-            dead_letter=letter, action=action, actor=actor, actor_name=_actor_name(actor), reason=reason
+def _mark_many(dead_letter_ids: list[int], *, status: str, action: str, actor, reason: str) -> None:
+    """Set the status of many dead letters and audit each, in two statements whatever the count.
+
+    Set-based on purpose: a bulk requeue marks thousands of rows per chunk, and an ORM
+    object (or a parameter) per row costs more than the rows themselves.
+    """
+    if not dead_letter_ids:
+        return
+    now = timezone.now()
+    DeadLetter.objects.filter(pk__in=_ids_array(dead_letter_ids)).update(status=status, updated_at=now)
+    audit = DeadLetterAction._meta
+    columns = {
+        name: audit.get_field(name).column
+        for name in ("dead_letter", "action", "actor", "actor_name", "reason", "at")
+    }
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"""INSERT INTO {audit.db_table} ({", ".join(columns.values())})
+                SELECT dead_letter_id, %s, %s, %s, %s, %s FROM unnest(%s::bigint[]) AS dead_letter_id""",
+            [
+                action,
+                actor.pk if actor is not None else None,
+                _actor_name(actor),
+                reason,
+                now,
+                dead_letter_ids,
+            ],
         )
-        for letter in letters
-    )
 
 
-def _still_dead_locked(dead_letter_ids: list[int]) -> list[DeadLetter]:
+def _ids_array(ids: list[int]):
+    """``pk__in`` as one array parameter (``= ANY(%s)``), not one parameter per id."""
+    return RawSQL("SELECT unnest(%s::bigint[])", [ids])
+
+
+@dataclass(frozen=True)
+class _DeadLetterToRequeue:
+    pk: int
+    message_id: str
+    kind: str
+    body: bytes
+
+
+def _still_dead_locked(dead_letter_ids: list[int]) -> list[int]:
     """The ids still dead, locked; rows another transaction holds are skipped, not waited for."""
     return list(
         DeadLetter.objects.select_for_update(skip_locked=True)
-        .filter(pk__in=dead_letter_ids, status=DeadLetter.Status.DEAD)
+        .filter(pk__in=_ids_array(dead_letter_ids), status=DeadLetter.Status.DEAD)
         .order_by("pk")
+        .values_list("pk", flat=True)
     )
+
+
+class RequeueIncomplete(ApplicationError):
+    """The broker confirmed only part of a bulk requeue: those are marked, the rest stay dead."""
+
+    def __init__(self, *, requeued: int, left_dead: int) -> None:
+        super().__init__(
+            f"The message broker did not confirm every message; the unconfirmed ones stay dead "
+            f"({requeued} requeued, {left_dead} left dead). Retry later.",
+            code="broker_unavailable",
+        )
+        self.requeued = requeued
+        self.left_dead = left_dead
 
 
 def dead_letters_requeue_many(
@@ -418,18 +466,26 @@ def dead_letters_requeue_many(
 ) -> int:
     """Requeue every still-dead letter among the ids; return how many were requeued.
 
-    Every message is published with a confirm (several connections at once) before any
-    is marked; only the confirmed ones are marked, and the marks commit together. Rows
-    another transaction holds are skipped, not waited for. If the broker fails part-way,
-    the confirmed ones are still marked, then the error is raised.
+    In one transaction: the rows are locked (rows another transaction holds are skipped,
+    not waited for), every message is published with many confirms in flight at once,
+    and only the ones the broker confirmed are marked requeued and audited. A crash
+    before the commit leaves all of them dead, some perhaps already on the queue again:
+    requeuing them once more is harmless, the ledger stores a message once. If the
+    broker fails part-way, the confirmed ones are still marked, then ``RequeueIncomplete``
+    says how many stay dead.
     """
     with transaction.atomic():
-        letters = _still_dead_locked(dead_letter_ids)
+        letters = [
+            _DeadLetterToRequeue(pk, str(message_id), kind, bytes(body))
+            for pk, message_id, kind, body in DeadLetter.objects.select_for_update(skip_locked=True)
+            .filter(pk__in=_ids_array(dead_letter_ids), status=DeadLetter.Status.DEAD)
+            .order_by("pk")
+            .values_list("pk", "message_id", "kind", "body")
+        ]
         confirmed, failure = publish_many_confirmed(
-            [_requeue_message(letter, bytes(letter.body)) for letter in letters]
+            _requeue_message(letter.pk, letter.message_id, letter.kind, letter.body) for letter in letters
         )
-        published = [letter for letter in letters if str(letter.message_id) in confirmed]
-        REQUEUED.inc(len(published))
+        published = [letter.pk for letter in letters if letter.message_id in confirmed]
         _mark_many(
             published,
             status=DeadLetter.Status.REQUEUED,
@@ -437,11 +493,9 @@ def dead_letters_requeue_many(
             actor=actor,
             reason=reason,
         )
+    REQUEUED.inc(len(published))
     if failure is not None:
-        raise ApplicationError(
-            "The message broker did not confirm every message; the unconfirmed ones stay dead. Retry later.",
-            code="broker_unavailable",
-        ) from failure
+        raise RequeueIncomplete(requeued=len(published), left_dead=len(letters) - len(published)) from failure
     return len(published)
 
 

@@ -12,10 +12,13 @@ from django.test.utils import CaptureQueriesContext
 from dashboard.models import BulkJob
 from dashboard.services import bulk_job_cancel, bulk_job_create, bulk_job_run, bulk_jobs_run_pending
 from ingest.models import DeadLetter, DeadLetterAction
-from tests.broker import queue_depth, queued_messages
+from tests.broker import broker_refusing_publishes_to, management_api_available, queue_depth, queued_messages
 from tests.factories import DeadLetterFactory
 
 pytestmark = pytest.mark.django_db
+# A job works through its chunks in threads of its own, each with its own database
+# connection: the rows must be committed for them to see, as in production.
+RUNS_JOBS = pytest.mark.django_db(transaction=True)
 
 
 def test_list_filters_by_status_error_class_device_and_text(viewer_client):
@@ -125,6 +128,7 @@ def test_discard_without_a_reason_is_refused(operator_client):
     assert dead.status == DeadLetter.Status.DISCARDED
 
 
+@RUNS_JOBS
 def test_bulk_requeue_of_a_selection_runs_as_a_job(operator_client, ingest_queue):
     chosen = DeadLetterFactory.create_batch(3)
     untouched = DeadLetterFactory()
@@ -148,6 +152,7 @@ def test_bulk_requeue_of_a_selection_runs_as_a_job(operator_client, ingest_queue
     assert "3 done, 0 skipped of 3" in page
 
 
+@RUNS_JOBS
 def test_bulk_discard_of_everything_matching_a_filter(operator_client):
     DeadLetterFactory.create_batch(4, error_class="django.db.utils.DataError", error_message="value too long")
     kept = DeadLetterFactory()
@@ -161,6 +166,7 @@ def test_bulk_discard_of_everything_matching_a_filter(operator_client):
     assert set(DeadLetterAction.objects.values_list("reason", flat=True)) == {"bad firmware"}
 
 
+@RUNS_JOBS
 def test_bulk_requeue_of_a_group(operator_client, ingest_queue):
     group = DeadLetterFactory.create_batch(3)
     DeadLetterFactory(error_class="django.db.utils.DataError", error_message="other")
@@ -184,6 +190,7 @@ def test_bulk_discard_needs_a_reason_and_an_empty_selection_is_refused(operator_
     assert not BulkJob.objects.exists()
 
 
+@RUNS_JOBS
 def test_a_job_is_bounded_in_rate_and_works_in_chunks(operator, ingest_queue):
     DeadLetterFactory.create_batch(30)
     job = bulk_job_create(
@@ -211,6 +218,7 @@ def test_a_cancelled_job_stops_and_a_queued_one_never_starts(operator):
     assert DeadLetter.objects.filter(status="dead").count() == 5
 
 
+@RUNS_JOBS
 def test_a_job_whose_broker_is_down_fails_and_marks_nothing(operator, settings, ingest_queue):
     from ingest.broker.publisher import publisher_reset
 
@@ -231,6 +239,7 @@ def test_a_job_whose_broker_is_down_fails_and_marks_nothing(operator, settings, 
     assert DeadLetter.objects.filter(status="requeued").count() == 0
 
 
+@RUNS_JOBS
 def test_cancelling_a_finished_job_is_refused(operator_client, operator):
     DeadLetterFactory()
     job = bulk_job_create(
@@ -241,6 +250,7 @@ def test_cancelling_a_finished_job_is_refused(operator_client, operator):
     assert b"already done" in response.content
 
 
+@RUNS_JOBS
 def test_a_running_job_whose_runner_died_is_taken_over_and_a_live_one_is_not(operator, ingest_queue):
     from datetime import timedelta
 
@@ -282,3 +292,28 @@ def test_creating_a_bulk_job_is_audited(operator_client):
         f"job {job.pk}",
     )
     assert entry.detail == "all matching error_class=DataError: 2 message(s); reason: bad firmware"
+
+
+@RUNS_JOBS
+@pytest.mark.skipif(not management_api_available(), reason="needs RabbitMQ's management API")
+def test_a_job_the_broker_refuses_part_way_marks_and_counts_exactly_the_confirmed(operator, ingest_queue):
+    letters = DeadLetterFactory.create_batch(20)
+    job = bulk_job_create(
+        action="requeue", selection={"filter": {}}, description="all", reason="", actor=operator
+    )
+
+    with broker_refusing_publishes_to(ingest_queue.queue, keep=5):  # takes five, nacks the rest
+        bulk_job_run(job=job, chunk_size=100)
+
+    assert (job.status, job.done) == (BulkJob.Status.FAILED, 5)
+    assert "broker did not confirm" in job.error and "5 requeued, 15 left dead" in job.error
+    requeued = DeadLetter.objects.filter(status="requeued")
+    queued = {properties.message_id for properties, _ in queued_messages(ingest_queue.queue)}
+    assert {str(letter.message_id) for letter in requeued} == queued and len(queued) == 5
+    assert DeadLetter.objects.filter(status="dead").count() == 15
+    assert set(
+        DeadLetterAction.objects.filter(action=DeadLetterAction.Action.REQUEUED).values_list(
+            "dead_letter_id", flat=True
+        )
+    ) == {letter.pk for letter in requeued}
+    assert {letter.pk for letter in letters} >= {letter.pk for letter in requeued}
