@@ -9,10 +9,10 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
-from ingest import worker as worker_module
 from ingest.models import Alert, AlertStatus, Device, DeviceEvent, IngestMessage, SensorReading
 from ingest.services.ingestion import device_batch_accept
 from ingest.worker import IngestWorker
+from ingest.worker import ingest_handler as worker_module
 from tests.broker import publish_device_batch, publish_raw, queue_depth
 from tests.factories import DeviceFactory
 from tests.workers import database_unavailable, wait_until, worker_thread
@@ -166,7 +166,7 @@ def test_stop_request_finishes_the_current_batch(ingest_queue, monkeypatch):
             time.sleep(1)
             assert SensorReading.objects.count() == 0
         # The database is back: the held batch commits, the stop arrives, the rest is finished.
-        assert wait_until(lambda: worker._stop_requested, timeout=30)
+        assert wait_until(lambda: worker.stop_requested, timeout=30)
 
     assert SensorReading.objects.count() == 7
     assert DeviceEvent.objects.count() == 7
