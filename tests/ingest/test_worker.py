@@ -187,7 +187,7 @@ def test_a_stop_while_a_batch_fills_stores_and_acks_what_was_delivered(ingest_qu
     assert SensorReading.objects.count() == 3
     assert DeviceEvent.objects.count() == 3
     assert queue_depth(ingest_queue.queue) == 0
-    assert worker.totals.batches == 1
+    assert worker.totals.messages == 3
 
 
 def test_a_stop_before_running_takes_nothing(ingest_queue):
@@ -202,3 +202,34 @@ def test_a_stop_before_running_takes_nothing(ingest_queue):
     assert SensorReading.objects.count() == 0
     assert queue_depth(ingest_queue.queue) == 5
     assert Device.objects.filter(last_seen_at__isnull=False).count() == 0
+
+
+def test_at_low_load_a_message_is_stored_at_once_not_after_the_batch_wait(ingest_queue):
+    device = DeviceFactory()
+    with worker_thread(ingest_queue, batch_size=200, batch_max_wait=3.0):
+        time.sleep(0.5)  # the worker is connected and idle
+        started = time.monotonic()
+        device_batch_accept(device=device, readings=[_reading()], events=[])
+        assert wait_until(lambda: SensorReading.objects.exists(), timeout=10, interval=0.01)
+        stored_after = time.monotonic() - started
+
+    assert stored_after < 1.0, f"stored after {stored_after:.2f} s: the worker waited for a batch to fill"
+
+
+MISSING_DEVICE_ID = 987_654
+
+
+def test_a_failed_attempt_makes_the_ledger_row_the_status_api_reads(ingest_queue):
+    """The accept path writes no ledger row: the worker's first failure makes it."""
+    poison = publish_device_batch(device_id=MISSING_DEVICE_ID, readings=[_reading()])
+    assert not IngestMessage.objects.exists()
+
+    with worker_thread(ingest_queue) as worker:
+        assert wait_until(lambda: worker.totals.retried >= 1)
+
+    row = IngestMessage.objects.get(message_id=poison.message_id)
+    assert row.status == IngestMessage.Status.PENDING
+    assert row.attempts >= 1
+    assert row.device_id == MISSING_DEVICE_ID
+    assert row.received_at == poison.accepted_at
+    assert "devices" in row.last_error
