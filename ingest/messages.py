@@ -15,7 +15,7 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
 
-from ingest.json_input import JSON_MAX_DEPTH, JsonInputError, json_parse
+from ingest.json_input import JSON_MAX_DEPTH, JsonInputError, json_depth_exceeds, json_parse
 
 SCHEMA_VERSION = 1
 DEVICE_BATCH = "device_batch"
@@ -160,18 +160,31 @@ class DeviceBatch:
 
     @classmethod
     def from_data(cls, data: dict) -> DeviceBatch:
+        # The parsed document is this call's own: readings are converted in place, the
+        # cheapest way through the worker's busiest loop.
+        readings = data.get("readings", [])
+        for reading in readings:
+            reading["measured_at"] = datetime.fromisoformat(reading["measured_at"])
+            if not (
+                isinstance(reading["metric"], str)
+                and isinstance(reading["value"], int | float)
+                and not isinstance(reading["value"], bool)
+                and isinstance(reading.get("unit"), str | None)
+            ):
+                raise TypeError("a reading's metric, value or unit is not of its type")
+        events = [
+            {**event, "occurred_at": datetime.fromisoformat(event["occurred_at"])}
+            for event in data.get("events", [])
+        ]
+        for event in events:
+            # A message's own levels: the message, its events list, the event.
+            _nesting_check(event.get("detail"), MESSAGE_MAX_DEPTH - 3)
         return cls(
             message_id=uuid.UUID(data["message_id"]),
             device_id=int(data["device_id"]),
             accepted_at=datetime.fromisoformat(data["accepted_at"]),
-            readings=[
-                {**reading, "measured_at": datetime.fromisoformat(reading["measured_at"])}
-                for reading in data.get("readings", [])
-            ],
-            events=[
-                {**event, "occurred_at": datetime.fromisoformat(event["occurred_at"])}
-                for event in data.get("events", [])
-            ],
+            readings=readings,
+            events=events,
         )
 
 
@@ -202,6 +215,7 @@ class WebhookMessage:
     def from_data(cls, data: dict) -> WebhookMessage:
         if not isinstance(data["payload"], dict):
             raise TypeError("payload must be a JSON object")
+        _nesting_check(data["payload"], MESSAGE_MAX_DEPTH - 1)
         return cls(
             message_id=uuid.UUID(data["message_id"]),
             source=str(data["source"]),
@@ -209,6 +223,12 @@ class WebhookMessage:
             payload=data["payload"],
             accepted_at=datetime.fromisoformat(data["accepted_at"]),
         )
+
+
+def _nesting_check(value: Any, limit: int) -> None:
+    """Only event details and webhook payloads may nest: each is bounded where it is."""
+    if isinstance(value, dict | list) and json_depth_exceeds(value, limit):
+        raise UndecodableMessage(f"the JSON is nested more than {MESSAGE_MAX_DEPTH} levels deep")
 
 
 PipelineMessage = DeviceBatch | WebhookMessage
@@ -222,7 +242,9 @@ def _dump(data: dict) -> bytes:
 def message_decode(body: bytes) -> PipelineMessage:
     """Parse a message body; raise UndecodableMessage for anything not understood."""
     try:
-        data = json_parse(body, max_depth=MESSAGE_MAX_DEPTH)
+        # Nesting is bounded where it is allowed (``_nesting_check``): walking every
+        # reading of every message for it would be most of the decoding time.
+        data = json_parse(body, max_depth=None)
     except JsonInputError as error:
         raise UndecodableMessage(f"body is not JSON: {error}") from error
     if not isinstance(data, dict):

@@ -103,8 +103,13 @@ def _reading_rows(batches: list[DeviceBatch]) -> list[tuple]:
     ]
 
 
-def _copy_rows(cursor, statement: str, rows: list[tuple]) -> None:
-    with cursor.copy(statement) as copy:
+READINGS_TYPES = ["int8", "varchar", "float8", "varchar", "timestamptz"]
+
+
+def _copy_rows(cursor, table: str, rows: list[tuple]) -> None:
+    # Binary: psycopg formats a row about three times faster than as text.
+    with cursor.copy(f"COPY {table} ({READINGS_COLUMNS}) FROM STDIN (FORMAT BINARY)") as copy:
+        copy.set_types(READINGS_TYPES)
         for row in rows:
             copy.write_row(row)
 
@@ -113,7 +118,7 @@ def _readings_copy_direct(cursor, rows: list[tuple]) -> bool:
     """COPY straight into the table; False (nothing kept) if a point was already stored."""
     try:
         with transaction.atomic():  # a savepoint: a refused COPY leaves nothing behind
-            _copy_rows(cursor, f"COPY sensor_readings ({READINGS_COLUMNS}) FROM STDIN", rows)
+            _copy_rows(cursor, "sensor_readings", rows)
     except psycopg.errors.UniqueViolation as error:
         if error.diag.constraint_name != POINT_CONSTRAINT:
             raise
@@ -132,7 +137,7 @@ def _readings_copy_staged(cursor, rows: list[tuple]) -> int:
         """
     )
     cursor.execute(f"TRUNCATE {READINGS_STAGING}")
-    _copy_rows(cursor, f"COPY {READINGS_STAGING} FROM STDIN", rows)
+    _copy_rows(cursor, READINGS_STAGING, rows)
     # A point already stored (same device, metric, instant) is absorbed by the
     # customer's unique constraint instead of failing the batch.
     cursor.execute(

@@ -95,9 +95,11 @@ class BatchHandler(Protocol):
 
 def _stable_message_id(properties, body: bytes) -> str:
     """The message's id; one is made up only for a message that carries none."""
-    for candidate in (properties.message_id, message_id_of(body)):
+    # The body is parsed only when the property is missing or not an id: parsing is the
+    # worker's main cost, and the handler parses it again anyway.
+    for candidate in (lambda: properties.message_id, lambda: message_id_of(body)):
         try:
-            return str(uuid.UUID(str(candidate)))
+            return str(uuid.UUID(str(candidate())))
         except (ValueError, TypeError):
             continue
     return str(uuid.uuid4())
