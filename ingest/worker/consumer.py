@@ -83,14 +83,21 @@ class BatchHandler(Protocol):
     def declare(self, channel: BlockingChannel) -> None:
         """Declare the queues it consumes (idempotent, run on every connect)."""
 
-    def consume_batch(self, deliveries: list[Delivery], session: ConsumerSession) -> int:
+    def consume_batch(
+        self, deliveries: list[Delivery], session: ConsumerSession, upcoming: list[Delivery]
+    ) -> int:
         """Handle a batch; return how many leading deliveries are finished (to be acked).
 
-        An exception leaves the whole batch unacked. Broker errors end the connection.
+        ``upcoming`` is what the consumer holds for the next batch: a handler may prepare
+        it while it waits. An exception leaves the whole batch unacked. Broker errors end
+        the connection.
         """
 
     def tick(self, held: list[Delivery]) -> None:
         """Called on every turn of the loop, busy or idle, with what is still held."""
+
+    def close(self) -> None:
+        """The consumer is done: release what the handler holds (threads, connections)."""
 
 
 def _stable_message_id(properties, body: bytes) -> str:
@@ -139,20 +146,23 @@ class BatchConsumer:
         """Consume until asked to stop (or, with ``stop_when_idle``, until nothing is left)."""
         if stop_when_idle:
             self._finish_when_idle = True
-        while not self._stop_requested:
-            try:
-                self._consume()
-                break
-            except StopRequested:
-                break
-            except BROKER_ERRORS as error:
-                # Unacked deliveries go back to their queue by themselves when the channel dies.
-                delay = self._broker_backoff.next_delay()
-                logger.warning("broker connection lost (%r); reconnecting in %.1fs", error, delay)
+        try:
+            while not self._stop_requested:
                 try:
-                    self.wait(delay)
+                    self._consume()
+                    break
                 except StopRequested:
-                    break  # asked to stop while the broker is away: nothing is held, just leave
+                    break
+                except BROKER_ERRORS as error:
+                    # Unacked deliveries go back to their queue by themselves when the channel dies.
+                    delay = self._broker_backoff.next_delay()
+                    logger.warning("broker connection lost (%r); reconnecting in %.1fs", error, delay)
+                    try:
+                        self.wait(delay)
+                    except StopRequested:
+                        break  # asked to stop while the broker is away: nothing is held, just leave
+        finally:
+            self.handler.close()
 
     def _consume(self) -> None:
         broker = open_connection(role=self.role)
@@ -193,7 +203,8 @@ class BatchConsumer:
 
     def _handle(self, channel: BlockingChannel, held: list[Delivery], session: ConsumerSession) -> bool:
         batch = self._next_batch(held)
-        finished = self.handler.consume_batch(batch, session)
+        upcoming = held[len(batch) : len(batch) + self.batch_size]
+        finished = self.handler.consume_batch(batch, session, upcoming)
         if finished:
             channel.basic_ack(delivery_tag=batch[finished - 1].delivery_tag, multiple=finished > 1)
             del held[:finished]

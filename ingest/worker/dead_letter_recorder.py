@@ -64,7 +64,9 @@ class DeadLetterRecorderHandler:
     def declare(self, channel) -> None:
         topology_declare(channel=channel, topology=self.topology)
 
-    def consume_batch(self, deliveries: list[Delivery], session: ConsumerSession) -> int:
+    def consume_batch(
+        self, deliveries: list[Delivery], session: ConsumerSession, upcoming: list[Delivery]
+    ) -> int:
         """Record the letters; return how many leading ones committed (those are acked)."""
         if time.monotonic() < self.not_before:
             return 0
@@ -147,3 +149,6 @@ class DeadLetterRecorderHandler:
         except DatabaseError as error:
             connection.close()  # an outage: the console cannot read it either
             logger.debug("dead-letter recorder check-in failed: %r", error)
+
+    def close(self) -> None:
+        pass

@@ -5,6 +5,11 @@ Given a batch of deliveries, it stores every message it can in one transaction
 and returns an outcome: what was stored, and the deliveries that failed for their own
 reasons with their errors. It publishes nothing: the ``FailureRouter`` decides where a
 failed delivery goes.
+
+The transaction runs on a thread of its own (with its own database connection) while
+this thread decodes the batch the consumer already holds next: PostgreSQL stores one
+batch while Python reads the next, instead of each waiting for the other. The call
+still returns only once the batch committed, so the consumer acks after commit as ever.
 """
 
 from __future__ import annotations
@@ -12,9 +17,10 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
-from django.db import DatabaseError, DataError, IntegrityError, close_old_connections, connection
+from django.db import DatabaseError, DataError, IntegrityError, close_old_connections, connection, connections
 
 from config.observability import message_context
 from ingest import metrics
@@ -46,9 +52,31 @@ class BatchOutcome:
     failed: list[FailedDelivery] = field(default_factory=list)
 
 
+Decoded = PipelineMessage | UndecodableMessage
+
+
+def _decoded(delivery: Delivery) -> Decoded:
+    try:
+        return message_decode(delivery.body)
+    except UndecodableMessage as error:
+        return error
+
+
 def _batch_ids(deliveries: list[Delivery]) -> str:
     first, last = deliveries[0].message_id, deliveries[-1].message_id
     return first if len(deliveries) == 1 else f"{first}..{last}"
+
+
+def _store_attempt(messages: list[PipelineMessage]) -> StoreOutcome:
+    """One try, on the store thread; its connection is dropped after an outage."""
+    close_old_connections()
+    try:
+        with metrics.BATCH_SECONDS.time():
+            return messages_store(messages=messages)
+    except DatabaseError as error:
+        if not is_message_fault(error):
+            connection.close()
+        raise
 
 
 @dataclass
@@ -56,6 +84,9 @@ class IngestBatchHandler:
     topology: Topology
     router: FailureRouter
     totals: WorkerTotals
+    # Decoded ahead, by delivery tag (the delivery is kept to tell a redelivery apart).
+    _ahead: dict[int, tuple[Delivery, Decoded]] = field(default_factory=dict)
+    _store_thread: ThreadPoolExecutor | None = None
 
     @property
     def queues(self) -> tuple[str, ...]:
@@ -64,9 +95,12 @@ class IngestBatchHandler:
 
     def declare(self, channel) -> None:
         topology_declare(channel=channel, topology=self.topology)
+        self._ahead.clear()  # delivery tags start again on a new channel
 
-    def consume_batch(self, deliveries: list[Delivery], session: ConsumerSession) -> int:
-        outcome = self.store_batch(deliveries, wait=session.wait)
+    def consume_batch(
+        self, deliveries: list[Delivery], session: ConsumerSession, upcoming: list[Delivery] = ()
+    ) -> int:
+        outcome = self.store_batch(deliveries, wait=session.wait, upcoming=upcoming)
         for failed in outcome.failed:
             with message_context(failed.delivery.message_id):
                 self.router.route(failed, publish_channel=session.publish_channel)
@@ -78,21 +112,32 @@ class IngestBatchHandler:
     def tick(self, held: list[Delivery]) -> None:
         pass
 
-    def store_batch(self, deliveries: list[Delivery], *, wait: Callable[[float], None]) -> BatchOutcome:
+    def close(self) -> None:
+        """Close the store thread's database connection and end the thread."""
+        if self._store_thread is not None:
+            self._store_thread.submit(connections.close_all).result()
+            self._store_thread.shutdown()
+            self._store_thread = None
+
+    def store_batch(
+        self, deliveries: list[Delivery], *, wait: Callable[[float], None], upcoming: list[Delivery] = ()
+    ) -> BatchOutcome:
         """Store what can be stored; return it and the deliveries at fault, with their errors."""
         outcome = BatchOutcome()
         decoded: list[tuple[Delivery, PipelineMessage]] = []
         for delivery in deliveries:
-            try:
-                decoded.append((delivery, message_decode(delivery.body)))
-            except UndecodableMessage as error:
-                outcome.failed.append(FailedDelivery(delivery, error, None))
+            message = self._decode(delivery)
+            if isinstance(message, UndecodableMessage):
+                outcome.failed.append(FailedDelivery(delivery, message, None))
+            else:
+                decoded.append((delivery, message))
         if not decoded:
+            self._decode_ahead(upcoming)
             return outcome
         started = time.monotonic()
         with message_context(_batch_ids([delivery for delivery, _ in decoded])):
             try:
-                stored = self._store_waiting_out_outages([message for _, message in decoded], wait)
+                stored = self._store([message for _, message in decoded], wait, ahead=upcoming)
             except Exception as error:
                 if not is_message_fault(error):
                     raise
@@ -119,6 +164,20 @@ class IngestBatchHandler:
         )
         return outcome
 
+    def _decode(self, delivery: Delivery) -> Decoded:
+        ahead = self._ahead.pop(delivery.delivery_tag, None)
+        if ahead is not None and ahead[0] is delivery:
+            return ahead[1]
+        return _decoded(delivery)
+
+    def _decode_ahead(self, upcoming: list[Delivery]) -> None:
+        wanted = {delivery.delivery_tag for delivery in upcoming}
+        for tag in [tag for tag in self._ahead if tag not in wanted]:
+            del self._ahead[tag]  # no longer held (a redelivery after a reconnect)
+        for delivery in upcoming:
+            if delivery.delivery_tag not in self._ahead:
+                self._ahead[delivery.delivery_tag] = (delivery, _decoded(delivery))
+
     def _store_one_by_one(
         self,
         decoded: list[tuple[Delivery, PipelineMessage]],
@@ -128,27 +187,30 @@ class IngestBatchHandler:
         for delivery, message in decoded:
             with message_context(delivery.message_id):
                 try:
-                    outcome.stored.append(self._store_waiting_out_outages([message], wait))
+                    outcome.stored.append(self._store([message], wait))
                 except Exception as error:
                     if not is_message_fault(error):
                         raise
                     outcome.failed.append(FailedDelivery(delivery, error, message))
 
-    @staticmethod
-    def _store_waiting_out_outages(
-        messages: list[PipelineMessage], wait: Callable[[float], None]
+    def _store(
+        self, messages: list[PipelineMessage], wait: Callable[[float], None], *, ahead: list[Delivery] = ()
     ) -> StoreOutcome:
-        """Store, waiting out database outages; an error of the messages' own is raised."""
+        """Store, waiting out database outages; an error of the messages' own is raised.
+
+        While the store thread works, the next deliveries are decoded here.
+        """
+        if self._store_thread is None:
+            self._store_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ingest-store")
         database_backoff = Backoff()
         while True:
-            close_old_connections()
+            attempt = self._store_thread.submit(_store_attempt, messages)
+            self._decode_ahead(ahead)
             try:
-                with metrics.BATCH_SECONDS.time():
-                    return messages_store(messages=messages)
+                return attempt.result()
             except DatabaseError as error:
                 if is_message_fault(error):
                     raise
-                connection.close()
                 delay = database_backoff.next_delay()
                 logger.warning(
                     "database unavailable (%s); retrying in %.1fs",
