@@ -114,11 +114,24 @@ def stored_rows() -> int:
         return cursor.fetchone()[0]
 
 
+def failures_check() -> None:
+    """A message failing means rows that will never come: say why instead of waiting."""
+    from ingest.models import IngestMessage
+
+    failing = IngestMessage.objects.filter(attempts__gt=0).values_list("last_error", flat=True).first()
+    if failing is not None:
+        raise SystemExit(f"messages are failing (is another run using the bench database?): {failing}")
+
+
 def watch_rows(expected: int, *, timeout: float, interval: float = 0.02) -> tuple[float, int, float]:
     """(time the first rows appeared, how many there were then, time all ``expected`` were there)."""
     deadline = time.monotonic() + timeout
     first_at, first_count = None, 0
+    next_failure_check = 0.0
     while time.monotonic() < deadline:
+        if time.monotonic() >= next_failure_check:
+            failures_check()
+            next_failure_check = time.monotonic() + 1
         count = stored_rows()
         now = time.monotonic()
         if count and first_at is None:
@@ -148,6 +161,15 @@ def procfile_command(name: str) -> list[str]:
         if process.strip() == name:
             return ["sh", "-c", command.strip()]
     raise SystemExit(f"deploy/Procfile has no {name}: line")
+
+
+def port_free_check() -> None:
+    """A server left on the port would answer for the one about to start."""
+    import socket
+
+    with socket.socket() as probe:
+        if probe.connect_ex(("127.0.0.1", PORT)) == 0:
+            raise SystemExit(f"port {PORT} is in use: stop what listens there first")
 
 
 def rss_mb(pid: int) -> float | None:
@@ -185,7 +207,7 @@ def gunicorn_workers(root_pid: int) -> list[int]:
     """The worker processes of the gunicorn started (through ``sh -c``) as ``root_pid``."""
     masters = [
         pid
-        for pid in descendants(root_pid)
+        for pid in [root_pid, *descendants(root_pid)]  # ``sh -c`` may have exec'd gunicorn itself
         if "gunicorn" in _command_line(pid) and not _command_line(pid).startswith("sh ")
     ]
     return descendants(masters[0]) if masters else []
@@ -199,17 +221,17 @@ class MemorySampler(threading.Thread):
         self.pids_of = pids_of
         self.interval = interval
         self.samples: list[tuple[float, dict[int, float]]] = []
-        self._stop = threading.Event()
+        self._finished = threading.Event()
 
     def run(self) -> None:
-        while not self._stop.is_set():
+        while not self._finished.is_set():
             sample = {pid: mb for pid in self.pids_of() if (mb := rss_mb(pid)) is not None}
             if sample:
                 self.samples.append((time.monotonic(), sample))
-            self._stop.wait(self.interval)
+            self._finished.wait(self.interval)
 
     def finish(self) -> None:
-        self._stop.set()
+        self._finished.set()
         self.join()
 
 
@@ -306,6 +328,7 @@ def run_end_to_end(args, env) -> None:
         for rows in rows_by_request
     ]
     web_env = {**env, "WEB_PORT": str(PORT)}
+    port_free_check()
     web = start(procfile_command("web"), web_env)
     wait_for_http(PORT, "/healthz", web, "the web command")
     worker = start(procfile_command("worker"), env)
@@ -345,9 +368,9 @@ def run_end_to_end(args, env) -> None:
         accepted = time.monotonic()
         _, _, done_at = watch_rows(total, timeout=3600)
     finally:
-        web_memory.finish()
         stop(web)
         stop(worker)
+        web_memory.finish()
     copy_seconds = copy_baseline(rows_by_request)
     print(
         f"end-to-end: {args.requests:,} requests of {per_request} readings, {args.concurrency} clients, "
