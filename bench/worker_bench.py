@@ -296,10 +296,13 @@ def run_drain(args, env) -> None:
         f"{time.monotonic() - started:.1f} s"
     )
     worker = start([PYTHON, "manage.py", "consume_queue", *args.worker_args], env)
+    worker_memory = MemorySampler(lambda: [worker.pid])
+    worker_memory.start()
     try:
         first_at, first_count, done_at = watch_rows(total, timeout=3600)
     finally:
         stop(worker)
+        worker_memory.finish()
     copy_seconds = copy_baseline(rows_by_message)
     # From the first commit on: process start-up and connecting are not the worker's speed.
     print_versus_copy(
@@ -309,6 +312,7 @@ def run_drain(args, env) -> None:
         copy_seconds * (total - first_count) / total,
         0.75,
     )
+    print_memory("worker", worker_memory)
 
 
 def run_end_to_end(args, env) -> None:
@@ -415,11 +419,12 @@ def run_memory(args, env) -> None:
         # No confirm per message (this is not the accept path): the queue is kept under
         # 100,000 messages, and every message is counted in the database at the end.
         publish_bodies(bodies(), confirm=False, max_depth=100_000)
-        _, _, done_at = watch_rows(args.messages * per_message, timeout=24 * 3600, interval=1.0)
+        first_at, _, done_at = watch_rows(args.messages * per_message, timeout=24 * 3600, interval=1.0)
     finally:
         sampler.finish()
         stop(worker)
-    series = [sample[worker.pid] for _, sample in sampler.samples if worker.pid in sample]
+    # From the first stored rows on: before, the process is still starting.
+    series = [sample[worker.pid] for at, sample in sampler.samples if worker.pid in sample and at >= first_at]
     tenth = series[len(series) // 10] if series else float("nan")
     print(
         f"memory: {args.messages:,} messages of {per_message} reading(s) in {done_at - started:.0f} s, "

@@ -58,7 +58,7 @@ class IngestWorker:
     topology: Topology
     batch_size: int = 200
     batch_max_wait: float = 0.2
-    batch_max_bytes: int = 8 * 1024 * 1024
+    batch_max_bytes: int = 4 * 1024 * 1024
     max_attempts: int = 5
     idle_poll: float = 0.5
     totals: WorkerTotals = field(default_factory=WorkerTotals)

@@ -9,7 +9,8 @@ leaves every unacked delivery to the broker, which delivers it again.
 Batches are taken as they are ready, not waited for: a delivery is handled as soon as
 the broker has nothing more buffered for a moment (``linger``), and the consumer keeps
 collecting only while deliveries keep arriving, up to ``batch_size`` deliveries,
-``batch_max_bytes`` of bodies or ``batch_max_wait`` seconds. One message at low load is
+``batch_max_bytes`` of bodies or ``batch_max_wait`` seconds. Prefetch follows: about two
+batches, counted in bytes as well as in messages. One message at low load is
 handled within milliseconds; a full queue is drained in full batches.
 """
 
@@ -118,7 +119,7 @@ class BatchConsumer:
     role: str = "worker"
     batch_size: int = 200
     # Bodies per batch: bounds memory and transaction size when messages are large.
-    batch_max_bytes: int = 8 * 1024 * 1024
+    batch_max_bytes: int = 4 * 1024 * 1024
     batch_max_wait: float = 0.2
     # How long the broker may stay silent before what is buffered is handled as a batch.
     linger: float = 0.002
@@ -128,6 +129,7 @@ class BatchConsumer:
     idle_poll: float = 0.5
     _stop_requested: bool = False
     _finish_when_idle: bool = False
+    _prefetch_count: int = 0
     _broker_backoff: Backoff = field(default_factory=Backoff)
 
     @property
@@ -169,7 +171,9 @@ class BatchConsumer:
         try:
             channel = broker.channel()
             self.handler.declare(channel)
-            channel.basic_qos(prefetch_count=self.prefetch or 2 * self.batch_size)
+            # Small until the first batch shows how large the messages are (_prefetch_fit).
+            self._prefetch_count = self.prefetch or max(1, self.batch_size // 4)
+            channel.basic_qos(prefetch_count=self._prefetch_count)
             publish_channel = broker.channel()
             publish_channel.confirm_delivery()
             held: list[Delivery] = []
@@ -203,12 +207,29 @@ class BatchConsumer:
 
     def _handle(self, channel: BlockingChannel, held: list[Delivery], session: ConsumerSession) -> bool:
         batch = self._next_batch(held)
-        upcoming = held[len(batch) : len(batch) + self.batch_size]
+        upcoming = self._next_batch(held[len(batch) :])
         finished = self.handler.consume_batch(batch, session, upcoming)
         if finished:
             channel.basic_ack(delivery_tag=batch[finished - 1].delivery_tag, multiple=finished > 1)
             del held[:finished]
+            self._prefetch_fit(channel, batch)
         return finished > 0
+
+    def _prefetch_fit(self, channel: BlockingChannel, batch: list[Delivery]) -> None:
+        """Keep about two batches in flight, in bytes as well as in messages.
+
+        RabbitMQ bounds prefetch by count only: with large messages, two batches of
+        ``batch_size`` would hold far more than ``batch_max_bytes`` each in memory.
+        """
+        if self.prefetch is not None:
+            return
+        average = max(1, sum(len(delivery.body) for delivery in batch) // len(batch))
+        fitting = max(1, min(self.batch_size, self.batch_max_bytes // average))
+        wanted = 2 * fitting
+        # Only a clear change is worth a round trip to the broker.
+        if not wanted * 2 // 3 <= self._prefetch_count <= wanted * 3 // 2:
+            channel.basic_qos(prefetch_count=wanted)
+            self._prefetch_count = wanted
 
     def _next_batch(self, held: list[Delivery]) -> list[Delivery]:
         size, total = 0, 0
