@@ -15,8 +15,8 @@ Modes (numbers are printed, never asserted):
               messages published as fast as it takes them: start, peak, end, and whether
               it stayed flat.
 
-It uses the bench database and queue of bench/ingest_bench.py (``iot_care_bench``,
-``bench-ingest``): never the dev database or the default queues.
+It uses the bench database of bench/ingest_bench.py (``iot_care_bench``) and a queue of
+its own (``bench-worker``): never the dev database or the default queues.
 
     .venv/bin/python bench/worker_bench.py drain --messages 5000 --readings-per-message 100
     .venv/bin/python bench/worker_bench.py end-to-end --requests 500 --readings-per-message 1000
@@ -50,6 +50,7 @@ from ingest_bench import (  # noqa: E402 - the bench folder is not a package
 )
 
 BASELINE_TABLE = "bench_copy_baseline"
+WORKER_BENCH_QUEUE = "bench-worker"
 READINGS_COLUMNS = ("device_id", "metric", "value", "unit", "measured_at")
 
 
@@ -456,7 +457,8 @@ def main() -> None:
         args.readings_per_message = {"drain": 100, "end-to-end": 1000, "memory": 1}[args.mode]
     args.worker_args = shlex.split(args.worker_args)
 
-    env = bench_setup()
+    # A queue of its own: another bench may be running on ``bench-ingest``.
+    env = bench_setup(RABBITMQ_QUEUE_NAME=WORKER_BENCH_QUEUE)
     {"drain": run_drain, "end-to-end": run_end_to_end, "memory": run_memory}[args.mode](args, env)
 
 
