@@ -130,6 +130,7 @@ class BatchConsumer:
     _stop_requested: bool = False
     _finish_when_idle: bool = False
     _prefetch_count: int = 0
+    _consumer_tags: list[str] = field(default_factory=list)
     _broker_backoff: Backoff = field(default_factory=Backoff)
 
     @property
@@ -177,8 +178,7 @@ class BatchConsumer:
             publish_channel = broker.channel()
             publish_channel.confirm_delivery()
             held: list[Delivery] = []
-            for queue in self.handler.queues:
-                channel.basic_consume(queue, self._collector(held))
+            self._subscribe(channel, held)
             self._broker_backoff.reset()  # connected: the next outage starts from a short wait
             logger.info("consuming from %s (batch %d)", ", ".join(self.handler.queues), self.batch_size)
             session = ConsumerSession(
@@ -212,14 +212,21 @@ class BatchConsumer:
         if finished:
             channel.basic_ack(delivery_tag=batch[finished - 1].delivery_tag, multiple=finished > 1)
             del held[:finished]
-            self._prefetch_fit(channel, batch)
+            self._prefetch_fit(channel, batch, held)
         return finished > 0
 
-    def _prefetch_fit(self, channel: BlockingChannel, batch: list[Delivery]) -> None:
+    def _subscribe(self, channel: BlockingChannel, held: list[Delivery]) -> None:
+        collector = self._collector(held)
+        self._consumer_tags = [channel.basic_consume(queue, collector) for queue in self.handler.queues]
+
+    def _prefetch_fit(self, channel: BlockingChannel, batch: list[Delivery], held: list[Delivery]) -> None:
         """Keep about two batches in flight, in bytes as well as in messages.
 
         RabbitMQ bounds prefetch by count only: with large messages, two batches of
-        ``batch_size`` would hold far more than ``batch_max_bytes`` each in memory.
+        ``batch_size`` would hold far more than ``batch_max_bytes`` each in memory. A
+        new prefetch applies only to new consumers (and a channel-wide one is not
+        supported by quorum queues), so the consumers are cancelled and started again;
+        what was delivered meanwhile is held, in delivery order, still unacked.
         """
         if self.prefetch is not None:
             return
@@ -227,9 +234,19 @@ class BatchConsumer:
         fitting = max(1, min(self.batch_size, self.batch_max_bytes // average))
         wanted = 2 * fitting
         # Only a clear change is worth a round trip to the broker.
-        if not wanted * 2 // 3 <= self._prefetch_count <= wanted * 3 // 2:
-            channel.basic_qos(prefetch_count=wanted)
-            self._prefetch_count = wanted
+        if wanted * 2 // 3 <= self._prefetch_count <= wanted * 3 // 2:
+            return
+        channel.basic_qos(prefetch_count=wanted)
+        self._prefetch_count = wanted
+        pending = []
+        for consumer_tag in self._consumer_tags:
+            pending.extend(channel.basic_cancel(consumer_tag))
+        # Later than everything held (not yet dispatched), and in tag order across the
+        # queues: ``basic_ack(multiple=True)`` on a batch's last tag covers the batch only.
+        collect = self._collector(held)
+        for method, properties, body in sorted(pending, key=lambda message: message[0].delivery_tag):
+            collect(channel, method, properties, body)
+        self._subscribe(channel, held)
 
     def _next_batch(self, held: list[Delivery]) -> list[Delivery]:
         size, total = 0, 0

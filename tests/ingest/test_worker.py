@@ -233,3 +233,18 @@ def test_a_failed_attempt_makes_the_ledger_row_the_status_api_reads(ingest_queue
     assert row.device_id == MISSING_DEVICE_ID
     assert row.received_at == poison.accepted_at
     assert "devices" in row.last_error
+
+
+def test_prefetch_fitted_to_the_messages_loses_and_repeats_nothing(ingest_queue):
+    """The first batch is small; raising the prefetch re-subscribes with messages in flight."""
+    device = DeviceFactory()
+    for number in range(120):
+        _publish_numbered(device, number)
+
+    worker = IngestWorker(topology=ingest_queue, batch_size=50, batch_max_wait=0.05, idle_poll=0.2)
+    worker.run(stop_when_idle=True)
+
+    assert worker.totals.batches < 10  # the batches grew past the first, small prefetch
+    assert DeviceEvent.objects.count() == 120  # no event has a unique constraint: none twice
+    assert {event.detail["number"] for event in DeviceEvent.objects.all()} == set(range(120))
+    assert queue_depth(ingest_queue.queue) == 0
