@@ -4,14 +4,15 @@ One call is one transaction for a whole batch of broker messages. Each message i
 marked ``processed`` in the ``IngestMessage`` ledger in that same transaction, so a
 message delivered again (after a crash before the ack, or a duplicate publish) inserts
 nothing.
-Readings, by far the most rows, go in with ``COPY``: straight into ``sensor_readings``
+Readings, by far the most rows, go in with a binary ``COPY``: straight into ``sensor_readings``
 under a savepoint, which is as fast as PostgreSQL loads rows; if a point is already
 stored (``uq_sensor_readings_point``) the savepoint is rolled back and the batch goes
 through a temporary staging table (``COPY``, then ``INSERT ... SELECT ... ON CONFLICT
 DO NOTHING``), so duplicates are absorbed exactly as a plain ``ON CONFLICT`` insert
 would. Measured on a 2-core machine, 100,000 readings in batches of 20,000: ``unnest``
 40-43k rows/s, staging 56-69k, direct ``COPY`` 78-89k (a bare ``COPY`` into a copy of
-the table without its foreign key: 98-140k). After a conflict the following batches
+the table without its foreign key: 98-140k). Binary formats a row in about a third of
+the client time of text (1 against 3 microseconds). After a conflict the following batches
 use the staging path until one of them meets no duplicate.
 Other rows go in with set-based ``INSERT ... SELECT FROM unnest(...)`` statements: one
 round-trip per table per batch, not one per reading.
