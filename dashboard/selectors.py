@@ -22,7 +22,7 @@ from django.utils.dateparse import parse_datetime
 from ingest.broker.connection import open_connection
 from ingest.broker.topology import Topology
 from ingest.json_input import JsonInputError, json_parse
-from ingest.messages import failure_times_of
+from ingest.messages import FailureEnvelope
 from ingest.models import (
     Alert,
     AlertStatus,
@@ -182,7 +182,7 @@ def dead_letter_groups(*, status: str = DeadLetter.Status.DEAD, limit: int = 200
 
 
 def dead_letter_failure_times(dead_letter: DeadLetter) -> list[str]:
-    return [instant.isoformat() for instant in failure_times_of(dead_letter.headers)]
+    return [instant.isoformat() for instant in FailureEnvelope.from_headers(dead_letter.headers).failures]
 
 
 @dataclass(frozen=True)

@@ -36,7 +36,7 @@ def _constant_refuse(name: str) -> float:
 _DECODER = json.JSONDecoder(parse_constant=_constant_refuse)
 
 
-def _depth_exceeds(document: Any, limit: int) -> bool:
+def json_depth_exceeds(document: Any, limit: int) -> bool:
     """True if containers nest deeper than ``limit``; iterative, so any depth is safe."""
     stack = [(document, 1)]
     while stack:
@@ -49,24 +49,31 @@ def _depth_exceeds(document: Any, limit: int) -> bool:
     return False
 
 
-def json_parse(raw: bytes | str, *, max_depth: int = JSON_MAX_DEPTH) -> Any:
+def json_parse(raw: bytes | str, *, max_depth: int | None = JSON_MAX_DEPTH) -> Any:
     """Parse UTF-8 JSON strictly: no NaN/Infinity literals, at most ``max_depth`` levels.
 
     Raises ``JsonInputError`` (a ``ValueError``) for anything else, including bytes that
     are not UTF-8 (an encoded surrogate among them) and nesting the parser cannot follow.
+    ``max_depth=None``: the caller bounds the nesting of the parts that may nest itself.
     """
     try:
         text = raw.decode("utf-8") if isinstance(raw, bytes | bytearray) else raw
         document = _DECODER.decode(text)
     except RecursionError:
-        raise JsonInputError(f"the JSON is nested more than {max_depth} levels deep") from None
+        raise JsonInputError(
+            f"the JSON is nested more than {max_depth or JSON_MAX_DEPTH} levels deep"
+        ) from None
     except UnicodeDecodeError as error:
         raise JsonInputError(f"the body is not UTF-8: {error}") from None
     except JsonInputError:
         raise
     except ValueError as error:
         raise JsonInputError(str(error)) from None
-    if isinstance(document, dict | list) and _depth_exceeds(document, max_depth):
+    if (
+        max_depth is not None
+        and isinstance(document, dict | list)
+        and json_depth_exceeds(document, max_depth)
+    ):
         raise JsonInputError(f"the JSON is nested more than {max_depth} levels deep")
     return document
 

@@ -8,13 +8,14 @@ does not understand (dead letter at once) instead of guessing.
 from __future__ import annotations
 
 import json
+import traceback
 import uuid
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
 
-from ingest.json_input import JSON_MAX_DEPTH, JsonInputError, json_parse
+from ingest.json_input import JSON_MAX_DEPTH, JsonInputError, json_depth_exceeds, json_parse
 
 SCHEMA_VERSION = 1
 DEVICE_BATCH = "device_batch"
@@ -23,31 +24,107 @@ WEBHOOK_EVENT = "webhook_event"
 # A message wraps what was accepted (a webhook's body becomes its "payload"): one level more.
 MESSAGE_MAX_DEPTH = JSON_MAX_DEPTH + 1
 
-# AMQP headers the pipeline sets and reads.
+# AMQP headers the pipeline sets and reads. The failure headers (``x-*``) are written
+# and read only through ``FailureEnvelope``.
 HEADER_SCHEMA_VERSION = "schema_version"
-HEADER_FAILURES = "x-failures"  # ISO times of every failed attempt, oldest first
-HEADER_ERROR_CLASS = "x-error-class"
-HEADER_ERROR_MESSAGE = "x-error-message"
-HEADER_TRACEBACK = "x-traceback"
-HEADER_ORIGINAL_QUEUE = "x-original-queue"
-HEADER_ORIGINAL_ROUTING_KEY = "x-original-routing-key"
+_FAILURES = "x-failures"  # ISO times of every failed attempt, oldest first
+_ERROR_CLASS = "x-error-class"
+_ERROR_MESSAGE = "x-error-message"
+_TRACEBACK = "x-traceback"
+_ORIGINAL_QUEUE = "x-original-queue"
+_ORIGINAL_ROUTING_KEY = "x-original-routing-key"
+
+ERROR_MESSAGE_MAX_CHARS = 4000
+TRACEBACK_MAX_CHARS = 16_000
 
 
-def failure_times_of(headers: Mapping[str, Any]) -> list[datetime]:
-    """The times of a message's failed attempts, read from its ``x-failures`` header.
+def _header_text(value: Any) -> str:
+    """A header value as text: bytes decoded (undecodable bytes escaped), None as ""."""
+    if value is None:
+        return ""
+    if isinstance(value, bytes | bytearray):
+        return bytes(value).decode("utf-8", "backslashreplace")
+    return str(value)
 
-    Entries that are not ISO times are skipped (a header may come from anywhere); a time
-    without a zone is taken as UTC.
-    """
-    values = headers.get(HEADER_FAILURES)
+
+def _failure_times(values: Any) -> tuple[datetime, ...]:
     times = []
     for value in values if isinstance(values, list | tuple) else []:
         try:
-            instant = datetime.fromisoformat(str(value))
+            instant = datetime.fromisoformat(_header_text(value))
         except ValueError:
             continue
         times.append(instant if instant.tzinfo else instant.replace(tzinfo=UTC))
-    return times
+    return tuple(times)
+
+
+@dataclass(frozen=True)
+class FailureEnvelope:
+    """A message's failure history, carried in its AMQP headers from try to try.
+
+    The worker adds a failure each time an attempt fails (``after_failure``) and marks
+    the message dead when it runs out of attempts (``dead``); the dead-letter recorder
+    and the console read it back (``from_headers``). Headers may come from anywhere:
+    reading never fails, entries that are not ISO times are skipped, a time without a
+    zone is taken as UTC.
+    """
+
+    failures: tuple[datetime, ...] = ()
+    error_class: str = ""
+    error_message: str = ""
+    traceback: str = ""
+    original_queue: str = ""
+    original_routing_key: str = ""
+
+    @property
+    def attempts(self) -> int:
+        return len(self.failures)
+
+    @classmethod
+    def from_headers(cls, headers: Mapping[str, Any]) -> FailureEnvelope:
+        return cls(
+            failures=_failure_times(headers.get(_FAILURES)),
+            error_class=_header_text(headers.get(_ERROR_CLASS)),
+            error_message=_header_text(headers.get(_ERROR_MESSAGE)),
+            traceback=_header_text(headers.get(_TRACEBACK)),
+            original_queue=_header_text(headers.get(_ORIGINAL_QUEUE)),
+            original_routing_key=_header_text(headers.get(_ORIGINAL_ROUTING_KEY)),
+        )
+
+    def after_failure(self, error: BaseException, *, at: datetime) -> FailureEnvelope:
+        """This history with one more failed attempt, caused by ``error``."""
+        return replace(
+            self,
+            failures=(*self.failures, at),
+            error_class=f"{type(error).__module__}.{type(error).__qualname__}",
+            error_message=str(error).strip()[:ERROR_MESSAGE_MAX_CHARS],
+            traceback="".join(traceback.format_exception(error))[-TRACEBACK_MAX_CHARS:],
+        )
+
+    def dead(self, *, original_queue: str, original_routing_key: str) -> FailureEnvelope:
+        """Marked for the dead-letter queue, with where it was consumed from."""
+        return replace(self, original_queue=original_queue, original_routing_key=original_routing_key)
+
+    def to_headers(self) -> dict[str, Any]:
+        headers: dict[str, Any] = {
+            _FAILURES: [instant.isoformat() for instant in self.failures],
+            _ERROR_CLASS: self.error_class,
+            _ERROR_MESSAGE: self.error_message,
+            _TRACEBACK: self.traceback,
+        }
+        if self.original_queue:
+            headers[_ORIGINAL_QUEUE] = self.original_queue
+            headers[_ORIGINAL_ROUTING_KEY] = self.original_routing_key
+        return headers
+
+    def applied_to(self, headers: Mapping[str, Any]) -> dict[str, Any]:
+        """``headers`` with this envelope's failure headers in place of any earlier ones."""
+        return {**headers, **self.to_headers()}
+
+
+def failure_times_of(headers: Mapping[str, Any]) -> list[datetime]:
+    """The times of a message's failed attempts, read from its headers."""
+    return list(FailureEnvelope.from_headers(headers).failures)
 
 
 class UndecodableMessage(Exception):
@@ -83,18 +160,31 @@ class DeviceBatch:
 
     @classmethod
     def from_data(cls, data: dict) -> DeviceBatch:
+        # The parsed document is this call's own: readings are converted in place, the
+        # cheapest way through the worker's busiest loop.
+        readings = data.get("readings", [])
+        for reading in readings:
+            reading["measured_at"] = datetime.fromisoformat(reading["measured_at"])
+            if not (
+                isinstance(reading["metric"], str)
+                and isinstance(reading["value"], int | float)
+                and not isinstance(reading["value"], bool)
+                and isinstance(reading.get("unit"), str | None)
+            ):
+                raise TypeError("a reading's metric, value or unit is not of its type")
+        events = [
+            {**event, "occurred_at": datetime.fromisoformat(event["occurred_at"])}
+            for event in data.get("events", [])
+        ]
+        for event in events:
+            # A message's own levels: the message, its events list, the event.
+            _nesting_check(event.get("detail"), MESSAGE_MAX_DEPTH - 3)
         return cls(
             message_id=uuid.UUID(data["message_id"]),
             device_id=int(data["device_id"]),
             accepted_at=datetime.fromisoformat(data["accepted_at"]),
-            readings=[
-                {**reading, "measured_at": datetime.fromisoformat(reading["measured_at"])}
-                for reading in data.get("readings", [])
-            ],
-            events=[
-                {**event, "occurred_at": datetime.fromisoformat(event["occurred_at"])}
-                for event in data.get("events", [])
-            ],
+            readings=readings,
+            events=events,
         )
 
 
@@ -125,6 +215,7 @@ class WebhookMessage:
     def from_data(cls, data: dict) -> WebhookMessage:
         if not isinstance(data["payload"], dict):
             raise TypeError("payload must be a JSON object")
+        _nesting_check(data["payload"], MESSAGE_MAX_DEPTH - 1)
         return cls(
             message_id=uuid.UUID(data["message_id"]),
             source=str(data["source"]),
@@ -132,6 +223,12 @@ class WebhookMessage:
             payload=data["payload"],
             accepted_at=datetime.fromisoformat(data["accepted_at"]),
         )
+
+
+def _nesting_check(value: Any, limit: int) -> None:
+    """Only event details and webhook payloads may nest: each is bounded where it is."""
+    if isinstance(value, dict | list) and json_depth_exceeds(value, limit):
+        raise UndecodableMessage(f"the JSON is nested more than {MESSAGE_MAX_DEPTH} levels deep")
 
 
 PipelineMessage = DeviceBatch | WebhookMessage
@@ -145,7 +242,9 @@ def _dump(data: dict) -> bytes:
 def message_decode(body: bytes) -> PipelineMessage:
     """Parse a message body; raise UndecodableMessage for anything not understood."""
     try:
-        data = json_parse(body, max_depth=MESSAGE_MAX_DEPTH)
+        # Nesting is bounded where it is allowed (``_nesting_check``): walking every
+        # reading of every message for it would be most of the decoding time.
+        data = json_parse(body, max_depth=None)
     except JsonInputError as error:
         raise UndecodableMessage(f"body is not JSON: {error}") from error
     if not isinstance(data, dict):

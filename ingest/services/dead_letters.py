@@ -26,16 +26,11 @@ from ingest.broker.publisher import OutgoingMessage, publish_many_confirmed
 from ingest.json_input import JsonInputError, json_parse, text_escaped, text_problem
 from ingest.messages import (
     DEVICE_BATCH,
-    HEADER_ERROR_CLASS,
-    HEADER_ERROR_MESSAGE,
-    HEADER_ORIGINAL_QUEUE,
-    HEADER_ORIGINAL_ROUTING_KEY,
     HEADER_SCHEMA_VERSION,
-    HEADER_TRACEBACK,
     SCHEMA_VERSION,
     DeviceBatch,
+    FailureEnvelope,
     UndecodableMessage,
-    failure_times_of,
     message_decode,
 )
 from ingest.metrics import REQUEUED
@@ -118,11 +113,9 @@ def _header_key_storable(key) -> str:
     return key if text_problem(key) is None else key.encode("unicode_escape").decode("ascii")
 
 
-def _header_text(headers: dict, name: str, default: str = "") -> str:
-    value = headers.get(name)
-    if isinstance(value, bytes | bytearray):
-        value = bytes(value).decode("utf-8", "backslashreplace")
-    return text_escaped(str(value)) if value not in (None, "") else default
+def _storable_text(text: str, default: str = "") -> str:
+    """A header's text as a text column can hold it (see ``text_escaped``)."""
+    return text_escaped(text) if text else default
 
 
 def _device_id_of(body: bytes) -> int | None:
@@ -134,21 +127,22 @@ def _device_id_of(body: bytes) -> int | None:
 
 def _dead_letter_fields(dead: DeadMessage, now: datetime) -> dict:
     headers = dead.headers
-    failures = failure_times_of(headers) or [now]
-    error_class = _header_text(headers, HEADER_ERROR_CLASS, "UnknownError")[:CHAR_FIELD_MAX]
-    error_message = _header_text(headers, HEADER_ERROR_MESSAGE)
+    envelope = FailureEnvelope.from_headers(headers)
+    failures = envelope.failures or (now,)
+    error_class = _storable_text(envelope.error_class, "UnknownError")[:CHAR_FIELD_MAX]
+    error_message = _storable_text(envelope.error_message)
     return {
         "kind": text_escaped(dead.message_type or "")[:16],
         "device_id": _device_id_of(dead.body),
-        "original_queue": _header_text(headers, HEADER_ORIGINAL_QUEUE)[:CHAR_FIELD_MAX],
-        "original_routing_key": _header_text(headers, HEADER_ORIGINAL_ROUTING_KEY)[:CHAR_FIELD_MAX],
+        "original_queue": _storable_text(envelope.original_queue)[:CHAR_FIELD_MAX],
+        "original_routing_key": _storable_text(envelope.original_routing_key)[:CHAR_FIELD_MAX],
         "headers": _header_storable(headers),
         "body": dead.body,
         "body_text": body_text_of(dead.body),
         "error_class": error_class,
         "error_message": error_message,
         "fingerprint": error_fingerprint(error_class=error_class, error_message=error_message),
-        "traceback": _header_text(headers, HEADER_TRACEBACK),
+        "traceback": _storable_text(envelope.traceback),
         "attempts": len(failures),
         "first_failed_at": failures[0],
         "last_failed_at": failures[-1],
@@ -193,9 +187,10 @@ def dead_letter_record_isolated(*, dead_message: DeadMessage, recording_error: E
     """
     now = timezone.now()
     headers = dead_message.headers
-    error_class = ascii(_header_text(headers, HEADER_ERROR_CLASS, "UnknownError"))[1:-1][:CHAR_FIELD_MAX]
-    error_message = ascii(_header_text(headers, HEADER_ERROR_MESSAGE))[1:-1]
-    failures = failure_times_of(headers) or [now]
+    envelope = FailureEnvelope.from_headers(headers)
+    error_class = ascii(_storable_text(envelope.error_class, "UnknownError"))[1:-1][:CHAR_FIELD_MAX]
+    error_message = ascii(_storable_text(envelope.error_message))[1:-1]
+    failures = envelope.failures or (now,)
     problem = ascii(f"{type(recording_error).__name__}: {recording_error}".strip())[1:-1]
     fields = {
         "kind": ascii(dead_message.message_type or "")[1:-1][:16],

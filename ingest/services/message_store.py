@@ -4,7 +4,17 @@ One call is one transaction for a whole batch of broker messages. Each message i
 marked ``processed`` in the ``IngestMessage`` ledger in that same transaction, so a
 message delivered again (after a crash before the ack, or a duplicate publish) inserts
 nothing.
-Rows go in with set-based ``INSERT ... SELECT FROM unnest(...)`` statements: one
+Readings, by far the most rows, go in with a binary ``COPY``: straight into ``sensor_readings``
+under a savepoint, which is as fast as PostgreSQL loads rows; if a point is already
+stored (``uq_sensor_readings_point``) the savepoint is rolled back and the batch goes
+through a temporary staging table (``COPY``, then ``INSERT ... SELECT ... ON CONFLICT
+DO NOTHING``), so duplicates are absorbed exactly as a plain ``ON CONFLICT`` insert
+would. Measured on a 2-core machine, 100,000 readings in batches of 20,000: ``unnest``
+40-43k rows/s, staging 56-69k, direct ``COPY`` 78-89k (a bare ``COPY`` into a copy of
+the table without its foreign key: 98-140k). Binary formats a row in about a third of
+the client time of text (1 against 3 microseconds). After a conflict the following batches
+use the staging path until one of them meets no duplicate.
+Other rows go in with set-based ``INSERT ... SELECT FROM unnest(...)`` statements: one
 round-trip per table per batch, not one per reading.
 """
 
@@ -12,7 +22,9 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from datetime import datetime
 
+import psycopg.errors
 from django.db import connection, transaction
 from django.utils import timezone
 
@@ -67,30 +79,92 @@ def _ledger_claim(messages: list[PipelineMessage], processed_at) -> set:
         return {row[0] for row in cursor.fetchall()}
 
 
-def _readings_insert(batches: list[DeviceBatch]) -> int:
-    device_ids, metrics, values, units, measured = [], [], [], [], []
-    for batch in batches:
-        for reading in batch.readings:
-            device_ids.append(batch.device_id)
-            metrics.append(reading["metric"])
-            values.append(float(reading["value"]))
-            units.append(reading.get("unit"))
-            measured.append(reading["measured_at"])
-    if not device_ids:
-        return 0
-    with connection.cursor() as cursor:
-        # A point already stored (same device, metric, instant) is absorbed by the
-        # customer's unique constraint instead of failing the batch.
-        cursor.execute(
-            """
-            INSERT INTO sensor_readings (device_id, metric, value, unit, measured_at)
-            SELECT * FROM unnest(%s::bigint[], %s::varchar[], %s::float8[], %s::varchar[],
-                                 %s::timestamptz[])
-            ON CONFLICT ON CONSTRAINT uq_sensor_readings_point DO NOTHING
-            """,
-            [device_ids, metrics, values, units, measured],
+READINGS_COLUMNS = "device_id, metric, value, unit, measured_at"
+READINGS_STAGING = "ingest_readings_staging"
+POINT_CONSTRAINT = "uq_sensor_readings_point"
+
+
+class _ReadingsPath:
+    """Whether the next batch tries the direct ``COPY`` (one per process, worker-local)."""
+
+    direct = True
+
+
+def _reading_rows(batches: list[DeviceBatch]) -> list[tuple]:
+    return [
+        (
+            batch.device_id,
+            reading["metric"],
+            float(reading["value"]),
+            reading.get("unit"),
+            reading["measured_at"],
         )
-        return cursor.rowcount
+        for batch in batches
+        for reading in batch.readings
+    ]
+
+
+READINGS_TYPES = ["int8", "varchar", "float8", "varchar", "timestamptz"]
+
+
+def _copy_rows(cursor, table: str, rows: list[tuple]) -> None:
+    # Binary: psycopg formats a row about three times faster than as text.
+    with cursor.copy(f"COPY {table} ({READINGS_COLUMNS}) FROM STDIN (FORMAT BINARY)") as copy:
+        copy.set_types(READINGS_TYPES)
+        for row in rows:
+            copy.write_row(row)
+
+
+def _readings_copy_direct(cursor, rows: list[tuple]) -> bool:
+    """COPY straight into the table; False (nothing kept) if a point was already stored."""
+    try:
+        with transaction.atomic():  # a savepoint: a refused COPY leaves nothing behind
+            _copy_rows(cursor, "sensor_readings", rows)
+    except psycopg.errors.UniqueViolation as error:
+        if error.diag.constraint_name != POINT_CONSTRAINT:
+            raise
+        return False
+    return True
+
+
+def _readings_copy_staged(cursor, rows: list[tuple]) -> int:
+    # ON COMMIT DELETE ROWS: the staging rows never outlive the transaction, and a
+    # temporary table writes no WAL.
+    cursor.execute(
+        f"""
+        CREATE TEMPORARY TABLE IF NOT EXISTS {READINGS_STAGING} (
+            device_id bigint, metric varchar(32), value float8, unit varchar(16), measured_at timestamptz
+        ) ON COMMIT DELETE ROWS
+        """
+    )
+    cursor.execute(f"TRUNCATE {READINGS_STAGING}")
+    _copy_rows(cursor, READINGS_STAGING, rows)
+    # A point already stored (same device, metric, instant) is absorbed by the
+    # customer's unique constraint instead of failing the batch.
+    cursor.execute(
+        f"""
+        INSERT INTO sensor_readings ({READINGS_COLUMNS})
+        SELECT {READINGS_COLUMNS} FROM {READINGS_STAGING}
+        ON CONFLICT ON CONSTRAINT {POINT_CONSTRAINT} DO NOTHING
+        """
+    )
+    return cursor.rowcount
+
+
+def _readings_insert(batches: list[DeviceBatch]) -> int:
+    rows = _reading_rows(batches)
+    if not rows:
+        return 0
+    # COPY is psycopg's own API: its errors are mapped to Django's here, as execute() does.
+    with connection.wrap_database_errors, connection.cursor() as wrapper:
+        cursor = wrapper.cursor
+        if _ReadingsPath.direct and _readings_copy_direct(cursor, rows):
+            return len(rows)
+        inserted = _readings_copy_staged(cursor, rows)
+        # Duplicates come in runs (a device resending): stay on the staging path until
+        # a batch meets none.
+        _ReadingsPath.direct = inserted == len(rows)
+        return inserted
 
 
 def _events_insert(batches: list[DeviceBatch]) -> int:
@@ -196,3 +270,46 @@ def messages_store(*, messages: list[PipelineMessage]) -> StoreOutcome:
         events_inserted=events_inserted,
         webhook_events_inserted=webhook_events_inserted,
     )
+
+
+def ingest_message_note_failure(
+    *,
+    message_id: str,
+    kind: str,
+    device_id: int | None,
+    received_at: datetime,
+    readings: int,
+    events: int,
+    attempts: int,
+    error: str,
+) -> None:
+    """Record a failed attempt in the ledger: the row is made if none exists yet.
+
+    The accept path writes no ledger row, so the first failure of a message creates it
+    (``pending``, with its attempts and error) for the status API. A row already marked
+    ``processed`` (a redelivered copy failed, the first one was stored) is left alone.
+    """
+    ledger_table = IngestMessage._meta.db_table
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"""
+            INSERT INTO {ledger_table} AS ledger (message_id, kind, device_id, status, received_at,
+                                                  processed_at, readings, events, attempts, last_error)
+            VALUES (%s, %s, %s, %s, %s, NULL, %s, %s, %s, %s)
+            ON CONFLICT (message_id) DO UPDATE
+                SET attempts = EXCLUDED.attempts, last_error = EXCLUDED.last_error
+                WHERE ledger.status <> %s
+            """,
+            [
+                message_id,
+                kind[:16],
+                device_id,
+                IngestMessage.Status.PENDING,
+                received_at,
+                readings,
+                events,
+                attempts,
+                error[:2000],
+                IngestMessage.Status.PROCESSED,
+            ],
+        )

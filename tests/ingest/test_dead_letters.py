@@ -5,14 +5,13 @@ from __future__ import annotations
 import json
 import time
 import uuid
-from datetime import datetime
 
 import pytest
 from django.contrib.auth import get_user_model
 from django.utils import timezone
 
 from core.errors import ApplicationError
-from ingest.messages import DEVICE_BATCH, HEADER_FAILURES
+from ingest.messages import DEVICE_BATCH, FailureEnvelope
 from ingest.models import DeadLetter, DeadLetterAction, IngestMessage, SensorReading
 from ingest.selectors import ingest_message_status
 from ingest.services.dead_letters import (
@@ -59,7 +58,7 @@ def test_a_poison_message_is_retried_with_growing_delays_then_dead_lettered(inge
     assert dead.original_queue == ingest_queue.queue
     assert dead.status == DeadLetter.Status.DEAD
     assert json.loads(dead.body_text)["device_id"] == MISSING_DEVICE_ID
-    failures = [datetime.fromisoformat(t) for t in dead.headers[HEADER_FAILURES]]
+    failures = FailureEnvelope.from_headers(dead.headers).failures
     gaps = [(later - earlier).total_seconds() for earlier, later in zip(failures, failures[1:], strict=False)]
     # Retry tiers of 0.2, 0.4 and 0.8 s: every wait is at least its tier and longer than the last.
     assert gaps[0] >= 0.2 and gaps[1] >= 0.4 and gaps[2] >= 0.8

@@ -9,10 +9,10 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
-from ingest import worker as worker_module
 from ingest.models import Alert, AlertStatus, Device, DeviceEvent, IngestMessage, SensorReading
 from ingest.services.ingestion import device_batch_accept
 from ingest.worker import IngestWorker
+from ingest.worker import ingest_handler as worker_module
 from tests.broker import publish_device_batch, publish_raw, queue_depth
 from tests.factories import DeviceFactory
 from tests.workers import database_unavailable, wait_until, worker_thread
@@ -166,7 +166,7 @@ def test_stop_request_finishes_the_current_batch(ingest_queue, monkeypatch):
             time.sleep(1)
             assert SensorReading.objects.count() == 0
         # The database is back: the held batch commits, the stop arrives, the rest is finished.
-        assert wait_until(lambda: worker._stop_requested, timeout=30)
+        assert wait_until(lambda: worker.stop_requested, timeout=30)
 
     assert SensorReading.objects.count() == 7
     assert DeviceEvent.objects.count() == 7
@@ -187,7 +187,7 @@ def test_a_stop_while_a_batch_fills_stores_and_acks_what_was_delivered(ingest_qu
     assert SensorReading.objects.count() == 3
     assert DeviceEvent.objects.count() == 3
     assert queue_depth(ingest_queue.queue) == 0
-    assert worker.totals.batches == 1
+    assert worker.totals.messages == 3
 
 
 def test_a_stop_before_running_takes_nothing(ingest_queue):
@@ -202,3 +202,49 @@ def test_a_stop_before_running_takes_nothing(ingest_queue):
     assert SensorReading.objects.count() == 0
     assert queue_depth(ingest_queue.queue) == 5
     assert Device.objects.filter(last_seen_at__isnull=False).count() == 0
+
+
+def test_at_low_load_a_message_is_stored_at_once_not_after_the_batch_wait(ingest_queue):
+    device = DeviceFactory()
+    with worker_thread(ingest_queue, batch_size=200, batch_max_wait=3.0):
+        time.sleep(0.5)  # the worker is connected and idle
+        started = time.monotonic()
+        device_batch_accept(device=device, readings=[_reading()], events=[])
+        assert wait_until(lambda: SensorReading.objects.exists(), timeout=10, interval=0.01)
+        stored_after = time.monotonic() - started
+
+    assert stored_after < 1.0, f"stored after {stored_after:.2f} s: the worker waited for a batch to fill"
+
+
+MISSING_DEVICE_ID = 987_654
+
+
+def test_a_failed_attempt_makes_the_ledger_row_the_status_api_reads(ingest_queue):
+    """The accept path writes no ledger row: the worker's first failure makes it."""
+    poison = publish_device_batch(device_id=MISSING_DEVICE_ID, readings=[_reading()])
+    assert not IngestMessage.objects.exists()
+
+    with worker_thread(ingest_queue) as worker:
+        assert wait_until(lambda: worker.totals.retried >= 1)
+
+    row = IngestMessage.objects.get(message_id=poison.message_id)
+    assert row.status == IngestMessage.Status.PENDING
+    assert row.attempts >= 1
+    assert row.device_id == MISSING_DEVICE_ID
+    assert row.received_at == poison.accepted_at
+    assert "devices" in row.last_error
+
+
+def test_prefetch_fitted_to_the_messages_loses_and_repeats_nothing(ingest_queue):
+    """The first batch is small; raising the prefetch re-subscribes with messages in flight."""
+    device = DeviceFactory()
+    for number in range(120):
+        _publish_numbered(device, number)
+
+    worker = IngestWorker(topology=ingest_queue, batch_size=50, batch_max_wait=0.05, idle_poll=0.2)
+    worker.run(stop_when_idle=True)
+
+    assert worker.totals.batches < 10  # the batches grew past the first, small prefetch
+    assert DeviceEvent.objects.count() == 120  # no event has a unique constraint: none twice
+    assert {event.detail["number"] for event in DeviceEvent.objects.all()} == set(range(120))
+    assert queue_depth(ingest_queue.queue) == 0

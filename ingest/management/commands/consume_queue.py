@@ -19,7 +19,7 @@ class Command(BaseCommand):
             "--batch-max-wait",
             type=float,
             default=settings.INGEST_BATCH_MAX_WAIT_SECONDS,
-            help="seconds to wait for a batch to fill after its first message",
+            help="longest a batch keeps filling while messages keep arriving (stored at once when the broker pauses)",
         )
         parser.add_argument(
             "--metrics-port",
