@@ -352,6 +352,7 @@ class _ConnectionLoop:
 
     def _on_connection_open(self, connection) -> None:
         if connection is not self._connection:
+            connection.close()  # an attempt given up on that opened after all
             return
         connection.channel(on_open_callback=self._on_channel_open)
 
@@ -497,8 +498,11 @@ class _ConnectionLoop:
                 # connection never sends; pika (pinned in requirements) has no public
                 # abort, and this is what its own heartbeat checker calls.
                 connection._terminate_stream(BrokerUnavailable(reason))
-            else:
-                connection.close()  # still opening: pika aborts the attempt
+            # Still opening: it is only forgotten (the caller sets ``_connection`` aside).
+            # Closing it now makes pika abort the connection workflow, and pika 1.4
+            # asserts on that abort inside the I/O loop, which would end this thread. The
+            # attempt ends by itself within the publish timeout (stack_timeout), and if it
+            # opens after all, ``_on_connection_open`` closes it.
         except Exception:
             logger.debug("ignoring an error while dropping a broker connection", exc_info=True)
 

@@ -15,7 +15,7 @@ from ingest.broker.publisher import publisher_reset
 from ingest.broker.topology import Topology, topology_declare, topology_delete
 from ingest.models import DeadLetter, IngestMessage, SensorReading
 from ingest.services.devices import device_key_issue
-from tests.broker import publish_device_batch
+from tests.broker import publish_device_batch, queued_messages
 from tests.factories import DeviceFactory
 from tests.workers import wait_until, worker_thread
 
@@ -79,7 +79,7 @@ def _post_reading(client, minutes_ago: int = 1):
 
 @pytest.mark.django_db
 def test_a_full_queue_refuses_new_messages_and_the_api_answers_503(own_topology):
-    own_topology("full", RABBITMQ_QUEUE_MAX_LENGTH=1)
+    topology = own_topology("full", RABBITMQ_QUEUE_MAX_LENGTH=1)
     client = _client_for(DeviceFactory())
 
     first, second = _post_reading(client, 1), _post_reading(client, 2)
@@ -87,7 +87,10 @@ def test_a_full_queue_refuses_new_messages_and_the_api_answers_503(own_topology)
     assert first.status_code == 202
     assert second.status_code == 503
     assert second["Retry-After"] == "5"
-    assert IngestMessage.objects.count() == 1
+    # Only the confirmed message is queued; the refusal left nothing behind anywhere.
+    [(properties, _body)] = queued_messages(topology.queue)
+    assert properties.message_id == first.json()["id"]
+    assert not IngestMessage.objects.exists()
 
 
 @pytest.mark.usefixtures("committed_db")
