@@ -101,12 +101,12 @@ class DeadLetter(models.Model):
     error_message = models.TextField()
     # error class + error message with numbers and ids blanked: failures that share a
     # cause share a fingerprint, so the console can group and act on them together.
-    fingerprint = models.CharField(max_length=64, db_index=True)
+    fingerprint = models.CharField(max_length=64)
     traceback = models.TextField(blank=True, default="")
     attempts = models.PositiveIntegerField()
     first_failed_at = models.DateTimeField()
     last_failed_at = models.DateTimeField(db_index=True)
-    status = models.CharField(max_length=16, choices=Status.choices, default=Status.DEAD, db_index=True)
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.DEAD)
     recorded_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
     # Set when the database refused the full record: the message was kept with its body
@@ -119,7 +119,14 @@ class DeadLetter(models.Model):
             ("requeue_deadletter", "Can requeue (and edit) dead letters"),
             ("discard_deadletter", "Can discard dead letters"),
         ]
-        indexes = [models.Index(fields=["status", "-last_failed_at"], name="deadletter_status_recent")]
+        # Only the indexes the console's queries use: every index on ``status`` is rewritten
+        # when a bulk job requeues or discards, and the ``varchar_pattern_ops`` twins that
+        # ``db_index=True`` adds on PostgreSQL serve LIKE queries nobody makes. ``status``
+        # is read through the composite index (its first column).
+        indexes = [
+            models.Index(fields=["status", "-last_failed_at"], name="deadletter_status_recent"),
+            models.Index(fields=["fingerprint"], name="deadletter_fingerprint"),
+        ]
 
     def __str__(self) -> str:
         return f"{self.message_id}: {self.error_class}"
