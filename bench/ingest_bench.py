@@ -211,6 +211,28 @@ def readings_body_at(base: datetime, count: int, offset: int) -> bytes:
     return json.dumps({"readings": readings}).encode()
 
 
+def ingest_post(connection: http.client.HTTPConnection, body: bytes, key: str) -> int:
+    """POST one body to the ingest API on a kept-alive connection; return the status."""
+    connection.request(
+        "POST",
+        "/api/v1/ingest/",
+        body=body,
+        headers={"Content-Type": "application/json", "Authorization": f"Api-Key {key}"},
+    )
+    response = connection.getresponse()
+    response.read()
+    return response.status
+
+
+def threads_run(target, count: int) -> None:
+    """Run ``target(number)`` on ``count`` threads and wait for all of them."""
+    threads = [threading.Thread(target=target, args=(number,)) for number in range(count)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+
 def percentile(values: list[float], fraction: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))] if ordered else float("nan")
@@ -258,25 +280,14 @@ def run_end_to_end(args, env) -> None:
         key = keys[thread_number % len(keys)]
         for index in range(thread_number, requests, args.concurrency):
             started = time.monotonic()
-            connection.request(
-                "POST",
-                "/api/v1/ingest/",
-                body=bodies[index],
-                headers={"Content-Type": "application/json", "Authorization": f"Api-Key {key}"},
-            )
-            response = connection.getresponse()
-            response.read()
+            status = ingest_post(connection, bodies[index], key)
             with lock:
-                statuses.append(response.status)
+                statuses.append(status)
                 request_ms.append((time.monotonic() - started) * 1000)
 
     try:
         started = time.monotonic()
-        threads = [threading.Thread(target=client, args=(number,)) for number in range(args.concurrency)]
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join()
+        threads_run(client, args.concurrency)
         accepted = time.monotonic()
         visible = wait_for_rows(requests * args.batch, timeout=600)
     finally:
@@ -501,18 +512,7 @@ def run_latency(args, env) -> None:
         while (item := work.get()) is not None:
             index = item
             try:
-                connection_.request(
-                    "POST",
-                    "/api/v1/ingest/",
-                    body=bodies[index],
-                    headers={
-                        "Content-Type": "application/json",
-                        "Authorization": f"Api-Key {keys[index % len(keys)]}",
-                    },
-                )
-                response = connection_.getresponse()
-                response.read()
-                status = response.status
+                status = ingest_post(connection_, bodies[index], keys[index % len(keys)])
             except OSError:
                 connection_.close()
                 connection_ = http.client.HTTPConnection("127.0.0.1", PORT, timeout=60)

@@ -43,9 +43,11 @@ from ingest_bench import (  # noqa: E402 - the bench folder is not a package
     PYTHON,
     ROOT,
     bench_setup,
+    ingest_post,
     reset_state,
     start,
     stop,
+    threads_run,
     wait_for_http,
 )
 
@@ -347,29 +349,15 @@ def run_end_to_end(args, env) -> None:
         for index in range(number, args.requests, args.concurrency):
             # Each device posts its own rows: one key per device, as devices do.
             device_index = devices.index(rows_by_request[index][0][0])
-            connection.request(
-                "POST",
-                "/api/v1/ingest/",
-                body=bodies[index],
-                headers={
-                    "Content-Type": "application/json",
-                    "Authorization": f"Api-Key {keys[device_index]}",
-                },
-            )
-            response = connection.getresponse()
-            response.read()
+            status = ingest_post(connection, bodies[index], keys[device_index])
             with lock:
-                statuses[response.status] = statuses.get(response.status, 0) + 1
+                statuses[status] = statuses.get(status, 0) + 1
 
     total = args.requests * per_request
     try:
         time.sleep(1)  # the worker connected
         started = time.monotonic()
-        threads = [threading.Thread(target=client, args=(number,)) for number in range(args.concurrency)]
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join()
+        threads_run(client, args.concurrency)
         accepted = time.monotonic()
         _, _, done_at = watch_rows(total, timeout=3600)
     finally:
