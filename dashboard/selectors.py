@@ -2,25 +2,19 @@
 
 from __future__ import annotations
 
-import base64
 import codecs
 import json
 import logging
-import urllib.error
-import urllib.parse
-import urllib.request
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-import pika.exceptions
 from django.conf import settings
 from django.db import connection
 from django.db.models import Count, Max, Min, Q, QuerySet
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
-from ingest.broker.connection import open_connection
-from ingest.broker.topology import Topology
+from ingest.broker.monitoring import QueueDepth
 from ingest.json_input import JsonInputError, json_parse
 from ingest.messages import FailureEnvelope
 from ingest.models import (
@@ -32,7 +26,6 @@ from ingest.models import (
     IngestMessage,
     SensorReading,
 )
-from ingest.probe_cache import RecentResults
 
 logger = logging.getLogger(__name__)
 PAGE_SIZE = 50
@@ -219,87 +212,6 @@ def ingest_message_of(dead_letter: DeadLetter) -> IngestMessage | None:
 
 
 # --- overview -------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class QueueDepth:
-    name: str
-    role: str
-    ready: int | None
-    unacked: int | None
-    consumers: int | None
-
-
-def _management_queue_stats(names: list[str]) -> dict[str, dict] | None:
-    """Per-queue stats from the RabbitMQ management API, when it is configured."""
-    base = settings.RABBITMQ_MANAGEMENT_URL
-    if not base:
-        return None
-    vhost = urllib.parse.quote(settings.RABBITMQ_VHOST, safe="")
-    request = urllib.request.Request(
-        f"{base.rstrip('/')}/api/queues/{vhost}?columns=name,messages_ready,messages_unacknowledged,consumers"
-    )
-    credentials = f"{settings.RABBITMQ_USER}:{settings.RABBITMQ_PASSWORD}".encode()
-    request.add_header("Authorization", "Basic " + base64.b64encode(credentials).decode())
-    try:
-        with urllib.request.urlopen(request, timeout=2) as response:
-            queues = json.loads(response.read())
-    except (urllib.error.URLError, OSError, ValueError) as error:
-        logger.info("management API unavailable (%s); using AMQP queue counts", error)
-        return None
-    return {queue["name"]: queue for queue in queues if queue["name"] in names}
-
-
-_QUEUE_DEPTHS = RecentResults[list[QueueDepth] | None](seconds_setting="QUEUE_DEPTH_CACHE_SECONDS")
-
-
-def queue_depths(topology: Topology | None = None) -> list[QueueDepth] | None:
-    """Depth of the main, retry and dead-letter queues; None when the broker is unreachable.
-
-    Ready messages and consumers come from AMQP (exact, immediate). Unacked messages are
-    only known to the management API, which samples every few seconds: when it is not
-    configured or not reachable they show as unknown. The overview's live panel and
-    /metrics both read this: it asks the broker at most once per
-    QUEUE_DEPTH_CACHE_SECONDS in this process.
-    """
-    topology = topology or Topology.from_settings()
-    return _QUEUE_DEPTHS.get(topology, lambda: _queue_depths_probe(topology))
-
-
-def _queue_depths_probe(topology: Topology) -> list[QueueDepth] | None:
-    roles = (
-        [(topology.queue, "main")]
-        + [(name, "retry") for name in topology.retry_queues]
-        + [(topology.due_queue, "retry due")]
-        + [(topology.dead_queue, "dead letters")]
-    )
-    try:
-        broker = open_connection(role="console")
-    except (pika.exceptions.AMQPError, OSError):
-        return None
-    counted: dict[str, tuple[int | None, int | None]] = {}
-    try:
-        channel = broker.channel()
-        for name, _ in roles:
-            try:
-                declared = channel.queue_declare(name, passive=True)
-                counted[name] = (declared.method.message_count, declared.method.consumer_count)
-            except pika.exceptions.ChannelClosedByBroker:  # not declared yet
-                channel = broker.channel()
-                counted[name] = (None, None)
-    finally:
-        broker.close()
-    management = _management_queue_stats([name for name, _ in roles]) or {}
-    return [
-        QueueDepth(
-            name,
-            role,
-            counted[name][0],
-            management.get(name, {}).get("messages_unacknowledged"),
-            counted[name][1],
-        )
-        for name, role in roles
-    ]
 
 
 @dataclass(frozen=True)

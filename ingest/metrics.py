@@ -15,6 +15,8 @@ from django.http import HttpResponse, HttpResponseForbidden
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.core import REGISTRY, GaugeMetricFamily
 
+from ingest.broker.monitoring import queue_depths
+
 REQUESTS = Counter(
     "iot_care_ingest_requests_total",
     "Ingest API requests by outcome (accepted or the refusal code).",
@@ -50,8 +52,6 @@ class QueueDepthCollector:
         yield GaugeMetricFamily("iot_care_queue_consumers", "Consumers of a queue.", labels=["queue", "role"])
 
     def collect(self):
-        from dashboard.selectors import queue_depths
-
         ready = GaugeMetricFamily(
             "iot_care_queue_messages_ready", "Messages ready in a queue.", labels=["queue", "role"]
         )

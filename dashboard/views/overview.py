@@ -15,10 +15,10 @@ from dashboard.selectors import (
     dead_letter_recording_stall,
     ingest_rate_series,
     open_alert_count,
-    queue_depths,
     scheduler_status,
 )
 from dashboard.views.access import StaffRequiredMixin
+from ingest.broker.monitoring import queue_depths
 from scheduler.selectors import paused_safety_jobs
 
 RATE_WINDOWS = {"hour": (timedelta(hours=1), 1), "day": (timedelta(hours=24), 15)}

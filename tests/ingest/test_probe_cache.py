@@ -9,7 +9,7 @@ import pytest
 from django.test import Client
 from rest_framework.test import APIClient
 
-from dashboard.selectors import _QUEUE_DEPTHS
+from ingest.broker.monitoring import _QUEUE_DEPTHS
 from ingest.selectors import _READINESS
 from tests.factories import UserFactory
 
