@@ -153,6 +153,8 @@ def file_import(
     with path.open("r", encoding="utf-8", newline="" if file_format == "csv" else None) as handle:
         for line_number, record in parse(handle):
             summary.lines += 1
+            if summary.lines % 1000 == 0:
+                now = timezone.now()
             if isinstance(record, str):
                 summary.bad_lines.append((line_number, record))
                 continue
@@ -163,8 +165,6 @@ def file_import(
             kind = "event" if "event_type" in record else "reading"
             if kind == "reading":
                 # The API's own check, called directly: readings are most of a large file.
-                if summary.lines % 1000 == 1:
-                    now = timezone.now()
                 valid, errors = reading_validate(record, now=now)
             else:
                 split = device_records_split({"events": [record]})

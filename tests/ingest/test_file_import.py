@@ -104,3 +104,48 @@ def test_broker_down_stops_the_import_and_says_a_rerun_is_safe(tmp_path, ingest_
         publisher_reset()
     out, _ = _import(path, "--format", "ndjson", "--device", "VIT-1")
     assert "1 records published" in out
+
+
+def test_the_clock_readings_are_checked_against_moves_on_whatever_the_lines_are(
+    tmp_path, ingest_queue, settings, monkeypatch
+):
+    # Regression: the clock was refreshed only when line 1, 1001, 2001 ... was a valid
+    # reading. A file whose every thousandth line was an event kept the start time for
+    # good, and a long import refused its newer readings as "in the future".
+    from types import SimpleNamespace
+
+    from ingest.services import file_import as file_import_module
+
+    settings.INGEST_MAX_CLOCK_SKEW_SECONDS = 60
+    started = timezone.now()
+    calls = []
+
+    def clock():  # the import's clock: its start, then an hour later
+        calls.append(None)
+        return started if len(calls) == 1 else started + timedelta(hours=1)
+
+    monkeypatch.setattr(file_import_module, "timezone", SimpleNamespace(now=clock))
+    device = DeviceFactory(serial_no="VIT-CLOCK")
+    lines = []
+    for number in range(1, 2001):
+        if number % 1000 == 1:
+            lines.append(json.dumps({"event_type": "door_opened", "occurred_at": _at(number)}))
+        else:
+            # Past the first 1,000 lines the readings are newer than the import's start.
+            measured = started + timedelta(minutes=30) if number > 1000 else started - timedelta(hours=1)
+            lines.append(
+                json.dumps(
+                    {
+                        "metric": "heart_rate",
+                        "value": number,
+                        "measured_at": (measured - timedelta(seconds=number)).isoformat(),
+                    }
+                )
+            )
+    path = tmp_path / "long.ndjson"
+    path.write_text("\n".join(lines) + "\n")
+
+    summary = file_import_module.file_import(path=path, file_format="ndjson", device_serial=device.serial_no)
+
+    assert summary.bad_lines == []
+    assert summary.records_published == 2000
