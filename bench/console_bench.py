@@ -134,14 +134,12 @@ def broker_alone_baseline() -> float:
     The dead letters' bodies are read first (not timed), then published pipelined with
     confirms and nothing else; the caller purges the queue after.
     """
-    from ingest.broker.publisher import OutgoingMessage, publish_many_confirmed
-    from ingest.messages import HEADER_SCHEMA_VERSION, SCHEMA_VERSION
+    from ingest.broker.publisher import publish_many_confirmed
     from ingest.models import DeadLetter
+    from ingest.services.dead_letters import _requeue_message
 
     messages = [
-        OutgoingMessage(
-            str(message_id), bytes(body), kind, {HEADER_SCHEMA_VERSION: SCHEMA_VERSION, "x-requeued-from": pk}
-        )
+        _requeue_message(pk, str(message_id), kind, bytes(body))
         for pk, message_id, kind, body in DeadLetter.objects.filter(status=DeadLetter.Status.DEAD)
         .order_by("pk")
         .values_list("pk", "message_id", "kind", "body")

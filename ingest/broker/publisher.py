@@ -534,13 +534,16 @@ _publisher: ConfirmedPublisher | None = None
 _publisher_lock = threading.Lock()
 
 
-def _publisher_lock_renew() -> None:
-    # A lock another thread held at fork() stays held forever in the child.
-    global _publisher_lock
+def _publisher_forget_in_child() -> None:
+    # A lock another thread held at fork() stays held forever in the child: that goes for
+    # the module's lock and for the inherited publisher's own, so the child starts afresh
+    # with both (its publisher has no thread or connection in this process anyway).
+    global _publisher, _publisher_lock
+    _publisher = None
     _publisher_lock = threading.Lock()
 
 
-os.register_at_fork(after_in_child=_publisher_lock_renew)
+os.register_at_fork(after_in_child=_publisher_forget_in_child)
 
 
 def get_publisher() -> ConfirmedPublisher:

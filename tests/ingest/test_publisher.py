@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import threading
 import time
 import uuid
@@ -193,6 +194,39 @@ def test_a_forked_child_publishes_on_its_own_connection(ingest_queue):
     assert sorted(_queued_ids(ingest_queue.queue)) == sorted(
         [before_fork.message_id, in_child.message_id, after_fork.message_id]
     )
+
+
+def test_a_child_forked_while_another_thread_held_the_publisher_lock_still_publishes(ingest_queue):
+    # Regression: the child kept the inherited publisher, whose lock a parent thread held
+    # at fork(): held forever in the child, so its first publish never returned.
+    publisher = get_publisher()
+    publisher.publish(_message(1))
+    in_child = _message(2)
+    holding, release = threading.Event(), threading.Event()
+
+    def hold_the_lock() -> None:
+        with publisher._lock:
+            holding.set()
+            release.wait(10)
+
+    holder = threading.Thread(target=hold_the_lock)
+    holder.start()
+    holding.wait(5)
+    child = os.fork()
+    if child == 0:  # pragma: no cover - runs in the child
+        code = 1
+        try:
+            signal.alarm(10)  # a hang ends the child instead of the test run
+            get_publisher().publish(in_child)
+            code = 0
+        finally:
+            os._exit(code)
+    release.set()
+    holder.join()
+    _, status = os.waitpid(child, 0)
+
+    assert os.waitstatus_to_exitcode(status) == 0
+    assert in_child.message_id in _queued_ids(ingest_queue.queue)
 
 
 # --- half-open broker: a TCP proxy that stops forwarding --------------------------------
