@@ -36,17 +36,6 @@ class ImportSummary:
     bad_lines: list[tuple[int, str]] = field(default_factory=list)
 
 
-@dataclass
-class _Chunk:
-    device: Device
-    readings: list[dict] = field(default_factory=list)
-    events: list[dict] = field(default_factory=list)
-
-    @property
-    def size(self) -> int:
-        return len(self.readings) + len(self.events)
-
-
 def _csv_records(handle: io.TextIOBase) -> Iterator[tuple[int, dict | str]]:
     """CSV with a header: device (optional with --device), metric, value, unit, measured_at;
     or event_type, severity, occurred_at, detail (JSON) for events."""
@@ -110,15 +99,8 @@ class _Publisher:
         self.summary = summary
         self.ready: list[RecordsChunk] = []
 
-    def add(self, chunk: _Chunk) -> None:
-        self.ready.append(
-            RecordsChunk(
-                device=chunk.device,
-                origin=f"import:{chunk.device.serial_no}",
-                readings=chunk.readings,
-                events=chunk.events,
-            )
-        )
+    def add(self, chunk: RecordsChunk) -> None:
+        self.ready.append(chunk)
         if len(self.ready) >= CHUNKS_PER_GROUP:
             self.flush()
 
@@ -147,7 +129,7 @@ def file_import(
     publisher = _Publisher(summary)
     now = timezone.now()  # refreshed every 1,000 lines: the window readings must fall in
     devices = _Devices(device_serial)
-    chunks: dict[int, _Chunk] = {}
+    chunks: dict[int, RecordsChunk] = {}
     total_bytes = path.stat().st_size
     parse = _csv_records if file_format == "csv" else _ndjson_records
     with path.open("r", encoding="utf-8", newline="" if file_format == "csv" else None) as handle:
@@ -176,7 +158,11 @@ def file_import(
                 )
                 summary.bad_lines.append((line_number, reasons))
                 continue
-            chunk = chunks.setdefault(device.id, _Chunk(device))
+            chunk = chunks.get(device.id)
+            if chunk is None:
+                chunk = chunks[device.id] = RecordsChunk(
+                    device=device, origin=f"import:{device.serial_no}", readings=[], events=[]
+                )
             (chunk.events if kind == "event" else chunk.readings).append(valid)
             if chunk.size >= chunk_size:
                 publisher.add(chunks.pop(device.id))
