@@ -77,11 +77,17 @@ class FetchTally:
             return None
         for pid in self.watched_pids:
             try:
-                for fd in Path(f"/proc/{pid}/fd").iterdir():
+                fds = list(Path(f"/proc/{pid}/fd").iterdir())
+            except OSError:
+                continue  # the process is gone
+            for fd in fds:
+                # One fd closing between the listing and its readlink (the scheduler's other
+                # threads open and close sockets all the time) must not skip the others.
+                try:
                     if os.readlink(fd) == f"socket:[{inode}]":
                         return pid
-            except OSError:
-                continue  # the process is gone, or the fd closed meanwhile
+                except OSError:
+                    continue
         return None
 
     def fetched_by(self, since: float, until: float = float("inf")) -> list[int | None]:
