@@ -3,47 +3,61 @@
 Lists, bulk jobs created from "everything matching the filter" and page links all go
 through these forms. A value that cannot be understood is a form error naming the field:
 never a 500, and never silently dropped (a filter quietly ignored shows, or acts on, more
-rows than the operator asked for).
+rows than the operator asked for). What a reference to a device or resident means, and
+how it is applied to a query, is ``ingest.selectors.references``: these fields parse
+with it, and every list applies it.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from datetime import datetime
 
 from django import forms
+from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
 from core.errors import ApplicationError
 from ingest.models import DeadLetter
+from ingest.selectors.references import DEVICE_REFERENCE, RESIDENT_REFERENCE, Reference, record_id_parse
 
-# Primary keys are PostgreSQL bigints: a larger number is no id (and would be a DataError).
-ID_MAX = 2**63 - 1
 TEXT_MAX_LENGTH = 200
-ASCII_DIGITS = frozenset("0123456789")
 
 
 class ReferenceField(forms.CharField):
     """A record by its id (digits 0-9) or by text (a serial number, a name): int or str."""
 
-    def __init__(self, *, text_meaning: str, **kwargs):
-        self.text_meaning = text_meaning
+    def __init__(self, *, reference: Reference, **kwargs):
+        self.reference = reference
         super().__init__(required=False, max_length=TEXT_MAX_LENGTH, **kwargs)
 
     def clean(self, value):
         value = super().clean(value)
         if not value:
             return None
-        if all(character in ASCII_DIGITS for character in value):
-            if int(value) > ID_MAX:
-                raise forms.ValidationError("No id is this large.", code="invalid")
-            return int(value)
-        # "²" or "٣" are digits to str.isdigit() but no id and no plausible serial or name.
-        if any(character.isdigit() for character in value if character not in ASCII_DIGITS):
-            raise forms.ValidationError(
-                f"Enter an id (digits 0-9) or {self.text_meaning}; {value!r} contains other digits.",
-                code="invalid",
-            )
-        return value
+        try:
+            return self.reference.parse(value)
+        except ValueError as error:
+            raise forms.ValidationError(str(error), code="invalid") from None
+
+
+def device_field(label: str = "Device (id or serial)") -> ReferenceField:
+    return ReferenceField(label=label, reference=DEVICE_REFERENCE)
+
+
+def resident_field(label: str = "Resident") -> ReferenceField:
+    return ReferenceField(label=label, reference=RESIDENT_REFERENCE)
+
+
+def record_ids_parse(values: Iterable[str]) -> list[int]:
+    """Ids ticked in a list (a bulk selection); an ApplicationError if one is not an id."""
+    try:
+        return [record_id_parse(value) for value in values if value]
+    except ValueError:
+        raise ApplicationError(
+            "the selection holds something that is not a message id", code="invalid"
+        ) from None
 
 
 class InstantField(forms.DateTimeField):
@@ -58,8 +72,35 @@ class InstantField(forms.DateTimeField):
         super().__init__(required=False, **kwargs)
 
 
+@dataclass(frozen=True)
+class Cursor:
+    """Where the next page starts: after the row with this id (and time, on a time-ordered list).
+
+    Written into page links as ``<id>`` or ``<iso time>|<id>`` (``to_text``) and read back
+    by ``CursorField`` (``from_text``): nowhere else.
+    """
+
+    last_id: int
+    at: datetime | None = None
+
+    @classmethod
+    def from_text(cls, text: str) -> Cursor:
+        """ValueError unless ``text`` is a cursor the pager wrote."""
+        at_text, _, id_text = text.rpartition("|")
+        last_id = record_id_parse(id_text)
+        if not at_text:
+            return cls(last_id)
+        at = parse_datetime(at_text)  # ValueError for a well-formed date that does not exist
+        if at is None:
+            raise ValueError(f"{at_text!r} is not a time")
+        return cls(last_id, timezone.make_aware(at) if timezone.is_naive(at) else at)
+
+    def to_text(self) -> str:
+        return f"{self.at.isoformat()}|{self.last_id}" if self.at else str(self.last_id)
+
+
 class CursorField(forms.CharField):
-    """Where the next page starts: ``<id>`` or ``<iso time>|<id>`` (written by the pager)."""
+    """Where the next page starts (a ``Cursor``, written by the pager)."""
 
     widget = forms.HiddenInput
 
@@ -70,15 +111,12 @@ class CursorField(forms.CharField):
         value = super().clean(value)
         if not value:
             return None
-        at, _, last_id = value.rpartition("|")
-        valid_id = bool(last_id) and set(last_id) <= ASCII_DIGITS and int(last_id) <= ID_MAX
         try:
-            valid_time = not at or parse_datetime(at) is not None
+            return Cursor.from_text(value)
         except ValueError:
-            valid_time = False
-        if not (valid_id and valid_time):
-            raise forms.ValidationError("This is not a page link the console wrote.", code="invalid")
-        return value
+            raise forms.ValidationError(
+                "This is not a page link the console wrote.", code="invalid"
+            ) from None
 
 
 def text_filter(label: str) -> forms.CharField:
@@ -116,7 +154,7 @@ class FilterForm(forms.Form):
             name: str(self.data[name]) for name in self.filter_names if self.data.get(name) not in (None, "")
         }
 
-    def cursor(self) -> str | None:
+    def cursor(self) -> Cursor | None:
         return self.cleaned_data.get("before") if self.is_valid() else None
 
     def error_lines(self) -> list[tuple[str, str]]:
@@ -151,7 +189,7 @@ class PageForm(FilterForm):
 class DeadLetterFilterForm(FilterForm):
     status = choice_filter("Status", DeadLetter.Status.choices)
     error_class = text_filter("Error class")
-    device = ReferenceField(label="Device (id or serial)", text_meaning="a serial number")
+    device = device_field()
     queue = text_filter("Queue")
     since = InstantField(label="Failed from")
     until = InstantField(label="to")

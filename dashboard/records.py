@@ -14,8 +14,16 @@ from typing import Any
 from django import forms
 from django.db.models import QuerySet
 
-from dashboard.filters import FilterForm, InstantField, ReferenceField, choice_filter, text_filter
-from dashboard.selectors import Page, readings_page
+from dashboard.filters import (
+    Cursor,
+    FilterForm,
+    InstantField,
+    choice_filter,
+    device_field,
+    resident_field,
+    text_filter,
+)
+from dashboard.paging import Page, readings_page
 from ingest.models import (
     Alert,
     AlertStatus,
@@ -27,6 +35,7 @@ from ingest.models import (
     SensorReading,
     WebhookEvent,
 )
+from ingest.selectors.references import DEVICE_REFERENCE, RESIDENT_REFERENCE
 
 
 @dataclass(frozen=True)
@@ -48,7 +57,7 @@ class RecordSpec:
     # Newest first by this column (it must be indexed), else by id.
     time_order: str | None = None
     # A page built another way for some filters (returns None to use the generic one).
-    special_page: Callable[[dict, str | None], Page | None] | None = None
+    special_page: Callable[[dict, Cursor | None], Page | None] | None = None
 
     @cached_property
     def filter_form_class(self) -> type[FilterForm]:
@@ -64,24 +73,20 @@ class RecordSpec:
         return queryset
 
 
-def _device(queryset, value, path="device"):
-    if isinstance(value, int):
-        return queryset.filter(**{f"{path}_id": value})
-    return queryset.filter(**{f"{path}__serial_no": value})
+def _device_filter(path: str = "device") -> Filter:
+    return Filter(
+        "device",
+        lambda: device_field("Device"),
+        lambda queryset, value: queryset.filter(DEVICE_REFERENCE.q(value, path=path)),
+    )
 
 
-def _resident(queryset, value, path="device__resident"):
-    if isinstance(value, int):
-        return queryset.filter(**{f"{path}_id": value})
-    return queryset.filter(**{f"{path}__full_name__icontains": value})
-
-
-def _device_field():
-    return ReferenceField(label="Device", text_meaning="a serial number")
-
-
-def _resident_field():
-    return ReferenceField(label="Resident", text_meaning="a name")
+def _resident_filter(path: str = "device__resident") -> Filter:
+    return Filter(
+        "resident",
+        lambda: resident_field("Resident"),
+        lambda queryset, value: queryset.filter(RESIDENT_REFERENCE.q(value, path=path)),
+    )
 
 
 def _time_filters(field_name: str) -> list[Filter]:
@@ -93,16 +98,16 @@ def _time_filters(field_name: str) -> list[Filter]:
     ]
 
 
-def _readings_of_devices_page(filters: dict, cursor: str | None) -> Page | None:
+def _readings_of_devices_page(filters: dict, cursor: Cursor | None) -> Page | None:
     """With a device or resident filter, read each series from the customer's unique index."""
     device, resident = filters.get("device"), filters.get("resident")
     if device is None and resident is None:
         return None
     devices = Device.objects.all()
     if device is not None:
-        devices = devices.filter(pk=device) if isinstance(device, int) else devices.filter(serial_no=device)
+        devices = devices.filter(DEVICE_REFERENCE.q(device))
     if resident is not None:
-        devices = _resident(devices, resident, "resident")
+        devices = devices.filter(RESIDENT_REFERENCE.q(resident, path="resident"))
     return readings_page(
         device_ids=list(devices.values_list("pk", flat=True)[:100]),
         metric=filters.get("metric"),
@@ -152,7 +157,7 @@ RECORDS: dict[str, RecordSpec] = {
                     lambda: choice_filter("Status", DeviceStatus.choices),
                     lambda q, v: q.filter(status=v),
                 ),
-                Filter("resident", _resident_field, lambda q, v: _resident(q, v, "resident")),
+                _resident_filter("resident"),
             ],
         ),
         RecordSpec(
@@ -168,8 +173,8 @@ RECORDS: dict[str, RecordSpec] = {
                 ("Received", lambda r: r.received_at),
             ],
             [
-                Filter("device", _device_field, _device),
-                Filter("resident", _resident_field, _resident),
+                _device_filter(),
+                _resident_filter(),
                 Filter("metric", lambda: text_filter("Metric"), lambda q, v: q.filter(metric=v)),
                 *_time_filters("measured_at"),
             ],
@@ -190,8 +195,8 @@ RECORDS: dict[str, RecordSpec] = {
                 ("Detail", lambda e: e.detail),
             ],
             [
-                Filter("device", _device_field, _device),
-                Filter("resident", _resident_field, _resident),
+                _device_filter(),
+                _resident_filter(),
                 Filter("event_type", lambda: text_filter("Event type"), lambda q, v: q.filter(event_type=v)),
                 Filter(
                     "severity",
@@ -243,8 +248,8 @@ RECORDS: dict[str, RecordSpec] = {
                     lambda q, v: q.filter(status=v),
                 ),
                 Filter("alert_type", lambda: text_filter("Type"), lambda q, v: q.filter(alert_type=v)),
-                Filter("device", _device_field, _device),
-                Filter("resident", _resident_field, lambda q, v: _resident(q, v, "resident")),
+                _device_filter(),
+                _resident_filter("resident"),
                 *_time_filters("created_at"),
             ],
         ),

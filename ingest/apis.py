@@ -14,13 +14,13 @@ from ingest.authentication import DeviceKeyAuthentication, IsActiveDevice
 from ingest.metrics import REQUESTS
 from ingest.record_validation import DeviceRecordsSerializer
 from ingest.schema import error
-from ingest.selectors import (
+from ingest.selectors.message_status import (
     DEVICE_ERROR_CODES,
     DEVICE_ERROR_OTHER,
     MESSAGE_STATUS_EXPIRED,
-    dependencies_unreachable,
     ingest_message_status,
 )
+from ingest.selectors.readiness import dependencies_unreachable
 from ingest.services.ingestion import device_batch_accept
 from ingest.services.webhooks import webhook_receive
 from ingest.throttling import DeviceRateThrottle

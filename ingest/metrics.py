@@ -42,10 +42,15 @@ BATCH_SECONDS = Histogram(
 
 
 class QueueDepthCollector:
-    """Queue depths read from the broker at scrape time."""
+    """Queue depths read from the broker at scrape time (the shared, cached broker read).
+
+    A broker that could not be read gives ``iot_care_broker_up 0`` and no queue samples:
+    absent, never 0 messages or 0 consumers.
+    """
 
     def describe(self):
         # Given so that registering does not call collect() (a broker round trip) at import.
+        yield GaugeMetricFamily("iot_care_broker_up", "1 when the broker could be read, else 0.")
         yield GaugeMetricFamily(
             "iot_care_queue_messages_ready", "Messages ready in a queue.", labels=["queue", "role"]
         )
@@ -58,7 +63,11 @@ class QueueDepthCollector:
         consumers = GaugeMetricFamily(
             "iot_care_queue_consumers", "Consumers of a queue.", labels=["queue", "role"]
         )
-        for queue in queue_depths() or []:
+        queues = queue_depths()
+        yield GaugeMetricFamily(
+            "iot_care_broker_up", "1 when the broker could be read, else 0.", value=int(queues is not None)
+        )
+        for queue in queues or []:
             if queue.ready is not None:
                 ready.add_metric([queue.name, queue.role], queue.ready)
             if queue.consumers is not None:

@@ -227,10 +227,11 @@ LOGGING = logging_config(level=LOG_LEVEL, log_dir=LOG_DIR, json_format=LOG_FORMA
 # Shared counters of several processes (gunicorn sets it for its workers).
 PROMETHEUS_MULTIPROC_DIR = metrics_directory_prepare(env.str("PROMETHEUS_MULTIPROC_DIR", default=""))
 
-# Broker probes are reused for this many seconds per process (ingest/probe_cache.py):
-# /readyz, and the queue depths shown on the console's overview and at /metrics.
+# Probes are reused for this many seconds per process (ingest/probe_cache.py). One broker
+# read (queue depths, and whether the broker answers) serves the console's overview,
+# /metrics and /readyz; /readyz also reuses its database check.
+BROKER_READ_CACHE_SECONDS = env.float("BROKER_READ_CACHE_SECONDS", default=2)
 READINESS_CACHE_SECONDS = env.float("READINESS_CACHE_SECONDS", default=2)
-QUEUE_DEPTH_CACHE_SECONDS = env.float("QUEUE_DEPTH_CACHE_SECONDS", default=2)
 
 # /metrics needs "Authorization: Bearer <token>"; without a token, loopback only.
 METRICS_TOKEN = env.str("METRICS_TOKEN", default="")

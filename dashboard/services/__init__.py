@@ -19,8 +19,8 @@ from django.utils import timezone
 from core.errors import ApplicationError
 from dashboard.filters import DeadLetterFilterForm
 from dashboard.models import AuditEntry, BulkJob
-from dashboard.selectors import dead_letter_queryset
 from ingest.models import Alert, AlertStatus, DeadLetter, Device, DeviceStatus
+from ingest.selectors.dead_letters import dead_letter_queryset
 from ingest.services.dead_letters import (
     RequeueIncomplete,
     dead_letters_discard_many,

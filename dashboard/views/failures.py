@@ -10,18 +10,10 @@ from django.shortcuts import redirect, render
 from django.views.generic import DetailView, TemplateView
 
 from core.errors import ApplicationError
-from dashboard.filters import ASCII_DIGITS, ID_MAX, DeadLetterFilterForm, FailureGroupFilterForm, PageForm
+from dashboard.filters import DeadLetterFilterForm, FailureGroupFilterForm, PageForm, record_ids_parse
 from dashboard.models import BulkJob
-from dashboard.selectors import (
-    Page,
-    audit_trail,
-    dead_letter_body_view,
-    dead_letter_failure_times,
-    dead_letter_groups,
-    dead_letter_queryset,
-    ingest_message_of,
-    keyset_page,
-)
+from dashboard.paging import Page, keyset_page
+from dashboard.selectors import audit_trail
 from dashboard.services import bulk_job_cancel, bulk_job_create
 from dashboard.views.access import (
     ConsoleActionView,
@@ -30,6 +22,13 @@ from dashboard.views.access import (
     field_errors_flatten,
 )
 from ingest.models import DeadLetter
+from ingest.selectors.dead_letters import (
+    dead_letter_body_view,
+    dead_letter_failure_times,
+    dead_letter_groups,
+    dead_letter_queryset,
+    ingest_message_of,
+)
 from ingest.services.dead_letters import dead_letter_discard, dead_letter_requeue
 
 REQUEUE = "ingest.requeue_deadletter"
@@ -173,12 +172,7 @@ class BulkActionView(ConsoleActionView):
     def act(self, request):
         scope = request.POST.get("scope")
         if scope == "selected":
-            ids = [value for value in request.POST.getlist("ids") if value]
-            if not all(set(value) <= ASCII_DIGITS and int(value) <= ID_MAX for value in ids):
-                raise ApplicationError(
-                    "the selection holds something that is not a message id", code="invalid"
-                )
-            ids = [int(value) for value in ids]
+            ids = record_ids_parse(request.POST.getlist("ids"))
             selection, description = {"ids": ids}, f"{len(ids)} selected message(s)"
         elif scope == "group":
             fingerprint = request.POST.get("fingerprint", "")

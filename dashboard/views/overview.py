@@ -9,16 +9,10 @@ from django.views.generic import TemplateView
 from dashboard.charts import line_chart
 from dashboard.filters import OverviewWindowForm
 from dashboard.models import BulkJob
-from dashboard.selectors import (
-    dead_letter_counts_by_status,
-    dead_letter_queue_waiting,
-    dead_letter_recording_stall,
-    ingest_rate_series,
-    open_alert_count,
-    scheduler_status,
-)
+from dashboard.selectors import ingest_rate_series, open_alert_count, scheduler_status
 from dashboard.views.access import StaffRequiredMixin
-from ingest.broker.monitoring import queue_depths
+from ingest.broker.monitoring import dead_letter_queue_waiting, main_queue_consumers, queue_depths
+from ingest.selectors.dead_letters import dead_letter_counts_by_status, dead_letter_recording_stall
 from scheduler.selectors import paused_safety_jobs
 
 RATE_WINDOWS = {"hour": (timedelta(hours=1), 1), "day": (timedelta(hours=24), 15)}
@@ -46,9 +40,7 @@ class OverviewPanelView(StaffRequiredMixin, TemplateView):
             "window": window_name,
             "filter_errors": [] if self.window_form.is_valid() else self.window_form.error_lines(),
             "queues": queues,
-            "consumers": max(
-                (queue.consumers or 0 for queue in queues or [] if queue.role == "main"), default=0
-            ),
+            "consumers": main_queue_consumers(queues),
             "messages_chart": line_chart([point.messages for point in series]),
             "records_chart": line_chart([point.records for point in series]),
             "dead_letters": dead_letter_counts_by_status(),

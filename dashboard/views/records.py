@@ -10,8 +10,8 @@ from django.utils.decorators import method_decorator
 from django.views.decorators.cache import never_cache
 from django.views.generic import TemplateView
 
+from dashboard.paging import Page, estimated_row_count, keyset_page
 from dashboard.records import RECORDS
-from dashboard.selectors import Page, estimated_row_count, keyset_page
 from dashboard.services import (
     alert_acknowledge,
     device_key_issue_audited,

@@ -1,8 +1,9 @@
-"""What the broker holds, for the console's overview and ``/metrics``: queue depths.
+"""What the broker holds and whether it answers: for the overview, ``/metrics`` and ``/readyz``.
 
-Read here, once per ``QUEUE_DEPTH_CACHE_SECONDS`` per process, so that every reader (the
-overview's live panel, the Prometheus scrape) shares one probe and the broker is asked
-at most that often.
+The broker is read here, at most once per ``BROKER_READ_CACHE_SECONDS`` per process, so
+that every reader (the overview's live panel, the Prometheus scrape, readiness probes)
+shares one read and the broker is asked at most that often. A broker that could not be
+read is ``None`` (unknown), never a queue of 0 messages or 0 consumers.
 """
 
 from __future__ import annotations
@@ -54,7 +55,7 @@ def _management_queue_stats(names: list[str]) -> dict[str, dict] | None:
     return {queue["name"]: queue for queue in queues if queue["name"] in names}
 
 
-_QUEUE_DEPTHS = RecentResults[list[QueueDepth] | None](seconds_setting="QUEUE_DEPTH_CACHE_SECONDS")
+_BROKER_READS = RecentResults[list[QueueDepth] | None](seconds_setting="BROKER_READ_CACHE_SECONDS")
 
 
 def queue_depths(topology: Topology | None = None) -> list[QueueDepth] | None:
@@ -62,12 +63,30 @@ def queue_depths(topology: Topology | None = None) -> list[QueueDepth] | None:
 
     Ready messages and consumers come from AMQP (exact, immediate). Unacked messages are
     only known to the management API, which samples every few seconds: when it is not
-    configured or not reachable they show as unknown. The overview's live panel and
-    /metrics both read this: it asks the broker at most once per
-    QUEUE_DEPTH_CACHE_SECONDS in this process.
+    configured or not reachable they show as unknown. This is the one broker read of the
+    web process: it asks the broker at most once per BROKER_READ_CACHE_SECONDS.
     """
     topology = topology or Topology.from_settings()
-    return _QUEUE_DEPTHS.get(topology, lambda: _queue_depths_probe(topology))
+    return _BROKER_READS.get(topology, lambda: _queue_depths_probe(topology))
+
+
+def broker_reachable() -> bool:
+    """Whether the broker answered its latest (cached) read: what /readyz reports."""
+    return queue_depths() is not None
+
+
+def main_queue_consumers(queues: list[QueueDepth] | None) -> int | None:
+    """Consumers of the main queue; None (unknown) when the broker could not be read."""
+    main = next((queue for queue in queues or [] if queue.role == "main"), None)
+    return None if main is None else main.consumers
+
+
+def dead_letter_queue_waiting(queues: list[QueueDepth] | None) -> int | None:
+    """Messages on the dead-letter queue not yet recorded: ready plus unacked (when known)."""
+    dead = next((queue for queue in queues or [] if queue.role == "dead letters"), None)
+    if dead is None or dead.ready is None:
+        return None
+    return dead.ready + (dead.unacked or 0)
 
 
 def _queue_depths_probe(topology: Topology) -> list[QueueDepth] | None:
@@ -78,7 +97,7 @@ def _queue_depths_probe(topology: Topology) -> list[QueueDepth] | None:
         + [(topology.dead_queue, "dead letters")]
     )
     try:
-        broker = open_connection(role="console")
+        broker = open_connection(role="monitoring")
     except (pika.exceptions.AMQPError, OSError):
         return None
     counted: dict[str, tuple[int | None, int | None]] = {}

@@ -13,10 +13,10 @@ import pytest
 from django.db import connection
 from django.test import Client
 
-from dashboard.selectors import dead_letter_queryset
 from ingest.broker.connection import open_connection
 from ingest.messages import DEVICE_BATCH
 from ingest.models import DeadLetter, DeadLetterAction
+from ingest.selectors.dead_letters import dead_letter_queryset
 from ingest.services.dead_letters import ESCAPED_BYTES, ESCAPED_TEXT
 from tests.broker import publish_device_batch, publish_raw, queue_depth
 from tests.factories import UserFactory, reading_record

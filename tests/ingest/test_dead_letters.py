@@ -13,7 +13,7 @@ from django.utils import timezone
 from core.errors import ApplicationError
 from ingest.messages import DEVICE_BATCH, FailureEnvelope
 from ingest.models import DeadLetter, DeadLetterAction, IngestMessage, SensorReading
-from ingest.selectors import ingest_message_status
+from ingest.selectors.message_status import ingest_message_status
 from ingest.services.dead_letters import (
     dead_letter_discard,
     dead_letter_requeue,

@@ -1,7 +1,8 @@
-"""/readyz, the overview's queue depths and /metrics reuse a recent broker probe."""
+"""/readyz, the overview's queue depths and /metrics share one recent broker read."""
 
 from __future__ import annotations
 
+import re
 import time
 
 import pika
@@ -9,8 +10,8 @@ import pytest
 from django.test import Client
 from rest_framework.test import APIClient
 
-from ingest.broker.monitoring import _QUEUE_DEPTHS
-from ingest.selectors import _READINESS
+from ingest.broker import monitoring
+from ingest.selectors.readiness import _DATABASE_CHECK
 from tests.factories import UserFactory
 
 pytestmark = pytest.mark.django_db
@@ -27,21 +28,41 @@ def broker_connections(monkeypatch):
         return real(parameters, *args, **kwargs)
 
     monkeypatch.setattr(pika, "BlockingConnection", counting)
-    _READINESS.clear()
-    _QUEUE_DEPTHS.clear()
+    _DATABASE_CHECK.clear()
+    monitoring._BROKER_READS.clear()
     yield opened
-    _READINESS.clear()
-    _QUEUE_DEPTHS.clear()
+    _DATABASE_CHECK.clear()
+    monitoring._BROKER_READS.clear()
+
+
+@pytest.fixture
+def broker_reads(monkeypatch, broker_connections):
+    """How many times the broker was really read (the cached reader's probe ran)."""
+    reads: list[float] = []
+    real = monitoring._queue_depths_probe
+
+    def counting(topology):
+        reads.append(time.monotonic())
+        return real(topology)
+
+    monkeypatch.setattr(monitoring, "_queue_depths_probe", counting)
+    return reads
+
+
+@pytest.fixture
+def operator_client():
+    client = Client()
+    client.force_login(UserFactory(role="Console operators"))
+    return client
 
 
 def test_rapid_readiness_probes_open_one_broker_connection(settings, broker_connections):
-    settings.READINESS_CACHE_SECONDS = 0.5
+    settings.BROKER_READ_CACHE_SECONDS = 0.5
     client = APIClient()
 
     statuses = [client.get("/readyz").status_code for _ in range(50)]
 
     assert statuses == [200] * 50
-    assert [name for name in broker_connections if "readiness" in name] == broker_connections
     assert len(broker_connections) == 1
     time.sleep(0.6)
     assert client.get("/readyz").status_code == 200
@@ -49,7 +70,7 @@ def test_rapid_readiness_probes_open_one_broker_connection(settings, broker_conn
 
 
 def test_a_broker_outage_shows_once_the_cached_answer_is_old(settings, broker_connections):
-    settings.READINESS_CACHE_SECONDS = 0.5
+    settings.BROKER_READ_CACHE_SECONDS = 0.5
     client = APIClient()
     assert client.get("/readyz").status_code == 200
     settings.RABBITMQ_PORT = 1
@@ -58,20 +79,60 @@ def test_a_broker_outage_shows_once_the_cached_answer_is_old(settings, broker_co
     assert response.status_code == 503 and response.json()["unreachable"] == ["broker"]
 
 
-def test_the_overview_panel_and_metrics_share_one_recent_queue_probe(
-    settings, broker_connections, ingest_queue
+def test_readyz_metrics_and_the_overview_share_one_broker_read_within_its_age(
+    settings, ingest_queue, operator_client, broker_reads, broker_connections
 ):
-    settings.QUEUE_DEPTH_CACHE_SECONDS = 5
-    operator_client, scraper = Client(), Client()
-    operator_client.force_login(UserFactory(role="Console operators"))
+    settings.BROKER_READ_CACHE_SECONDS = 5
+    prober, scraper = APIClient(), Client()
 
-    for _ in range(20):
+    for _ in range(10):
+        assert prober.get("/readyz").status_code == 200
         assert operator_client.get("/console/overview/panel/").status_code == 200
         metrics = scraper.get("/metrics")
         assert metrics.status_code == 200
+    assert operator_client.get("/console/").status_code == 200
 
-    assert (
-        f'iot_care_queue_messages_ready{{queue="{ingest_queue.queue}",role="main"}}'
-        in metrics.content.decode()
-    )
-    assert len([name for name in broker_connections if "console" in name]) == 1
+    assert len(broker_reads) == 1
+    assert broker_connections == [name for name in broker_connections if "monitoring" in name]
+    assert len(broker_connections) == 1
+    text = metrics.content.decode()
+    assert f'iot_care_queue_messages_ready{{queue="{ingest_queue.queue}",role="main"}}' in text
+    assert "iot_care_broker_up 1.0" in text
+
+
+def test_past_its_age_the_shared_read_is_made_again(settings, ingest_queue, broker_reads):
+    settings.BROKER_READ_CACHE_SECONDS = 0.3
+    client = APIClient()
+    assert client.get("/readyz").status_code == 200
+    assert Client().get("/metrics").status_code == 200
+    time.sleep(0.4)
+    assert Client().get("/metrics").status_code == 200
+    assert client.get("/readyz").status_code == 200
+    assert len(broker_reads) == 2
+
+
+def test_an_unreachable_broker_reads_as_unknown_never_as_zero(
+    settings, ingest_queue, operator_client, broker_reads
+):
+    settings.RABBITMQ_PORT = 1  # nothing listens there
+
+    assert monitoring.queue_depths() is None
+    assert monitoring.main_queue_consumers(monitoring.queue_depths()) is None
+    assert monitoring.dead_letter_queue_waiting(monitoring.queue_depths()) is None
+    assert monitoring.broker_reachable() is False
+
+    readiness = APIClient().get("/readyz")
+    assert readiness.status_code == 503 and readiness.json()["unreachable"] == ["broker"]
+
+    panel = operator_client.get("/console/overview/panel/")
+    assert panel.status_code == 200
+    content = panel.content.decode()
+    assert panel.context["consumers"] is None
+    assert re.search(r'id="consumers">\s*unknown\s*<', content)
+    assert "queue depths unknown" in content
+    assert "on the queue: unknown" in content
+
+    text = Client().get("/metrics").content.decode()
+    assert "iot_care_broker_up 0.0" in text
+    # No queue sample at all: a scrape must not read an unreachable broker as empty queues.
+    assert not re.search(r"^iot_care_queue_(messages_ready|consumers)\{", text, re.MULTILINE)

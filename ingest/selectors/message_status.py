@@ -1,4 +1,4 @@
-"""Reads: message status for devices, dependency health for probes."""
+"""What a device is told about one of its messages (GET /api/v1/ingest/<id>/)."""
 
 from __future__ import annotations
 
@@ -6,15 +6,11 @@ import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-import pika.exceptions
 from django.conf import settings
-from django.db import DatabaseError, connection
 from django.utils import timezone
 
-from ingest.broker.connection import open_connection
 from ingest.message_ids import message_id_verify
 from ingest.models import DeadLetter, Device, IngestMessage
-from ingest.probe_cache import RecentResults
 
 
 @dataclass(frozen=True)
@@ -111,29 +107,3 @@ def _ledger_status(ledger: IngestMessage) -> MessageStatus:
         attempts=attempts,
         error=error,
     )
-
-
-_READINESS = RecentResults[list[str]](seconds_setting="READINESS_CACHE_SECONDS")
-
-
-def dependencies_unreachable() -> list[str]:
-    """Names of the services this process cannot reach (empty when ready).
-
-    Probed at most once per READINESS_CACHE_SECONDS in this process: each probe opens a
-    broker connection, and probes may come several times a second.
-    """
-    return list(_READINESS.get("dependencies", _dependencies_probe))
-
-
-def _dependencies_probe() -> list[str]:
-    unreachable = []
-    try:
-        with connection.cursor() as cursor:
-            cursor.execute("SELECT 1")
-    except DatabaseError:
-        unreachable.append("database")
-    try:
-        open_connection(role="readiness").close()
-    except (pika.exceptions.AMQPError, OSError):
-        unreachable.append("broker")
-    return unreachable

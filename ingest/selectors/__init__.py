@@ -1,0 +1,1 @@
+"""Reads of the ingest app, one module per subject."""
