@@ -164,3 +164,44 @@ def test_an_unknown_overview_window_is_a_form_error_not_silently_the_last_hour(v
     assert "Showing the last hour instead" in response.content.decode()
     assert viewer_client.get("/console/overview/panel/?window=week").status_code == 400
     assert viewer_client.get("/console/?window=day").context["window"] == "day"
+
+
+def test_a_device_named_by_serial_means_the_same_rows_in_records_failed_messages_and_bulk_plans(
+    operator_client, viewer_client
+):
+    """One reference vocabulary: "VIT-7" and its id select the same device everywhere."""
+    device, other = DeviceFactory(serial_no="VIT-7"), DeviceFactory(serial_no="VIT-8")
+    letters = DeadLetterFactory.create_batch(2, device_id=device.pk)
+    DeadLetterFactory(device_id=other.pk)
+    DeadLetterFactory(device_id=None)
+    reading = SensorReadingFactory(device=device)
+    SensorReadingFactory(device=other)
+
+    for named in ("VIT-7", str(device.pk)):
+        failed = viewer_client.get("/console/failed/?" + urlencode({"device": named}))
+        assert failed.status_code == 200
+        assert sorted(letter.pk for letter in failed.context["page"].rows) == sorted(
+            letter.pk for letter in letters
+        )
+        for slug in ("readings", "events", "alerts"):
+            listed = viewer_client.get(f"/console/records/{slug}/?" + urlencode({"device": named}))
+            assert listed.status_code == 200
+        readings = viewer_client.get("/console/records/readings/?" + urlencode({"device": named}))
+        assert readings.context["page"].rows == [reading]
+
+    operator_client.post(
+        "/console/failed/bulk/", {"action": "discard", "scope": "filter", "reason": "r", "device": "VIT-7"}
+    )
+    assert BulkJob.objects.get().total == 2
+
+
+def test_a_resident_named_by_part_of_their_name_or_by_id_filters_devices_and_readings(viewer_client):
+    ada = DeviceFactory(resident__full_name="Ada Lovelace")
+    DeviceFactory(resident__full_name="Grace Hopper")
+    reading = SensorReadingFactory(device=ada)
+
+    for named in ("lovelace", str(ada.resident_id)):
+        devices = viewer_client.get("/console/records/devices/?" + urlencode({"resident": named}))
+        assert devices.context["page"].rows == [ada]
+        readings = viewer_client.get("/console/records/readings/?" + urlencode({"resident": named}))
+        assert readings.context["page"].rows == [reading]
