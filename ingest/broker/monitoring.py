@@ -96,22 +96,24 @@ def _queue_depths_probe(topology: Topology) -> list[QueueDepth] | None:
         + [(topology.due_queue, "retry due")]
         + [(topology.dead_queue, "dead letters")]
     )
-    try:
-        broker = open_connection(role="monitoring")
-    except (pika.exceptions.AMQPError, OSError):
-        return None
     counted: dict[str, tuple[int | None, int | None]] = {}
     try:
-        channel = broker.channel()
-        for name, _ in roles:
-            try:
-                declared = channel.queue_declare(name, passive=True)
-                counted[name] = (declared.method.message_count, declared.method.consumer_count)
-            except pika.exceptions.ChannelClosedByBroker:  # not declared yet
-                channel = broker.channel()
-                counted[name] = (None, None)
-    finally:
-        broker.close()
+        broker = open_connection(role="monitoring")
+        try:
+            channel = broker.channel()
+            for name, _ in roles:
+                try:
+                    declared = channel.queue_declare(name, passive=True)
+                    counted[name] = (declared.method.message_count, declared.method.consumer_count)
+                except pika.exceptions.ChannelClosedByBroker:  # not declared yet
+                    channel = broker.channel()
+                    counted[name] = (None, None)
+        finally:
+            if broker.is_open:
+                broker.close()
+    except (pika.exceptions.AMQPError, OSError):
+        # Unreachable, or lost while counting: unknown as a whole, never partly counted.
+        return None
     management = _management_queue_stats([name for name, _ in roles]) or {}
     return [
         QueueDepth(

@@ -136,3 +136,20 @@ def test_an_unreachable_broker_reads_as_unknown_never_as_zero(
     assert "iot_care_broker_up 0.0" in text
     # No queue sample at all: a scrape must not read an unreachable broker as empty queues.
     assert not re.search(r"^iot_care_queue_(messages_ready|consumers)\{", text, re.MULTILINE)
+
+
+def test_a_broker_lost_in_the_middle_of_the_read_is_unknown_not_an_error(
+    monkeypatch, ingest_queue, operator_client, broker_reads
+):
+    """The connection opens, then the broker goes away while the queues are being counted."""
+
+    def lost(*args, **kwargs):
+        raise pika.exceptions.StreamLostError("Transport indicated EOF")
+
+    monkeypatch.setattr(pika.adapters.blocking_connection.BlockingChannel, "queue_declare", lost)
+
+    assert monitoring.queue_depths() is None
+    readiness = APIClient().get("/readyz")
+    assert readiness.status_code == 503 and readiness.json()["unreachable"] == ["broker"]
+    panel = operator_client.get("/console/overview/panel/")
+    assert panel.status_code == 200 and panel.context["consumers"] is None
