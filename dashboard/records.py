@@ -6,6 +6,7 @@ status (their own actions). Lists page by keyset on the primary key, newest firs
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -49,6 +50,8 @@ class RecordSpec:
     time_order: str | None = None
     # A page built another way for some filters (returns None to use the generic one).
     special_page: Callable[[dict, str | None], Page | None] | None = None
+    # The URL name of the record's own page (it takes the pk), else the generic detail.
+    detail_url_name: str | None = None
 
     @cached_property
     def filter_form_class(self) -> type[FilterForm]:
@@ -112,6 +115,22 @@ def _readings_of_devices_page(filters: dict, cursor: str | None) -> Page | None:
     )
 
 
+def _events_by_occurrence_page(filters: dict, cursor: str | None) -> Page:
+    """Events by when they occurred, through each device's (device, occurred_at) index."""
+    from dashboard.selectors.care import events_page
+
+    devices = Device.objects.all()
+    if (device := filters.get("device")) is not None:
+        devices = devices.filter(pk=device) if isinstance(device, int) else devices.filter(serial_no=device)
+    if (resident := filters.get("resident")) is not None:
+        devices = _resident(devices, resident, "resident")
+    return events_page(devices=devices, filters=filters, cursor=cursor)
+
+
+def _compact_json(value) -> str:
+    return json.dumps(value, ensure_ascii=False, sort_keys=True, default=str)
+
+
 RECORDS: dict[str, RecordSpec] = {
     spec.slug: spec
     for spec in [
@@ -126,6 +145,7 @@ RECORDS: dict[str, RecordSpec] = {
                 ("Since", lambda r: r.created_at),
             ],
             [Filter("name", lambda: text_filter("Name"), lambda q, v: q.filter(full_name__icontains=v))],
+            detail_url_name="dashboard:resident",
         ),
         RecordSpec(
             "devices",
@@ -154,13 +174,14 @@ RECORDS: dict[str, RecordSpec] = {
                 ),
                 Filter("resident", _resident_field, lambda q, v: _resident(q, v, "resident")),
             ],
+            detail_url_name="dashboard:device",
         ),
         RecordSpec(
             "readings",
             "Sensor readings",
             lambda: SensorReading.objects.select_related("device"),
             [
-                ("Device", lambda r: r.device.serial_no),
+                ("Device", lambda r: r.device),
                 ("Metric", lambda r: r.metric),
                 ("Value", lambda r: r.value),
                 ("Unit", lambda r: r.unit),
@@ -181,13 +202,14 @@ RECORDS: dict[str, RecordSpec] = {
         RecordSpec(
             "events",
             "Device events",
-            lambda: DeviceEvent.objects.select_related("device"),
+            lambda: DeviceEvent.objects.select_related("device__resident"),
             [
-                ("Device", lambda e: e.device.serial_no),
+                ("Occurred", lambda e: e.occurred_at),
+                ("Device", lambda e: e.device),
+                ("Resident", lambda e: e.device.resident),
                 ("Type", lambda e: e.event_type),
                 ("Severity", lambda e: e.severity),
-                ("Occurred", lambda e: e.occurred_at),
-                ("Detail", lambda e: e.detail),
+                ("Detail", lambda e: _compact_json(e.detail)),
             ],
             [
                 Filter("device", _device_field, _device),
@@ -200,6 +222,9 @@ RECORDS: dict[str, RecordSpec] = {
                 ),
                 *_time_filters("occurred_at"),
             ],
+            time_order="occurred_at",
+            special_page=_events_by_occurrence_page,
+            detail_url_name="dashboard:event",
         ),
         RecordSpec(
             "webhook-events",
@@ -209,7 +234,7 @@ RECORDS: dict[str, RecordSpec] = {
                 ("Source", lambda w: w.source),
                 ("Type", lambda w: w.event_type),
                 ("Received", lambda w: w.received_at),
-                ("Payload", lambda w: w.payload),
+                ("Payload", lambda w: _compact_json(w.payload)),
             ],
             [
                 Filter("source", lambda: text_filter("Source"), lambda q, v: q.filter(source=v)),
