@@ -217,3 +217,16 @@ def test_record_lists_link_devices_and_residents_to_their_pages(viewer_client):
     assert viewer_client.get(f"/console/records/devices/{reading.device_id}/")["Location"] == (
         f"/console/devices/{reading.device_id}/"
     )
+
+
+def test_events_of_one_type_are_listed_by_when_they_occurred(viewer_client):
+    device = DeviceFactory()
+    now = timezone.now()
+    newest = DeviceEvent.objects.create(device=device, event_type="sos", occurred_at=now, detail={})
+    late_upload = DeviceEvent.objects.create(
+        device=device, event_type="sos", occurred_at=now - timedelta(hours=8), detail={}
+    )
+    DeviceEvent.objects.create(device=device, event_type="door", occurred_at=now, detail={})
+    for query in ("event_type=sos", f"event_type=sos&device={device.serial_no}", "event_type=sos&severity=0"):
+        rows = viewer_client.get(f"/console/records/events/?{query}").context["page"].rows
+        assert rows == [newest, late_upload], query
