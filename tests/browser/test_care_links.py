@@ -179,3 +179,16 @@ def test_an_unknown_device_is_a_not_found_page(live_server, page):
     response = page.goto(f"{live_server.url}/console/devices/987654/")
     assert response.status == 404
     expect(page.locator("main")).to_contain_text("not found", ignore_case=True)
+
+
+def test_a_refused_copy_tells_the_operator_to_copy_by_hand(live_server, page):
+    home = care_home()
+    UserFactory(username="olivia", role=OPERATORS)
+    # As when the browser refuses the clipboard (permission denied, page not focused).
+    page.add_init_script("navigator.clipboard.writeText = () => Promise.reject(new Error('denied'));")
+    log_in(page, live_server.url, "olivia")
+    page.goto(f"{live_server.url}/console/devices/{home.watch.pk}/")
+    page.click("#issue-key-form button")
+    page.click("#copy-key")
+    expect(page.locator(".copy-outcome")).to_have_text("Could not copy: select the key and copy it by hand.")
+    expect(page.locator("#issued-key")).to_be_visible()

@@ -230,3 +230,36 @@ def test_events_of_one_type_are_listed_by_when_they_occurred(viewer_client):
     for query in ("event_type=sos", f"event_type=sos&device={device.serial_no}", "event_type=sos&severity=0"):
         rows = viewer_client.get(f"/console/records/events/?{query}").context["page"].rows
         assert rows == [newest, late_upload], query
+
+
+def test_a_hand_over_not_opened_in_time_shows_nothing(operator_client, monkeypatch):
+    from dashboard.services import device_keys
+
+    device = DeviceFactory()
+    handover_url = _issue(operator_client, device)["Location"]
+    later = device_keys.time.time() + device_keys.HANDOVER_SECONDS + 1
+    monkeypatch.setattr(device_keys.time, "time", lambda: later)
+    response = operator_client.get(handover_url)
+    assert response.status_code == 410 and response.context["key"] is None
+
+
+def test_an_operator_issuing_keys_in_a_loop_keeps_a_bounded_session(operator_client):
+    from dashboard.services.device_keys import HANDOVERS_SESSION_KEY, MAX_PENDING_HANDOVERS
+
+    device = DeviceFactory()
+    for _ in range(MAX_PENDING_HANDOVERS + 4):
+        _issue(operator_client, device)
+    assert len(operator_client.session[HANDOVERS_SESSION_KEY]) == MAX_PENDING_HANDOVERS
+
+
+def test_the_device_page_says_unknown_when_the_refusal_trail_cannot_be_read(viewer_client, settings):
+    device = DeviceFactory()
+    settings.CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": "redis://127.0.0.1:1/0",
+            "OPTIONS": {"socket_connect_timeout": 0.2, "socket_timeout": 0.2},
+        }
+    }
+    content = viewer_client.get(f"/console/devices/{device.pk}/").content.decode()
+    assert "Unknown: the refusal trail cannot be read" in content
