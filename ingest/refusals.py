@@ -5,8 +5,11 @@ construction: one Redis list per device, trimmed to ``REFUSALS_KEPT`` entries an
 ``REFUSALS_TTL_SECONDS`` after the last refusal, written in one round trip. Only a
 refusal that can be attributed to an existing device is kept (its key's prefix names it;
 an unknown key names nobody and is only counted in the metrics), so the number of lists
-is bounded by the devices table. Like the rate limit, the trail fails open: without
-Redis nothing is recorded and the answer to the device is unchanged.
+is bounded by the devices table. The same refusal repeated (a device hammering past its
+rate) is written once per ``REPEATS_COLLAPSED_SECONDS`` per web process, so a flood of
+429s costs Redis little and does not push the other refusals out of the trail. Like the
+rate limit, the trail fails open: without Redis nothing is recorded and the answer to the
+device is unchanged.
 """
 
 from __future__ import annotations
@@ -30,6 +33,9 @@ REFUSALS_TTL_SECONDS = 7 * 24 * 3600
 RETRY_AFTER_FAILURE_SECONDS = 5.0
 _unreachable_until = 0.0
 _last_failure_log = 0.0
+REPEATS_COLLAPSED_SECONDS = 1.0
+_MAX_REMEMBERED_REPEATS = 10_000
+_last_written: dict[tuple, float] = {}
 
 
 @dataclass(frozen=True)
@@ -50,6 +56,8 @@ def device_refusal_record(
     *, device_id: int, status: int, code: str, message: str, key_prefix: str = "", path: str = ""
 ) -> None:
     """Append one refusal to the device's trail (the oldest beyond ``REFUSALS_KEPT`` go)."""
+    if _is_repeat((device_id, status, code, key_prefix)):
+        return
     entry = json.dumps(
         {
             "at": time.time(),
@@ -74,6 +82,17 @@ def device_refusal_record(
             cache.set(_list_key(device_id), entries, timeout=REFUSALS_TTL_SECONDS)
     except (RedisError, OSError) as error:
         _log_failure(error)
+
+
+def _is_repeat(refusal: tuple) -> bool:
+    now = time.monotonic()
+    last = _last_written.get(refusal)
+    if last is not None and now - last < REPEATS_COLLAPSED_SECONDS:
+        return True
+    if len(_last_written) >= _MAX_REMEMBERED_REPEATS:
+        _last_written.clear()
+    _last_written[refusal] = now
+    return False
 
 
 def api_refusal_record(*, exc: Exception, request, status: int, code: str, message: str) -> None:

@@ -24,6 +24,7 @@ pytestmark = pytest.mark.django_db
 
 @pytest.fixture(autouse=True)
 def _fresh_caches():
+    refusals._last_written.clear()
     device_key_cache.clear()
     device_key_usage.clear()
     yield
@@ -77,11 +78,24 @@ def test_requests_over_the_rate_get_429_and_are_on_the_trail(device, device_key,
     assert (refusal.status, refusal.code) == (429, "throttled")
 
 
-def test_a_flood_of_refusals_keeps_only_the_newest(device, device_key):
+def test_a_flood_of_refusals_keeps_only_the_newest(device, device_key, monkeypatch):
+    monkeypatch.setattr(refusals, "REPEATS_COLLAPSED_SECONDS", 0.0)
     device_keys_revoke(device=device)
     for _ in range(REFUSALS_KEPT + 15):
         _post(device_key)
     assert len(device_refusals(device_id=device.pk)) == REFUSALS_KEPT
+
+
+def test_the_same_refusal_repeated_within_a_second_is_written_once(
+    device, device_key, ingest_queue, settings
+):
+    settings.INGEST_DEVICE_RATE = "1/minute"
+    assert _post(device_key).status_code == 202
+    assert [_post(device_key).status_code for _ in range(20)] == [429] * 20
+    device_keys_revoke(device=device)
+    device_key_cache.clear()
+    assert _post(device_key).status_code == 401
+    assert [r.status for r in device_refusals(device_id=device.pk)] == [401, 429]
 
 
 def test_an_unreachable_cache_loses_the_trail_but_not_the_answer(device, device_key, settings, monkeypatch):
