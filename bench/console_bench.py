@@ -209,7 +209,7 @@ def main() -> None:
 
     from ingest.broker.connection import open_connection
     from ingest.broker.topology import Topology, topology_declare
-    from ingest.models import DeadLetter, Device
+    from ingest.models import DeadLetter, Device, DeviceEvent
 
     fill(args.readings, args.dead_letters)
     user, _ = get_user_model().objects.get_or_create(
@@ -220,6 +220,7 @@ def main() -> None:
     device = Device.objects.filter(serial_no__startswith="CONSOLE-").first()
     Device.objects.get_or_create(serial_no="CONSOLE-QUIET", defaults={"device_type": "door"})
     dead = DeadLetter.objects.order_by("-pk").first()
+    event_id = DeviceEvent.objects.filter(device=device).values_list("pk", flat=True).first()
     deep = DeadLetter.objects.order_by("pk")[1000].pk
     pages = {
         "overview": "/console/",
@@ -242,6 +243,10 @@ def main() -> None:
         "device events by resident": f"/console/records/events/?resident={device.resident_id}",
         "alerts (open first)": "/console/records/alerts/",
         "devices": "/console/records/devices/",
+        "device events (by occurrence)": "/console/records/events/",
+        "resident page": f"/console/residents/{device.resident_id}/",
+        "device page": f"/console/devices/{device.pk}/",
+        "event page": f"/console/events/{event_id}/",
     }
     if not args.requeue_only:
         time_pages(client, pages, args.repeat)

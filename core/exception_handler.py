@@ -28,6 +28,28 @@ def _count_refusal(code: str) -> None:
     REQUESTS.labels(outcome=code).inc()
 
 
+REFUSALS_RECORDED = {
+    status.HTTP_401_UNAUTHORIZED,
+    status.HTTP_403_FORBIDDEN,
+    status.HTTP_429_TOO_MANY_REQUESTS,
+}
+
+
+def _record_refusal(exc, context, response: Response) -> Response:
+    if response.status_code in REFUSALS_RECORDED and (request := context.get("request")) is not None:
+        from ingest.refusals import api_refusal_record
+
+        body = response.data if isinstance(response.data, dict) else {}
+        api_refusal_record(
+            exc=exc,
+            request=request,
+            status=response.status_code,
+            code=str(body.get("code", "")),
+            message=str(body.get("message", "")),
+        )
+    return response
+
+
 def application_exception_handler(exc, context):
     if isinstance(exc, RequestDataTooBig):
         exc = ApplicationError("request body is too large", code="payload_too_large")
@@ -47,7 +69,7 @@ def application_exception_handler(exc, context):
         if exc.retry_after is not None:
             response["Retry-After"] = str(exc.retry_after)
         _count_refusal(exc.code)
-        return response
+        return _record_refusal(exc, context, response)
 
     response = drf_exception_handler(exc, context)
     if response is None:
@@ -64,4 +86,4 @@ def application_exception_handler(exc, context):
             "code": getattr(exc.detail, "code", None) or exc.default_code,
             "message": str(exc.detail),
         }
-    return response
+    return _record_refusal(exc, context, response)

@@ -6,6 +6,7 @@ status (their own actions). Lists page by keyset on the primary key, newest firs
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -24,6 +25,7 @@ from dashboard.filters import (
     text_filter,
 )
 from dashboard.paging import Page, readings_page
+from dashboard.selectors.care import events_page
 from ingest.models import (
     Alert,
     AlertStatus,
@@ -58,6 +60,8 @@ class RecordSpec:
     time_order: str | None = None
     # A page built another way for some filters (returns None to use the generic one).
     special_page: Callable[[dict, Cursor | None], Page | None] | None = None
+    # The URL name of the record's own page (it takes the pk), else the generic detail.
+    detail_url_name: str | None = None
 
     @cached_property
     def filter_form_class(self) -> type[FilterForm]:
@@ -98,23 +102,44 @@ def _time_filters(field_name: str) -> list[Filter]:
     ]
 
 
+def _devices_named(filters: dict) -> QuerySet:
+    """The devices a list's device and resident filters name (all devices if neither)."""
+    devices = Device.objects.all()
+    if (device := filters.get("device")) is not None:
+        devices = devices.filter(DEVICE_REFERENCE.q(device))
+    if (resident := filters.get("resident")) is not None:
+        devices = devices.filter(RESIDENT_REFERENCE.q(resident, path="resident"))
+    return devices
+
+
 def _readings_of_devices_page(filters: dict, cursor: Cursor | None) -> Page | None:
     """With a device or resident filter, read each series from the customer's unique index."""
-    device, resident = filters.get("device"), filters.get("resident")
-    if device is None and resident is None:
+    if filters.get("device") is None and filters.get("resident") is None:
         return None
-    devices = Device.objects.all()
-    if device is not None:
-        devices = devices.filter(DEVICE_REFERENCE.q(device))
-    if resident is not None:
-        devices = devices.filter(RESIDENT_REFERENCE.q(resident, path="resident"))
     return readings_page(
-        device_ids=list(devices.values_list("pk", flat=True)[:100]),
+        device_ids=list(_devices_named(filters).values_list("pk", flat=True)[:100]),
         metric=filters.get("metric"),
         since=filters.get("since"),
         until=filters.get("until"),
         cursor=cursor,
     )
+
+
+def _events_by_occurrence_page(filters: dict, cursor: Cursor | None) -> Page | None:
+    """Events by when they occurred, through each device's (device, occurred_at) index.
+
+    A type or severity filter over every device is left to the generic page (one top-N
+    sort of the matching rows): merging per-device scans would walk the whole index of
+    each device that has none of them (measured 225 ms against 25 ms at 100 k events).
+    """
+    if filters.get("device") is None and filters.get("resident") is None:
+        if filters.get("event_type") is not None or filters.get("severity") is not None:
+            return None
+    return events_page(devices=_devices_named(filters), filters=filters, cursor=cursor)
+
+
+def _compact_json(value) -> str:
+    return json.dumps(value, ensure_ascii=False, sort_keys=True, default=str)
 
 
 RECORDS: dict[str, RecordSpec] = {
@@ -131,6 +156,7 @@ RECORDS: dict[str, RecordSpec] = {
                 ("Since", lambda r: r.created_at),
             ],
             [Filter("name", lambda: text_filter("Name"), lambda q, v: q.filter(full_name__icontains=v))],
+            detail_url_name="dashboard:resident",
         ),
         RecordSpec(
             "devices",
@@ -159,13 +185,14 @@ RECORDS: dict[str, RecordSpec] = {
                 ),
                 _resident_filter("resident"),
             ],
+            detail_url_name="dashboard:device",
         ),
         RecordSpec(
             "readings",
             "Sensor readings",
             lambda: SensorReading.objects.select_related("device"),
             [
-                ("Device", lambda r: r.device.serial_no),
+                ("Device", lambda r: r.device),
                 ("Metric", lambda r: r.metric),
                 ("Value", lambda r: r.value),
                 ("Unit", lambda r: r.unit),
@@ -186,13 +213,14 @@ RECORDS: dict[str, RecordSpec] = {
         RecordSpec(
             "events",
             "Device events",
-            lambda: DeviceEvent.objects.select_related("device"),
+            lambda: DeviceEvent.objects.select_related("device__resident"),
             [
-                ("Device", lambda e: e.device.serial_no),
+                ("Occurred", lambda e: e.occurred_at),
+                ("Device", lambda e: e.device),
+                ("Resident", lambda e: e.device.resident),
                 ("Type", lambda e: e.event_type),
                 ("Severity", lambda e: e.severity),
-                ("Occurred", lambda e: e.occurred_at),
-                ("Detail", lambda e: e.detail),
+                ("Detail", lambda e: _compact_json(e.detail)),
             ],
             [
                 _device_filter(),
@@ -205,6 +233,9 @@ RECORDS: dict[str, RecordSpec] = {
                 ),
                 *_time_filters("occurred_at"),
             ],
+            time_order="occurred_at",
+            special_page=_events_by_occurrence_page,
+            detail_url_name="dashboard:event",
         ),
         RecordSpec(
             "webhook-events",
@@ -214,7 +245,7 @@ RECORDS: dict[str, RecordSpec] = {
                 ("Source", lambda w: w.source),
                 ("Type", lambda w: w.event_type),
                 ("Received", lambda w: w.received_at),
-                ("Payload", lambda w: w.payload),
+                ("Payload", lambda w: _compact_json(w.payload)),
             ],
             [
                 Filter("source", lambda: text_filter("Source"), lambda q, v: q.filter(source=v)),

@@ -1,7 +1,7 @@
 from django.contrib.auth import views as auth_views
 from django.urls import path
 
-from dashboard.views import failures, overview, records, scheduler
+from dashboard.views import care, failures, overview, records, scheduler
 
 app_name = "dashboard"
 
@@ -23,9 +23,22 @@ urlpatterns = [
     path("jobs/<int:pk>/", failures.BulkJobDetailView.as_view(), name="job-detail"),
     path("jobs/<int:pk>/cancel/", failures.BulkJobCancelView.as_view(), name="job-cancel"),
     path("alerts/<int:pk>/acknowledge/", records.AlertAcknowledgeView.as_view(), name="alert-acknowledge"),
-    path("devices/<int:pk>/status/", records.DeviceStatusView.as_view(), name="device-status"),
-    path("devices/<int:pk>/keys/issue/", records.DeviceKeyIssueView.as_view(), name="device-key-issue"),
-    path("devices/<int:pk>/keys/revoke/", records.DeviceKeyRevokeView.as_view(), name="device-key-revoke"),
+    path("devices/<int:pk>/status/", care.DeviceStatusView.as_view(), name="device-status"),
+    path("devices/<int:pk>/keys/issue/", care.DeviceKeyIssueView.as_view(), name="device-key-issue"),
+    path("devices/<int:pk>/keys/revoke/", care.DeviceKeysRevokeView.as_view(), name="device-key-revoke"),
     path("records/<slug:slug>/", records.RecordListView.as_view(), name="records"),
     path("records/<slug:slug>/<int:pk>/", records.RecordDetailView.as_view(), name="record"),
+    path("residents/<int:pk>/", care.ResidentView.as_view(), name="resident"),
+    path("devices/<int:pk>/", care.DeviceView.as_view(), name="device"),
+    path("events/<int:pk>/", care.EventView.as_view(), name="event"),
+    path(
+        "devices/<int:pk>/keys/issued/<str:token>/",
+        care.DeviceKeyHandoverView.as_view(),
+        name="device-key-handover",
+    ),
+    path(
+        "devices/<int:pk>/keys/<str:prefix>/revoke/",
+        care.DeviceKeyRevokeOneView.as_view(),
+        name="device-key-revoke-one",
+    ),
 ]

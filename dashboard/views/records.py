@@ -1,25 +1,20 @@
-"""Browsing the customer's tables; alerts and devices also have their own actions."""
+"""Browsing the customer's tables. Records with a page of their own (residents, devices,
+events) link there; a device or resident shown in any list links to its page."""
 
 from __future__ import annotations
 
 from urllib.parse import urlencode
 
 from django.http import Http404
-from django.shortcuts import get_object_or_404, render
-from django.utils.decorators import method_decorator
-from django.views.decorators.cache import never_cache
+from django.shortcuts import get_object_or_404, redirect
+from django.urls import reverse
 from django.views.generic import TemplateView
 
 from dashboard.paging import Page, estimated_row_count, keyset_page
 from dashboard.records import RECORDS
-from dashboard.services import (
-    alert_acknowledge,
-    device_key_issue_audited,
-    device_keys_revoke_audited,
-    device_status_change,
-)
+from dashboard.services import alert_acknowledge
 from dashboard.views.access import ConsoleActionView, StaffRequiredMixin
-from ingest.models import Alert, AlertStatus, Device, DeviceAPIKey, DeviceStatus
+from ingest.models import Alert, AlertStatus, Device, Resident
 
 
 def _spec(slug: str):
@@ -27,6 +22,21 @@ def _spec(slug: str):
         return RECORDS[slug]
     except KeyError:
         raise Http404(f"no record type {slug}") from None
+
+
+def _cell(value) -> tuple[object, str | None]:
+    """A list cell: the value, and the page it links to when it is a device or a resident."""
+    if isinstance(value, Device):
+        return value.serial_no, reverse("dashboard:device", args=[value.pk])
+    if isinstance(value, Resident):
+        return value.full_name, reverse("dashboard:resident", args=[value.pk])
+    return value, None
+
+
+def _record_url(spec, record) -> str:
+    if spec.detail_url_name:
+        return reverse(spec.detail_url_name, args=[record.pk])
+    return reverse("dashboard:record", args=[spec.slug, record.pk])
 
 
 class RecordListView(StaffRequiredMixin, TemplateView):
@@ -53,7 +63,10 @@ class RecordListView(StaffRequiredMixin, TemplateView):
             "spec": spec,
             "specs": RECORDS.values(),
             "page": page,
-            "rows": [(row, [getter(row) for _, getter in spec.columns]) for row in page.rows],
+            "rows": [
+                (row, _record_url(spec, row), [_cell(getter(row)) for _, getter in spec.columns])
+                for row in page.rows
+            ],
             "filter_form": form,
             "filter_errors": [] if form.is_valid() else form.error_lines(),
             "filter_query": urlencode(form.query()),
@@ -71,6 +84,12 @@ class RecordListView(StaffRequiredMixin, TemplateView):
 class RecordDetailView(StaffRequiredMixin, TemplateView):
     template_name = "dashboard/record_detail.html"
 
+    def get(self, request, *args, slug, pk, **kwargs):
+        spec = _spec(slug)
+        if spec.detail_url_name:  # the record has a page of its own; old links land there
+            return redirect(spec.detail_url_name, pk=pk)
+        return super().get(request, *args, slug=slug, pk=pk, **kwargs)
+
     def get_context_data(self, slug, pk, **kwargs):
         spec = _spec(slug)
         record = get_object_or_404(spec.queryset(), pk=pk)
@@ -82,9 +101,6 @@ class RecordDetailView(StaffRequiredMixin, TemplateView):
             "record": record,
             "fields": fields,
         }
-        if isinstance(record, Device):
-            context["keys"] = DeviceAPIKey.objects.filter(device=record).order_by("-created")
-            context["device_statuses"] = DeviceStatus.choices
         return context
 
 
@@ -94,39 +110,3 @@ class AlertAcknowledgeView(ConsoleActionView):
     def act(self, request, pk):
         alert = alert_acknowledge(alert_id=pk, actor=request.user)
         return f"Alert {alert.pk} acknowledged."
-
-
-class DeviceStatusView(ConsoleActionView):
-    permission = "ingest.change_device"
-
-    def act(self, request, pk):
-        device = device_status_change(device_id=pk, status=request.POST.get("status", ""), actor=request.user)
-        return f"Device {device.serial_no} is now {device.status}."
-
-
-class DeviceKeyRevokeView(ConsoleActionView):
-    permission = "ingest.manage_device_keys"
-
-    def act(self, request, pk):
-        device = get_object_or_404(Device, pk=pk)
-        revoked = device_keys_revoke_audited(device=device, actor=request.user)
-        return f"Revoked {revoked} key(s) of {device.serial_no}."
-
-
-# no-store: the page holds a live device key; no browser or proxy cache may keep it.
-@method_decorator(never_cache, name="dispatch")
-class DeviceKeyIssueView(ConsoleActionView):
-    """Issues a key and shows it in this response only: it is never stored or shown again."""
-
-    permission = "ingest.manage_device_keys"
-
-    def post(self, request, pk):
-        device = get_object_or_404(Device, pk=pk)
-        key = device_key_issue_audited(
-            device=device, name=request.POST.get("name", "")[:50], actor=request.user
-        )
-        return render(
-            request,
-            "dashboard/device_key_issued.html",
-            {"device": device, "key": key, "specs": RECORDS.values()},
-        )

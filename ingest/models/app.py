@@ -20,6 +20,9 @@ class DeviceAPIKey(AbstractAPIKey):
 
     objects = DeviceAPIKeyManager()
     device = models.ForeignKey(Device, on_delete=models.CASCADE, related_name="api_keys")
+    # When a request last authenticated with the key, to the minute: written at most once
+    # a minute per key and web process (ingest/device_key_usage.py), never per request.
+    last_used_at = models.DateTimeField(null=True, blank=True)
 
     class Meta(AbstractAPIKey.Meta):
         verbose_name = "device API key"

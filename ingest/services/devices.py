@@ -22,3 +22,8 @@ def device_key_issue(*, device: Device, name: str = "") -> tuple[DeviceAPIKey, s
 def device_keys_revoke(*, device: Device) -> int:
     """Revoke every key of the device; returns how many were still usable."""
     return DeviceAPIKey.objects.filter(device=device, revoked=False).update(revoked=True)
+
+
+def device_key_revoke(*, device: Device, prefix: str) -> bool:
+    """Revoke one key of the device, named by its prefix; False if it was not usable."""
+    return bool(DeviceAPIKey.objects.filter(device=device, prefix=prefix, revoked=False).update(revoked=True))

@@ -14,6 +14,7 @@ from django.utils import timezone
 from django_apscheduler.models import DjangoJob
 
 from dashboard.models import BulkJob
+from ingest.services.devices import device_key_issue
 from tests.broker import queue_depth
 from tests.factories import AlertFactory, DeadLetterFactory, DeviceFactory, UserFactory
 
@@ -56,6 +57,7 @@ def _requests(operator) -> dict[str, tuple[str, dict]]:
     )
     alert = AlertFactory()
     device = DeviceFactory()
+    key_to_revoke, _ = device_key_issue(device=DeviceFactory(), name="one")
     DjangoJob.objects.create(id="raise_alerts", next_run_time=timezone.now(), job_state=b"")
     return {
         "login": ("/console/login/", {"username": operator.username, "password": PASSWORD}),
@@ -76,6 +78,10 @@ def _requests(operator) -> dict[str, tuple[str, dict]]:
         "device-status": (f"/console/devices/{device.pk}/status/", {"status": "inactive"}),
         "device-key-issue": (f"/console/devices/{device.pk}/keys/issue/", {"name": "spare"}),
         "device-key-revoke": (f"/console/devices/{device.pk}/keys/revoke/", {}),
+        "device-key-revoke-one": (
+            f"/console/devices/{key_to_revoke.device_id}/keys/{key_to_revoke.prefix}/revoke/",
+            {},
+        ),
     }
 
 

@@ -216,7 +216,9 @@ def test_logging_in_again_restarts_the_clocks(operator, settings):
 def test_the_page_showing_a_new_device_key_is_never_stored(operator_client):
     device = DeviceFactory()
 
-    response = operator_client.post(f"/console/devices/{device.pk}/keys/issue/", {"name": "spare"})
+    response = operator_client.post(
+        f"/console/devices/{device.pk}/keys/issue/", {"name": "spare"}, follow=True
+    )
 
     assert response.status_code == 200 and "issued-key" in response.content.decode()
     directives = {part.strip() for part in response["Cache-Control"].split(",")}
