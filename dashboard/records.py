@@ -16,6 +16,7 @@ from django.db.models import QuerySet
 
 from dashboard.filters import FilterForm, InstantField, ReferenceField, choice_filter, text_filter
 from dashboard.selectors import Page, readings_page
+from dashboard.timezones import Recency, format_instant
 from ingest.models import (
     Alert,
     AlertStatus,
@@ -136,7 +137,7 @@ RECORDS: dict[str, RecordSpec] = {
                 ("Type", lambda d: d.get_device_type_display()),
                 ("Status", lambda d: d.status),
                 ("Resident", lambda d: d.resident),
-                ("Last seen", lambda d: d.last_seen_at),
+                ("Last seen", lambda d: Recency(d.last_seen_at)),
             ],
             [
                 Filter(
@@ -230,7 +231,7 @@ RECORDS: dict[str, RecordSpec] = {
                 (
                     "Acknowledged",
                     lambda a: (
-                        f"{a.acknowledged_by} at {a.acknowledged_at:%Y-%m-%d %H:%M}"
+                        f"{a.acknowledged_by} at {format_instant(a.acknowledged_at)}"
                         if a.acknowledged_at
                         else ""
                     ),
