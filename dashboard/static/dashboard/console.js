@@ -72,10 +72,11 @@
   var chosen = readCookie(ZONE_COOKIE);
   var wantsUtc = chosen === "UTC";
   var wanted = wantsUtc ? "UTC" : browserZone();
-  var serverRefusedZone = document.getElementById("zone-problem") !== null && chosen === wanted;
   if (chosen !== wanted) writeZone(wanted);
-  // First visit (or a browser that moved zone): this page was written in another zone.
-  if (!serverRefusedZone && root.dataset.zone && root.dataset.zone !== wanted) rewriteTimes(wanted);
+  // First visit (or a browser that moved zone): this page was written in another zone. A page
+  // that says the server refused the zone stays in UTC, as it says.
+  var zoneRefused = document.getElementById("zone-problem") !== null;
+  if (!zoneRefused && root.dataset.zone && root.dataset.zone !== wanted) rewriteTimes(wanted);
 
   document.querySelectorAll("[data-time-toggle]").forEach(function (button) {
     var action = button.querySelector("[data-time-toggle-action]");
