@@ -141,6 +141,23 @@ def test_a_zone_the_server_does_not_know_shows_utc_and_says_so(live_server, new_
     expect(page.locator("table")).to_contain_text("09:03:07 EST")
 
 
+def test_a_page_written_before_the_browser_chose_its_zone_is_rewritten_in_it(
+    live_server, new_york_page, olivia
+):
+    """No zone cookie yet (a first visit): the server writes UTC, the page shows browser time."""
+    page = new_york_page
+    DeadLetterFactory(last_failed_at=FAILED_AT)
+    log_in(page, live_server.url, "olivia")
+    page.context.clear_cookies(name="console_tz")
+
+    page.goto(f"{live_server.url}/console/failed/")
+
+    expect(page.locator("table time[data-console-time]")).to_have_text("2026-11-24 09:03:07 EST")
+    expect(page.locator("[data-time-toggle] [data-zone-name]")).to_have_text(NEW_YORK)
+    cookies = {cookie["name"]: cookie["value"] for cookie in page.context.cookies()}
+    assert cookies["console_tz"] == NEW_YORK
+
+
 def test_recency_reads_as_an_age_that_keeps_itself_current(live_server, new_york_page, olivia):
     page = new_york_page
     seen = timezone.now() - timedelta(minutes=3, seconds=10)

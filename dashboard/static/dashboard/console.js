@@ -147,6 +147,7 @@
   }
 
   // <div data-refresh-url="..." data-refresh-seconds="5">: updated in place, no page reload.
+  // A fragment holding [data-refresh-done] (a finished job) ends the polling and says so.
   document.querySelectorAll("[data-refresh-url]").forEach(function (panel) {
     var seconds = Number(panel.dataset.refreshSeconds || 5);
     var refreshedAt = new Date();
@@ -191,6 +192,10 @@
           failure = "";
           panel.dataset.refreshedAt = refreshedAt.toISOString();
           showStatus();
+          if (panel.querySelector("[data-refresh-done]")) {
+            stop();
+            status.textContent = "Finished: no longer updated.";
+          }
         })
         .catch(function (reason) {
           if (reason === "session expired") return;
