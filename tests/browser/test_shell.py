@@ -242,6 +242,22 @@ def test_a_failing_refresh_keeps_the_panel_and_says_how_old_it_is(live_server, n
     expect(page.locator("#overview-panel")).not_to_contain_text("bad gateway")
 
 
+def test_a_panel_that_says_it_is_finished_stops_refreshing(live_server, new_york_page, olivia):
+    page = new_york_page
+    log_in(page, live_server.url, "olivia")
+    fetched = []
+
+    def finished(route):
+        fetched.append(route.request.url)
+        route.fulfill(status=200, body='<p id="finished" data-refresh-done>Job done.</p>')
+
+    page.route("**/console/overview/panel/**", finished)
+    expect(page.locator("#finished")).to_have_text("Job done.", timeout=12_000)
+    expect(page.locator("#overview-panel-updated")).to_have_text("Finished: no longer updated.")
+    page.wait_for_timeout(6_000)
+    assert len(fetched) == 1
+
+
 def test_a_refresh_that_is_redirected_is_never_followed_into_the_panel(live_server, new_york_page, olivia):
     """A proxy or older server answering with a redirect to a login page: still "expired"."""
     page = new_york_page

@@ -155,3 +155,18 @@ def test_a_background_refresh_without_a_session_is_told_not_redirected():
     assert answer.json() == {"detail": "Session expired: sign in again.", "login_url": "/console/login/"}
     # A person opening a page is still sent to the login page.
     assert client.get("/console/overview/panel/").status_code == 302
+
+
+def test_table_cells_write_times_ages_and_nothing_the_console_way():
+    from dashboard.timezones import Recency
+
+    rendered = Template(
+        "{% load console %}{{ a|console_cell }}|{{ b|console_cell }}|{{ c|console_cell }}|{{ d|console_cell }}"
+    )
+    with timezone.override(UTC):
+        html = rendered.render(Context({"a": INSTANT, "b": Recency(INSTANT), "c": None, "d": "x" * 100}))
+    at, age, nothing, text = html.split("|")
+    assert at.endswith(">2026-11-24 14:03:07 UTC</time>")
+    assert "data-console-age" in age and age.endswith(" ago</time>")
+    assert nothing == "–"
+    assert len(text) == 80 and text.endswith("…")
