@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 import zoneinfo
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, tzinfo
 
@@ -96,8 +97,22 @@ class ViewerTimeZoneMiddleware:
     def __call__(self, request):
         viewer_zone = viewer_zone_from_name(request.COOKIES.get(ZONE_COOKIE))
         request.viewer_zone = viewer_zone
-        timezone.activate(viewer_zone.zone)
-        try:
-            return self.get_response(request)
-        finally:
-            timezone.deactivate()
+        # Activated for this request only: the thread serves other requests (and the device API,
+        # whose times must stay UTC) next.
+        with timezone.override(viewer_zone.zone):
+            response = self.get_response(request)
+        if response.streaming and not response.is_async:
+            # A stream (server-sent events, a download) is written after this returns.
+            response.streaming_content = _chunks_in_zone(response.streaming_content, viewer_zone.zone)
+        return response
+
+
+def _chunks_in_zone(chunks: Iterable, zone: tzinfo) -> Iterator:
+    iterator = iter(chunks)
+    while True:
+        with timezone.override(zone):
+            try:
+                chunk = next(iterator)
+            except StopIteration:
+                return
+        yield chunk

@@ -170,3 +170,20 @@ def test_table_cells_write_times_ages_and_nothing_the_console_way():
     assert "data-console-age" in age and age.endswith(" ago</time>")
     assert nothing == "–"
     assert len(text) == 80 and text.endswith("…")
+
+
+def test_a_stream_is_written_in_the_viewers_zone_and_the_zone_ends_with_the_request(rf):
+    from django.http import StreamingHttpResponse
+
+    from dashboard.timezones import ViewerTimeZoneMiddleware
+
+    def stream(request):
+        return StreamingHttpResponse(timezone.get_current_timezone_name() for _ in range(2))
+
+    request = rf.get("/console/alerts/stream/")
+    request.COOKIES[ZONE_COOKIE] = NEW_YORK
+    response = ViewerTimeZoneMiddleware(stream)(request)
+
+    assert timezone.get_current_timezone_name() == "UTC"  # nothing leaks into the next request
+    assert b"".join(response.streaming_content) == f"{NEW_YORK}{NEW_YORK}".encode()
+    assert timezone.get_current_timezone_name() == "UTC"
