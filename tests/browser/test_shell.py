@@ -329,6 +329,11 @@ def test_on_a_phone_the_menu_folds_and_no_page_scrolls_sideways(live_server, pho
     expect(nav).to_be_visible()
     expect(nav.locator(".nav-group-title")).to_have_text(["Pipeline", "Care", "Admin"])
     screenshot(page, "menu-phone")
+    page.keyboard.press("Escape")  # folds it again, the keyboard back on the button
+    expect(nav).to_be_hidden()
+    expect(toggle).to_be_focused()
+    toggle.press("Enter")
+    expect(nav).to_be_visible()
     nav.locator("a", has_text="Failed messages").click()
     expect(page.locator("h1")).to_have_text("Failed messages")
     expect(page.locator("#console-nav")).to_be_hidden()  # folded again on the next page

@@ -187,3 +187,13 @@ def test_a_stream_is_written_in_the_viewers_zone_and_the_zone_ends_with_the_requ
     assert timezone.get_current_timezone_name() == "UTC"  # nothing leaks into the next request
     assert b"".join(response.streaming_content) == f"{NEW_YORK}{NEW_YORK}".encode()
     assert timezone.get_current_timezone_name() == "UTC"
+
+
+@pytest.mark.django_db
+def test_a_time_that_does_not_exist_in_the_zone_shown_is_a_form_error_naming_the_zone(operator):
+    # Clocks in New York jump from 02:00 to 03:00 on 2026-03-08: 02:30 never happened there.
+    answer = _client(operator, NEW_YORK).get("/console/failed/", {"since": "2026-03-08T02:30"})
+
+    page = answer.content.decode()
+    assert answer.status_code == 400 and 'id="filter-errors"' in page
+    assert "America/New_York" in page and "may not exist" in page

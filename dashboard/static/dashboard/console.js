@@ -212,6 +212,12 @@
     button.addEventListener("click", function () {
       button.setAttribute("aria-expanded", button.getAttribute("aria-expanded") === "true" ? "false" : "true");
     });
+    // Escape folds an open menu and puts the keyboard back on its button.
+    document.addEventListener("keydown", function (event) {
+      if (event.key !== "Escape" || button.getAttribute("aria-expanded") !== "true") return;
+      button.setAttribute("aria-expanded", "false");
+      button.focus();
+    });
   });
 
   // --- Forms -----------------------------------------------------------------------------
