@@ -21,7 +21,8 @@ ACTIVE_AT = "session_active_at"
 ACTIVITY_RESOLUTION_SECONDS = 60
 
 
-def _is_background_refresh(request) -> bool:
+def is_background_refresh(request) -> bool:
+    """A page's script polling for fresh data (console.js sends this header), not a person."""
     return request.headers.get("X-Requested-With") == "fetch"
 
 
@@ -61,5 +62,5 @@ class SessionLifetimeMiddleware:
                 else "Your session reached its maximum age; please log in again.",
             )
             return
-        if not _is_background_refresh(request) and now - active_at >= ACTIVITY_RESOLUTION_SECONDS:
+        if not is_background_refresh(request) and now - active_at >= ACTIVITY_RESOLUTION_SECONDS:
             session[ACTIVE_AT] = now

@@ -61,7 +61,13 @@ def record_ids_parse(values: Iterable[str]) -> list[int]:
 
 
 class InstantField(forms.DateTimeField):
-    """A date and time (the browser's datetime-local, or ISO 8601); without a zone, UTC."""
+    """A date and time (the browser's datetime-local, or ISO 8601).
+
+    Without an offset it is read in the zone the page shows times in (the viewer's choice,
+    activated by dashboard.timezones), so "since 09:00" means 09:00 as the operator sees it.
+    """
+
+    reads_viewer_zone = True
 
     widget = forms.DateTimeInput(attrs={"type": "datetime-local"})
     default_error_messages = {
@@ -153,6 +159,15 @@ class FilterForm(forms.Form):
         return {
             name: str(self.data[name]) for name in self.filter_names if self.data.get(name) not in (None, "")
         }
+
+    def query_with_zones(self) -> dict[str, str]:
+        """``query()`` with every time written with its offset: a selection stored for later is
+        read the same way by whoever reads it, whatever zone that reader's page shows."""
+        query = self.query()
+        for name, field in self.fields.items():
+            if isinstance(field, InstantField) and name in query and self.cleaned_data.get(name):
+                query[name] = self.cleaned_data[name].isoformat()
+        return query
 
     def cursor(self) -> Cursor | None:
         return self.cleaned_data.get("before") if self.is_valid() else None

@@ -26,6 +26,7 @@ from dashboard.filters import (
 )
 from dashboard.paging import Page, readings_page
 from dashboard.selectors.care import events_page
+from dashboard.timezones import Recency, format_instant
 from ingest.models import (
     Alert,
     AlertStatus,
@@ -167,7 +168,7 @@ RECORDS: dict[str, RecordSpec] = {
                 ("Type", lambda d: d.get_device_type_display()),
                 ("Status", lambda d: d.status),
                 ("Resident", lambda d: d.resident),
-                ("Last seen", lambda d: d.last_seen_at),
+                ("Last seen", lambda d: Recency(d.last_seen_at)),
             ],
             [
                 Filter(
@@ -266,7 +267,7 @@ RECORDS: dict[str, RecordSpec] = {
                 (
                     "Acknowledged",
                     lambda a: (
-                        f"{a.acknowledged_by} at {a.acknowledged_at:%Y-%m-%d %H:%M}"
+                        f"{a.acknowledged_by} at {format_instant(a.acknowledged_at)}"
                         if a.acknowledged_at
                         else ""
                     ),

@@ -5,10 +5,12 @@ from __future__ import annotations
 from django.contrib import messages
 from django.contrib.auth.mixins import LoginRequiredMixin, UserPassesTestMixin
 from django.core.exceptions import PermissionDenied
-from django.shortcuts import redirect
+from django.http import JsonResponse
+from django.shortcuts import redirect, resolve_url
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.views import View
 
+from config.sessions import is_background_refresh
 from core.errors import ApplicationError
 
 
@@ -50,6 +52,13 @@ class StaffRequiredMixin(LoginRequiredMixin, UserPassesTestMixin):
     def handle_no_permission(self):
         if self.request.user.is_authenticated:
             raise PermissionDenied("The console is for staff only.")
+        if is_background_refresh(self.request):
+            # fetch() would follow a redirect and put the login page inside the live panel:
+            # the page is told instead, and says "session expired" with a link.
+            return JsonResponse(
+                {"detail": "Session expired: sign in again.", "login_url": resolve_url(self.login_url)},
+                status=401,
+            )
         return super().handle_no_permission()
 
 

@@ -180,7 +180,7 @@ class BulkActionView(ConsoleActionView):
         elif scope == "filter":
             form = DeadLetterFilterForm(request.POST)
             form.filters_or_refuse()
-            filters = form.query()
+            filters = form.query_with_zones()
             selection, description = (
                 {"filter": filters},
                 "all matching " + (urlencode(filters) or "everything"),

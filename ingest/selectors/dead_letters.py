@@ -86,8 +86,8 @@ def dead_letter_groups(*, status: str = DeadLetter.Status.DEAD, limit: int = 200
     ]
 
 
-def dead_letter_failure_times(dead_letter: DeadLetter) -> list[str]:
-    return [instant.isoformat() for instant in FailureEnvelope.from_headers(dead_letter.headers).failures]
+def dead_letter_failure_times(dead_letter: DeadLetter) -> list[datetime]:
+    return list(FailureEnvelope.from_headers(dead_letter.headers).failures)
 
 
 @dataclass(frozen=True)

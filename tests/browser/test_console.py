@@ -274,12 +274,16 @@ def test_scheduler_page(live_server, page, screenshot):
     screenshot(page, "scheduler")
 
 
-def test_an_expired_session_takes_the_overview_to_the_login_page(live_server, page):
+def test_an_expired_session_is_announced_on_the_overview(live_server, page):
     """The panel refreshes itself: once the session is gone it must not show the login form
-    inside the overview, but send the whole page to the login."""
+    inside the overview, nor take the page away from the operator: it says so, with a link."""
     UserFactory(username="victor", role=VIEWERS)
     log_in(page, live_server.url, "victor")
     expect(page.locator("#overview-panel")).to_contain_text("Consumers on the main queue")
-    page.context.clear_cookies()  # as when the session ends on the server
-    page.wait_for_url(f"{live_server.url}/console/login/**", timeout=15_000)
+    page.context.clear_cookies()  # as when the session cookie is gone
+    expect(page.locator("#session-expired")).to_contain_text(
+        "Session expired — sign in again", timeout=15_000
+    )
+    expect(page.locator("#overview-panel input[name=password]")).to_have_count(0)
+    page.click("#session-expired a")
     expect(page.locator("input[name=password]")).to_have_count(1)

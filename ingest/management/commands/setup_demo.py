@@ -4,6 +4,7 @@ from pathlib import Path
 
 from django.conf import settings
 from django.core.management.base import BaseCommand
+from django.urls import reverse
 
 from ingest.services.demo import demo_environment_ensure
 
@@ -22,7 +23,8 @@ class Command(BaseCommand):
     def handle(self, *args, secrets_dir: Path, **options):
         demo = demo_environment_ensure(secrets_dir=secrets_dir)
         self.stdout.write(
-            f"Console:     /admin/  user {demo.staff_username}  password {demo.staff_password}\n"
+            f"Console:     {reverse('dashboard:overview')}  user {demo.staff_username}  "
+            f"password {demo.staff_password}\n"
             f"Demo device: {demo.device_serial_no}  key (also in {secrets_dir}/device-key):\n"
             f"{demo.device_key}"
         )
