@@ -9,6 +9,7 @@ rows than the operator asked for).
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass, field
 
 from django import forms
 from django.utils.dateparse import parse_datetime
@@ -177,3 +178,63 @@ class FailureGroupFilterForm(FilterForm):
         params = dict((params or {}).items())
         params.setdefault("status", DeadLetter.Status.DEAD)  # what an operator acts on
         super().__init__(params)
+
+
+FINGERPRINT_LENGTH = 64
+
+
+@dataclass(frozen=True)
+class BulkChoice:
+    """Which dead letters a bulk action is planned over, parsed and validated.
+
+    ``scope`` is a ``BulkSelection.Scope`` value; ``ids`` (selected), ``fingerprint``
+    (group) or ``filters`` (parsed values of ``DeadLetterFilterForm``) says which;
+    ``criteria`` says it in words. A plan turns it into a frozen set of ids.
+    """
+
+    scope: str
+    criteria: str
+    ids: tuple[int, ...] = ()
+    fingerprint: str = ""
+    filters: Mapping = field(default_factory=dict)
+
+
+def bulk_choice_parse(params: Mapping) -> BulkChoice:
+    """The bulk form's scope and its values, or an ApplicationError saying what is wrong.
+
+    Never "everything" by default: an unknown scope, or a filter that does not parse,
+    acts on nothing.
+    """
+    from dashboard.models import BulkSelection
+
+    scope = params.get("scope")
+    if scope == BulkSelection.Scope.SELECTED:
+        values = [value for value in params.getlist("ids") if value]
+        if not all(set(value) <= ASCII_DIGITS and int(value) <= ID_MAX for value in values):
+            raise ApplicationError("the selection holds something that is not a message id", code="invalid")
+        ids = tuple(sorted({int(value) for value in values}))
+        return BulkChoice(scope=scope, criteria=f"{len(ids)} selected on the list", ids=ids)
+    if scope == BulkSelection.Scope.GROUP:
+        fingerprint = params.get("fingerprint", "")
+        if not (len(fingerprint) == FINGERPRINT_LENGTH and set(fingerprint) <= set("0123456789abcdef")):
+            raise ApplicationError("this is not a failure group the console showed", code="invalid")
+        return BulkChoice(scope=scope, criteria=f"group {fingerprint[:8]}", fingerprint=fingerprint)
+    if scope == BulkSelection.Scope.FILTER:
+        form = DeadLetterFilterForm(params)
+        filters = form.filters_or_refuse()
+        written = form.query()
+        criteria = ", ".join(f"{name.replace('_', ' ')} {value}" for name, value in written.items())
+        return BulkChoice(scope=scope, criteria=f"matching {criteria or 'everything'}", filters=filters)
+    raise ApplicationError(f"unknown scope {scope!r}: choose selected, filter or group", code="invalid")
+
+
+class AuditFilterForm(FilterForm):
+    """The audit trail's filters: who, what, which object, and when."""
+
+    who = text_filter("Who")
+    what = text_filter("What")
+    object = text_filter("Which object")
+    since = InstantField(label="From")
+    until = InstantField(label="to")
+
+    field_order = ["who", "what", "object", "since", "until"]
