@@ -62,11 +62,22 @@ def _plan_description(choice: BulkChoice, error_classes: list[list]) -> str:
     return f"{classes}{joiner}{choice.criteria}"[:255]
 
 
+# Unconfirmed plans are kept this long after they expire (a refusal can still say "expired").
+EXPIRED_PLANS_KEPT = timedelta(days=1)
+
+
+def _expired_plans_forget() -> None:
+    """Drop plans never confirmed, and their frozen ids: they can no longer become jobs."""
+    stale = BulkPlan.objects.filter(job__isnull=True, expires_at__lt=timezone.now() - EXPIRED_PLANS_KEPT)
+    BulkSelection.objects.filter(pk__in=stale.values("selection_id"), jobs__isnull=True).delete()
+
+
 @transaction.atomic
 def bulk_plan_create(*, action: str, choice: BulkChoice, actor: AbstractBaseUser) -> BulkPlan:
     """Freeze the dead letters the choice matches now, grouped by error class, as a plan to confirm."""
     if action not in BulkAction.values:
         raise ApplicationError(f"unknown action {action!r}", code="invalid")
+    _expired_plans_forget()
     ids = list(
         _choice_queryset(choice)
         .filter(status=DeadLetter.Status.DEAD)

@@ -142,7 +142,7 @@ def test_a_changed_plan_link_is_refused(live_server, page):
 
 def test_a_paused_job_says_why_and_offers_resume_and_cancel(live_server, page, screenshot):
     operator = UserFactory(username="olivia", role=OPERATORS)
-    DeadLetterFactory.create_batch(3)
+    DeadLetterFactory.create_batch(30)
     job = bulk_job_planned(actor=operator, action="requeue")
     BulkJob.objects.filter(pk=job.pk).update(
         status=BulkJob.Status.PAUSED,

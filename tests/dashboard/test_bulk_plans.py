@@ -235,3 +235,18 @@ def test_the_audit_trail_pages_by_keyset_over_both_tables(operator, viewer_clien
     assert [line.at for line in first.rows + second.rows] == sorted(
         (line.at for line in first.rows + second.rows), reverse=True
     )
+
+
+def test_plans_never_confirmed_are_forgotten_a_day_after_they_expire(operator):
+    from dashboard.models import BulkSelection
+
+    DeadLetterFactory.create_batch(2)
+    forgotten = bulk_plan_for(actor=operator)
+    confirmed = bulk_job_planned(actor=operator)
+    BulkPlan.objects.update(expires_at=timezone.now() - timedelta(days=2))
+
+    fresh = bulk_plan_for(actor=operator)
+
+    assert set(BulkPlan.objects.values_list("pk", flat=True)) == {confirmed.plan.pk, fresh.pk}
+    assert not BulkSelection.objects.filter(pk=forgotten.selection_id).exists()
+    assert BulkSelection.objects.filter(pk=confirmed.selection_id).exists()
