@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import bisect
 import collections
+import json
 import logging
 import secrets
 import time
@@ -18,8 +19,8 @@ from datetime import timedelta
 
 from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
-from django.db import connections, transaction
-from django.db.models import Count, Q
+from django.db import connection, connections, transaction
+from django.db.models import Q
 from django.utils import timezone
 
 from core.errors import ApplicationError
@@ -72,38 +73,57 @@ def _expired_plans_forget() -> None:
     BulkSelection.objects.filter(pk__in=stale.values("selection_id"), jobs__isnull=True).delete()
 
 
+def _selection_freeze(choice: BulkChoice) -> tuple[int, int, list[list]]:
+    """Store the ids of the dead letters the choice matches now, and their count by error class.
+
+    Returns the selection's id, how many ids, and [[error class, count], ...], largest first.
+    One statement, so the ids and the counts are one snapshot, and the ids go from the
+    table into the array without a trip through Python (100,000 of them in well under a second).
+    """
+    planned = _choice_queryset(choice).filter(status=DeadLetter.Status.DEAD).values("pk", "error_class")
+    planned_sql, planned_params = planned.query.sql_with_params()
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"""WITH planned AS MATERIALIZED ({planned_sql}),
+                     by_class AS (SELECT error_class, count(*) AS messages FROM planned GROUP BY error_class)
+                INSERT INTO {BulkSelection._meta.db_table}
+                    (scope, criteria, dead_letter_ids, error_classes, created_at)
+                SELECT %s, %s,
+                       COALESCE((SELECT array_agg(pk ORDER BY pk) FROM planned), '{{}}'),
+                       COALESCE(
+                           (SELECT jsonb_agg(jsonb_build_array(error_class, messages)
+                                             ORDER BY messages DESC, error_class) FROM by_class),
+                           '[]'),
+                       now()
+                RETURNING id, cardinality(dead_letter_ids), error_classes""",
+            [*planned_params, choice.scope, choice.criteria[:255]],
+        )
+        selection_id, total, error_classes = cursor.fetchone()
+    # Django has the driver hand jsonb over as text (its JSONField decodes it).
+    return selection_id, total, json.loads(error_classes) if isinstance(error_classes, str) else error_classes
+
+
 @transaction.atomic
 def bulk_plan_create(*, action: str, choice: BulkChoice, actor: AbstractBaseUser) -> BulkPlan:
     """Freeze the dead letters the choice matches now, grouped by error class, as a plan to confirm."""
     if action not in BulkAction.values:
         raise ApplicationError(f"unknown action {action!r}", code="invalid")
     _expired_plans_forget()
-    ids = list(
-        _choice_queryset(choice)
-        .filter(status=DeadLetter.Status.DEAD)
-        .order_by("pk")
-        .values_list("pk", flat=True)
-    )
-    if not ids:
+    selection_id, total, error_classes = _selection_freeze(choice)
+    if not total:
         raise ApplicationError("no dead letters match this selection; nothing was planned", code="invalid")
-    counted = list(
-        DeadLetter.objects.filter(pk__in=ids_array(ids))
-        .values_list("error_class")
-        .annotate(count=Count("pk"))
-        .order_by("-count", "error_class")
-    )
-    error_classes = [[error_class, count] for error_class, count in counted]
-    kept = error_classes[:PLAN_ERROR_CLASSES]
     if len(error_classes) > PLAN_ERROR_CLASSES:
-        kept.append(["other error classes", sum(count for _, count in error_classes[PLAN_ERROR_CLASSES:])])
-    selection = BulkSelection.objects.create(
-        scope=choice.scope, criteria=choice.criteria[:255], dead_letter_ids=ids, error_classes=kept
-    )
+        BulkSelection.objects.filter(pk=selection_id).update(
+            error_classes=[
+                *error_classes[:PLAN_ERROR_CLASSES],
+                ["other error classes", sum(count for _, count in error_classes[PLAN_ERROR_CLASSES:])],
+            ]
+        )
     return BulkPlan.objects.create(
         token=secrets.token_urlsafe(32),
         action=action,
-        selection=selection,
-        total=len(ids),
+        selection_id=selection_id,
+        total=total,
         description=_plan_description(choice, error_classes),
         created_by=actor,
         expires_at=timezone.now() + timedelta(seconds=settings.CONSOLE_BULK_PLAN_TTL_SECONDS),
