@@ -15,6 +15,7 @@ from django import forms
 from django.utils.dateparse import parse_datetime
 
 from core.errors import ApplicationError
+from dashboard.models import BulkSelection
 from ingest.models import DeadLetter
 
 # Primary keys are PostgreSQL bigints: a larger number is no id (and would be a DataError).
@@ -205,8 +206,6 @@ def bulk_choice_parse(params: Mapping) -> BulkChoice:
     Never "everything" by default: an unknown scope, or a filter that does not parse,
     acts on nothing.
     """
-    from dashboard.models import BulkSelection
-
     scope = params.get("scope")
     if scope == BulkSelection.Scope.SELECTED:
         values = [value for value in params.getlist("ids") if value]
