@@ -139,14 +139,25 @@ def test_a_requeue_whose_messages_fail_again_pauses_and_says_why(operator, opera
     assert 'id="job-paused-reason"' in page and "came back as dead letters" in page
     assert 'id="resume-job"' in page and 'id="cancel-job"' in page
 
-    # Resumed, it measures afresh and continues after the last message it handled.
+    # Resumed (the cause fixed: here, no worker to fail them), it measures afresh from where
+    # it stopped and finishes the rest, never revisiting what it handled.
     done_before = job.done
     bulk_job_resume(job_id=job.pk, actor=operator)
     job.refresh_from_db()
     assert (job.status, job.resumed_at_done) == (BulkJob.Status.QUEUED, done_before)
+    bulk_job_run(job=job, chunk_size=4, pause_failure_ratio=0.2, pause_min_sample=8)
+    assert (job.status, job.done, job.skipped) == (BulkJob.Status.DONE, 40, 0)
+    assert DeadLetter.objects.filter(status="requeued").count() == 40 - done_before
+
+
+def test_a_paused_job_can_be_cancelled_at_once(operator):
+    DeadLetterFactory.create_batch(2)
+    job = bulk_job_planned(actor=operator, action="requeue")
+    BulkJob.objects.filter(pk=job.pk).update(status=BulkJob.Status.PAUSED, paused_reason="came back")
     bulk_job_cancel(job_id=job.pk, actor=operator)
     job.refresh_from_db()
-    assert job.status == BulkJob.Status.CANCELLED
+    assert (job.status, job.finished_at is not None) == (BulkJob.Status.CANCELLED, True)
+    assert DeadLetter.objects.filter(status="dead").count() == 2
 
 
 @RUNS_JOBS
