@@ -11,7 +11,7 @@ with it, and every list applies it.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 
 from django import forms
@@ -19,6 +19,7 @@ from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
 from core.errors import ApplicationError
+from dashboard.models import BulkSelection
 from ingest.models import DeadLetter
 from ingest.selectors.references import DEVICE_REFERENCE, RESIDENT_REFERENCE, Reference, record_id_parse
 
@@ -164,8 +165,8 @@ class FilterForm(forms.Form):
         """``query()`` with every time written with its offset: a selection stored for later is
         read the same way by whoever reads it, whatever zone that reader's page shows."""
         query = self.query()
-        for name, field in self.fields.items():
-            if isinstance(field, InstantField) and name in query and self.cleaned_data.get(name):
+        for name, form_field in self.fields.items():
+            if isinstance(form_field, InstantField) and name in query and self.cleaned_data.get(name):
                 query[name] = self.cleaned_data[name].isoformat()
         return query
 
@@ -230,3 +231,59 @@ class FailureGroupFilterForm(FilterForm):
         params = dict((params or {}).items())
         params.setdefault("status", DeadLetter.Status.DEAD)  # what an operator acts on
         super().__init__(params)
+
+
+FINGERPRINT_LENGTH = 64
+
+
+@dataclass(frozen=True)
+class BulkChoice:
+    """Which dead letters a bulk action is planned over, parsed and validated.
+
+    ``scope`` is a ``BulkSelection.Scope`` value; ``ids`` (selected), ``fingerprint``
+    (group) or ``filters`` (parsed values of ``DeadLetterFilterForm``) says which;
+    ``criteria`` says it in words. A plan turns it into a frozen set of ids.
+    """
+
+    scope: str
+    criteria: str
+    ids: tuple[int, ...] = ()
+    fingerprint: str = ""
+    filters: Mapping = field(default_factory=dict)
+
+
+def bulk_choice_parse(params: Mapping) -> BulkChoice:
+    """The bulk form's scope and its values, or an ApplicationError saying what is wrong.
+
+    Never "everything" by default: an unknown scope, or a filter that does not parse,
+    acts on nothing.
+    """
+    scope = params.get("scope")
+    if scope == BulkSelection.Scope.SELECTED:
+        ids = tuple(sorted(set(record_ids_parse(params.getlist("ids")))))
+        return BulkChoice(scope=scope, criteria=f"{len(ids)} selected on the list", ids=ids)
+    if scope == BulkSelection.Scope.GROUP:
+        fingerprint = params.get("fingerprint", "")
+        if not (len(fingerprint) == FINGERPRINT_LENGTH and set(fingerprint) <= set("0123456789abcdef")):
+            raise ApplicationError("this is not a failure group the console showed", code="invalid")
+        return BulkChoice(scope=scope, criteria=f"group {fingerprint[:8]}", fingerprint=fingerprint)
+    if scope == BulkSelection.Scope.FILTER:
+        form = DeadLetterFilterForm(params)
+        filters = form.filters_or_refuse()
+        # Times with their offset: the criteria read the same in whatever zone a page shows.
+        written = form.query_with_zones()
+        criteria = ", ".join(f"{name.replace('_', ' ')} {value}" for name, value in written.items())
+        return BulkChoice(scope=scope, criteria=f"matching {criteria or 'everything'}", filters=filters)
+    raise ApplicationError(f"unknown scope {scope!r}: choose selected, filter or group", code="invalid")
+
+
+class AuditFilterForm(FilterForm):
+    """The audit trail's filters: who, what, which object, and when."""
+
+    who = text_filter("Who")
+    what = text_filter("What")
+    object = text_filter("Which object")
+    since = InstantField(label="From")
+    until = InstantField(label="to")
+
+    field_order = ["who", "what", "object", "since", "until"]

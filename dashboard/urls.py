@@ -1,7 +1,7 @@
 from django.contrib.auth import views as auth_views
 from django.urls import path
 
-from dashboard.views import care, failures, overview, records, scheduler
+from dashboard.views import bulk, care, failures, overview, records, scheduler
 
 app_name = "dashboard"
 
@@ -12,16 +12,16 @@ urlpatterns = [
     path("overview/panel/", overview.OverviewPanelView.as_view(), name="overview-panel"),
     path("failed/", failures.DeadLetterListView.as_view(), name="dead-letters"),
     path("failed/groups/", failures.DeadLetterGroupsView.as_view(), name="dead-letter-groups"),
-    path("failed/bulk/", failures.BulkActionView.as_view(), name="dead-letter-bulk"),
+    path("failed/bulk/", bulk.BulkPlanCreateView.as_view(), name="dead-letter-bulk"),
     path("failed/<int:pk>/", failures.DeadLetterDetailView.as_view(), name="dead-letter"),
     path("failed/<int:pk>/requeue/", failures.DeadLetterRequeueView.as_view(), name="dead-letter-requeue"),
     path("failed/<int:pk>/discard/", failures.DeadLetterDiscardView.as_view(), name="dead-letter-discard"),
     path("scheduler/", scheduler.SchedulerView.as_view(), name="scheduler"),
     path("scheduler/jobs/<slug:job_id>/", scheduler.SchedulerRequestView.as_view(), name="scheduler-request"),
-    path("audit/", failures.AuditTrailView.as_view(), name="audit"),
-    path("jobs/", failures.BulkJobListView.as_view(), name="jobs"),
-    path("jobs/<int:pk>/", failures.BulkJobDetailView.as_view(), name="job-detail"),
-    path("jobs/<int:pk>/cancel/", failures.BulkJobCancelView.as_view(), name="job-cancel"),
+    path("audit/", bulk.AuditTrailView.as_view(), name="audit"),
+    path("jobs/", bulk.BulkJobListView.as_view(), name="jobs"),
+    path("jobs/<int:pk>/", bulk.BulkJobDetailView.as_view(), name="job-detail"),
+    path("jobs/<int:pk>/cancel/", bulk.BulkJobCancelView.as_view(), name="job-cancel"),
     path("alerts/<int:pk>/acknowledge/", records.AlertAcknowledgeView.as_view(), name="alert-acknowledge"),
     path("devices/<int:pk>/status/", care.DeviceStatusView.as_view(), name="device-status"),
     path("devices/<int:pk>/keys/issue/", care.DeviceKeyIssueView.as_view(), name="device-key-issue"),
@@ -41,4 +41,9 @@ urlpatterns = [
         care.DeviceKeyRevokeOneView.as_view(),
         name="device-key-revoke-one",
     ),
+    path("failed/bulk/plans/<str:token>/", bulk.BulkPlanView.as_view(), name="bulk-plan"),
+    path(
+        "failed/bulk/plans/<str:token>/confirm/", bulk.BulkPlanConfirmView.as_view(), name="bulk-plan-confirm"
+    ),
+    path("jobs/<int:pk>/resume/", bulk.BulkJobResumeView.as_view(), name="job-resume"),
 ]

@@ -248,6 +248,12 @@ WORKER_METRICS_ADDRESS = env.str("WORKER_METRICS_ADDRESS", default="127.0.0.1")
 # the rate bound is for an operator who wants a redrive gentler than that.
 CONSOLE_BULK_CHUNK_SIZE = env.int("CONSOLE_BULK_CHUNK_SIZE", default=2000)
 CONSOLE_BULK_MAX_PER_SECOND = env.float("CONSOLE_BULK_MAX_PER_SECOND", default=20000)
+# A bulk plan (what a bulk action would touch, frozen) must be confirmed within this time.
+CONSOLE_BULK_PLAN_TTL_SECONDS = env.int("CONSOLE_BULK_PLAN_TTL_SECONDS", default=900)
+# A bulk requeue pauses itself when more than this share of the messages it requeued come
+# back as dead letters, once it has requeued at least CONSOLE_BULK_PAUSE_MIN_SAMPLE (0: never).
+CONSOLE_BULK_PAUSE_FAILURE_RATIO = env.float("CONSOLE_BULK_PAUSE_FAILURE_RATIO", default=0.2)
+CONSOLE_BULK_PAUSE_MIN_SAMPLE = env.int("CONSOLE_BULK_PAUSE_MIN_SAMPLE", default=20)
 
 # The overview raises an alarm when dead letters wait and no recorder has caught up for this
 # long; workers check in six times as often.

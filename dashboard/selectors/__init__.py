@@ -60,39 +60,3 @@ def scheduler_status():
     from scheduler.selectors import scheduler_state
 
     return scheduler_state()
-
-
-@dataclass(frozen=True)
-class AuditLine:
-    at: datetime
-    actor: str
-    action: str
-    target: str
-    detail: str
-    link: str | None
-
-
-def audit_trail(*, limit: int = 200) -> list[AuditLine]:
-    """The newest console actions: dead-letter actions by people, and everything else."""
-    from dashboard.models import AuditEntry
-    from ingest.models import DeadLetterAction
-
-    lines = [
-        AuditLine(entry.at, entry.actor_name, entry.action, entry.target, entry.detail, None)
-        for entry in AuditEntry.objects.all()[:limit]
-    ]
-    people = DeadLetterAction.objects.exclude(action=DeadLetterAction.Action.RECORDED).select_related(
-        "dead_letter"
-    )
-    lines += [
-        AuditLine(
-            action.at,
-            action.actor_name or "system",
-            action.get_action_display().lower(),
-            f"message {action.dead_letter.message_id}",
-            action.reason,
-            f"/console/failed/{action.dead_letter_id}/",
-        )
-        for action in people.order_by("-at")[:limit]
-    ]
-    return sorted(lines, key=lambda line: line.at, reverse=True)[:limit]

@@ -1,4 +1,4 @@
-"""The failed-message workbench: list, groups, detail, and the actions on dead letters."""
+"""The failed-message workbench: list, groups, detail, and the actions on one dead letter."""
 
 from __future__ import annotations
 
@@ -6,15 +6,12 @@ import json
 from urllib.parse import urlencode
 
 from django.contrib import messages
-from django.shortcuts import redirect, render
+from django.shortcuts import render
 from django.views.generic import DetailView, TemplateView
 
 from core.errors import ApplicationError
-from dashboard.filters import DeadLetterFilterForm, FailureGroupFilterForm, PageForm, record_ids_parse
-from dashboard.models import BulkJob
+from dashboard.filters import DeadLetterFilterForm, FailureGroupFilterForm, PageForm
 from dashboard.paging import Page, keyset_page
-from dashboard.selectors import audit_trail
-from dashboard.services import bulk_job_cancel, bulk_job_create
 from dashboard.views.access import (
     ConsoleActionView,
     StaffRequiredMixin,
@@ -159,81 +156,3 @@ class DeadLetterDiscardView(ConsoleActionView):
             dead_letter_id=pk, actor=request.user, reason=request.POST.get("reason", "")
         )
         return f"Message {dead_letter.message_id} discarded."
-
-
-class BulkActionView(ConsoleActionView):
-    """Queue a bulk job over a selection, every letter matching the filter, or a group."""
-
-    def dispatch(self, request, *args, **kwargs):
-        action = request.POST.get("action")
-        self.permission = DISCARD if action == BulkJob.Action.DISCARD else REQUEUE
-        return super().dispatch(request, *args, **kwargs)
-
-    def act(self, request):
-        scope = request.POST.get("scope")
-        if scope == "selected":
-            ids = record_ids_parse(request.POST.getlist("ids"))
-            selection, description = {"ids": ids}, f"{len(ids)} selected message(s)"
-        elif scope == "group":
-            fingerprint = request.POST.get("fingerprint", "")
-            selection, description = {"fingerprint": fingerprint}, f"group {fingerprint[:12]}"
-        elif scope == "filter":
-            form = DeadLetterFilterForm(request.POST)
-            form.filters_or_refuse()
-            filters = form.query_with_zones()
-            selection, description = (
-                {"filter": filters},
-                "all matching " + (urlencode(filters) or "everything"),
-            )
-        else:
-            # Never "everything" by default: an unknown scope acts on nothing.
-            raise ApplicationError(
-                f"unknown scope {scope!r}: choose selected, filter or group", code="invalid"
-            )
-        self.job = bulk_job_create(
-            action=request.POST.get("action", ""),
-            selection=selection,
-            description=description,
-            reason=request.POST.get("reason", ""),
-            actor=request.user,
-        )
-        return f"Bulk {self.job.get_action_display().lower()} of {self.job.total} message(s) queued as job {self.job.pk}."
-
-    def back(self, request, *args, **kwargs):
-        if getattr(self, "job", None) is not None:
-            return redirect("dashboard:job-detail", pk=self.job.pk)
-        return super().back(request, *args, **kwargs)
-
-
-class BulkJobListView(FilteredListMixin, StaffRequiredMixin, TemplateView):
-    template_name = "dashboard/jobs.html"
-
-    def get_context_data(self, **kwargs):
-        page = keyset_page(BulkJob.objects.select_related("created_by"), cursor=self.filter_form.cursor())
-        return {**super().get_context_data(**kwargs), **self.filter_context(), "page": page}
-
-
-class BulkJobDetailView(StaffRequiredMixin, DetailView):
-    model = BulkJob
-    template_name = "dashboard/job_detail.html"
-    context_object_name = "job"
-
-    def get_template_names(self):
-        if self.request.GET.get("fragment"):
-            return ["dashboard/_job_progress.html"]
-        return [self.template_name]
-
-
-class BulkJobCancelView(ConsoleActionView):
-    permission = "dashboard.change_bulkjob"
-
-    def act(self, request, pk):
-        job = bulk_job_cancel(job_id=pk, actor=request.user)
-        return f"Job {job.pk} will stop after its current chunk."
-
-
-class AuditTrailView(StaffRequiredMixin, TemplateView):
-    template_name = "dashboard/audit.html"
-
-    def get_context_data(self, **kwargs):
-        return {**super().get_context_data(**kwargs), "lines": audit_trail()}

@@ -47,7 +47,9 @@ class OverviewPanelView(StaffRequiredMixin, TemplateView):
             "dead_letter_queue_waiting": dead_letter_queue_waiting(queues),
             "dead_letter_recording_stall": dead_letter_recording_stall(queues),
             "open_alerts": open_alert_count(),
-            "active_jobs": BulkJob.objects.filter(status__in=[BulkJob.Status.QUEUED, BulkJob.Status.RUNNING]),
+            "active_jobs": BulkJob.objects.filter(
+                status__in=[BulkJob.Status.QUEUED, BulkJob.Status.RUNNING, BulkJob.Status.PAUSED]
+            ),
             "scheduler": scheduler_status(),
             "scheduler_alarms": paused_safety_jobs(),
         }

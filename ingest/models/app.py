@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from django.conf import settings
 from django.db import models
+from django.db.models import F
 from rest_framework_api_key.models import AbstractAPIKey, BaseAPIKeyManager
 
 from .customer import Device
@@ -175,9 +176,22 @@ class DeadLetterAction(models.Model):
     # For an edit: the body before it (the dead letter then holds the edited one).
     previous_body = models.BinaryField(null=True, blank=True)
     at = models.DateTimeField(auto_now_add=True, db_index=True)
+    # The console bulk job that did this, if one did: the console audits the job once, not
+    # each of its (perhaps 100,000) messages. No foreign key: ingest knows nothing of the console.
+    bulk_job_id = models.BigIntegerField(null=True, blank=True)
 
     class Meta:
         ordering = ("at", "id")
+        indexes = [
+            # The console's audit trail pages through what people did one message at a
+            # time, newest first; recordings and bulk jobs' rows (audited once per job)
+            # are most of the table and stay out of this index.
+            models.Index(
+                F("at").desc(),
+                name="deadletteraction_by_people",
+                condition=models.Q(bulk_job_id__isnull=True) & ~models.Q(action="recorded"),
+            ),
+        ]
 
     def __str__(self) -> str:
         return f"{self.action} by {self.actor_name or 'system'}"

@@ -390,7 +390,9 @@ def dead_letter_discard(*, dead_letter_id: int, actor: AbstractBaseUser | None, 
     return dead_letter
 
 
-def _mark_many(dead_letter_ids: list[int], *, status: str, action: str, actor, reason: str) -> None:
+def _mark_many(
+    dead_letter_ids: list[int], *, status: str, action: str, actor, reason: str, bulk_job_id: int | None
+) -> None:
     """Set the status of many dead letters and audit each, in two statements whatever the count.
 
     Set-based on purpose: a bulk requeue marks thousands of rows per chunk, and an ORM
@@ -399,28 +401,29 @@ def _mark_many(dead_letter_ids: list[int], *, status: str, action: str, actor, r
     if not dead_letter_ids:
         return
     now = timezone.now()
-    DeadLetter.objects.filter(pk__in=_ids_array(dead_letter_ids)).update(status=status, updated_at=now)
+    DeadLetter.objects.filter(pk__in=ids_array(dead_letter_ids)).update(status=status, updated_at=now)
     audit = DeadLetterAction._meta
     columns = {
         name: audit.get_field(name).column
-        for name in ("dead_letter", "action", "actor", "actor_name", "reason", "at")
+        for name in ("dead_letter", "action", "actor", "actor_name", "reason", "at", "bulk_job_id")
     }
     with connection.cursor() as cursor:
         cursor.execute(
             f"""INSERT INTO {audit.db_table} ({", ".join(columns.values())})
-                SELECT dead_letter_id, %s, %s, %s, %s, %s FROM unnest(%s::bigint[]) AS dead_letter_id""",
+                SELECT dead_letter_id, %s, %s, %s, %s, %s, %s FROM unnest(%s::bigint[]) AS dead_letter_id""",
             [
                 action,
                 actor.pk if actor is not None else None,
                 _actor_name(actor),
                 reason,
                 now,
+                bulk_job_id,
                 dead_letter_ids,
             ],
         )
 
 
-def _ids_array(ids: list[int]):
+def ids_array(ids: list[int]):
     """``pk__in`` as one array parameter (``= ANY(%s)``), not one parameter per id."""
     return RawSQL("SELECT unnest(%s::bigint[])", [ids])
 
@@ -437,7 +440,7 @@ def _still_dead_locked(dead_letter_ids: list[int]) -> list[int]:
     """The ids still dead, locked; rows another transaction holds are skipped, not waited for."""
     return list(
         DeadLetter.objects.select_for_update(skip_locked=True)
-        .filter(pk__in=_ids_array(dead_letter_ids), status=DeadLetter.Status.DEAD)
+        .filter(pk__in=ids_array(dead_letter_ids), status=DeadLetter.Status.DEAD)
         .order_by("pk")
         .values_list("pk", flat=True)
     )
@@ -457,7 +460,11 @@ class RequeueIncomplete(ApplicationError):
 
 
 def dead_letters_requeue_many(
-    *, dead_letter_ids: list[int], actor: AbstractBaseUser | None, reason: str = ""
+    *,
+    dead_letter_ids: list[int],
+    actor: AbstractBaseUser | None,
+    reason: str = "",
+    bulk_job_id: int | None = None,
 ) -> int:
     """Requeue every still-dead letter among the ids; return how many were requeued.
 
@@ -473,7 +480,7 @@ def dead_letters_requeue_many(
         letters = [
             _DeadLetterToRequeue(pk, str(message_id), kind, bytes(body))
             for pk, message_id, kind, body in DeadLetter.objects.select_for_update(skip_locked=True)
-            .filter(pk__in=_ids_array(dead_letter_ids), status=DeadLetter.Status.DEAD)
+            .filter(pk__in=ids_array(dead_letter_ids), status=DeadLetter.Status.DEAD)
             .order_by("pk")
             .values_list("pk", "message_id", "kind", "body")
         ]
@@ -487,6 +494,7 @@ def dead_letters_requeue_many(
             action=DeadLetterAction.Action.REQUEUED,
             actor=actor,
             reason=reason,
+            bulk_job_id=bulk_job_id,
         )
     REQUEUED.inc(len(published))
     if failure is not None:
@@ -496,7 +504,7 @@ def dead_letters_requeue_many(
 
 @transaction.atomic
 def dead_letters_discard_many(
-    *, dead_letter_ids: list[int], actor: AbstractBaseUser | None, reason: str
+    *, dead_letter_ids: list[int], actor: AbstractBaseUser | None, reason: str, bulk_job_id: int | None = None
 ) -> int:
     """Discard every still-dead letter among the ids; return how many were discarded."""
     reason_require(reason, to="discard messages")
@@ -507,5 +515,6 @@ def dead_letters_discard_many(
         action=DeadLetterAction.Action.DISCARDED,
         actor=actor,
         reason=reason,
+        bulk_job_id=bulk_job_id,
     )
     return len(letters)

@@ -12,7 +12,7 @@ from django.db import connections
 from django.utils import timezone
 from playwright.sync_api import expect
 
-from dashboard.services import bulk_jobs_run_pending
+from dashboard.services.bulk_jobs import bulk_jobs_run_pending
 from ingest.models import Alert, DeadLetter, IngestMessage, SensorReading
 from tests.broker import publish_device_batch
 from tests.browser.conftest import log_in
@@ -127,7 +127,9 @@ def test_operator_bulk_requeues_everything_matching_a_filter(live_server, page, 
     expect(page.locator("table tr")).to_have_count(4)  # header + the 3 matching
     page.select_option("select[name=scope]", "filter")
     page.click("button[name=action][value=requeue]")
-    expect(page.locator("h1")).to_contain_text("Bulk job")
+    expect(page.locator("h1")).to_have_text("Requeue 3 failed messages?")
+    page.click("#confirm-plan")
+    expect(page.locator("h1")).to_contain_text("Requeue 3 failed messages: DataError")
     expect(page.locator("#job-status")).to_have_text("queued")
 
     runner = threading.Thread(target=lambda: (bulk_jobs_run_pending(), connections.close_all()))

@@ -16,6 +16,7 @@ from django_apscheduler.models import DjangoJob
 from dashboard.models import BulkJob
 from ingest.services.devices import device_key_issue
 from tests.broker import queue_depth
+from tests.dashboard.bulk import bulk_job_planned, bulk_plan_for
 from tests.factories import AlertFactory, DeadLetterFactory, DeviceFactory, UserFactory
 
 pytestmark = pytest.mark.django_db
@@ -47,14 +48,10 @@ def _requests(operator) -> dict[str, tuple[str, dict]]:
     edited = DeadLetterFactory()
     discarded = DeadLetterFactory()
     DeadLetterFactory.create_batch(2, error_class="django.db.utils.DataError", error_message="too long")
-    job = BulkJob.objects.create(
-        action="discard",
-        selection={"filter": {}},
-        description="all",
-        reason="r",
-        created_by=operator,
-        total=1,
-    )
+    job = bulk_job_planned(actor=operator, action="discard", reason="r")
+    paused = bulk_job_planned(actor=operator, action="requeue")
+    BulkJob.objects.filter(pk=paused.pk).update(status=BulkJob.Status.PAUSED)
+    plan = bulk_plan_for(actor=operator, action="requeue")
     alert = AlertFactory()
     device = DeviceFactory()
     key_to_revoke, _ = device_key_issue(device=DeviceFactory(), name="one")
@@ -74,6 +71,8 @@ def _requests(operator) -> dict[str, tuple[str, dict]]:
         "dead-letter-discard": (f"/console/failed/{discarded.pk}/discard/", {"reason": "test device"}),
         "scheduler-request": ("/console/scheduler/jobs/raise_alerts/", {"action": "pause"}),
         "job-cancel": (f"/console/jobs/{job.pk}/cancel/", {}),
+        "job-resume": (f"/console/jobs/{paused.pk}/resume/", {}),
+        "bulk-plan-confirm": (f"/console/failed/bulk/plans/{plan.token}/confirm/", {}),
         "alert-acknowledge": (f"/console/alerts/{alert.pk}/acknowledge/", {}),
         "device-status": (f"/console/devices/{device.pk}/status/", {"status": "inactive"}),
         "device-key-issue": (f"/console/devices/{device.pk}/keys/issue/", {"name": "spare"}),

@@ -10,9 +10,10 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
 from dashboard.models import BulkJob
-from dashboard.services import bulk_job_cancel, bulk_job_create, bulk_job_run, bulk_jobs_run_pending
+from dashboard.services.bulk_jobs import bulk_job_cancel, bulk_job_run, bulk_jobs_run_pending
 from ingest.models import DeadLetter, DeadLetterAction
 from tests.broker import broker_refusing_publishes_to, management_api_available, queue_depth, queued_messages
+from tests.dashboard.bulk import bulk_job_planned
 from tests.factories import DeadLetterFactory
 
 pytestmark = pytest.mark.django_db
@@ -128,13 +129,19 @@ def test_discard_without_a_reason_is_refused(operator_client):
     assert dead.status == DeadLetter.Status.DISCARDED
 
 
+def _plan_and_confirm(client, plan: dict, confirm: dict | None = None):
+    """Ask for a bulk action on the console, then confirm the plan it shows."""
+    planned = client.post("/console/failed/bulk/", plan)
+    assert planned.status_code == 302 and "/console/failed/bulk/plans/" in planned["Location"], planned
+    return client.post(planned["Location"] + "confirm/", confirm or {})
+
+
 @RUNS_JOBS
 def test_bulk_requeue_of_a_selection_runs_as_a_job(operator_client, ingest_queue):
     chosen = DeadLetterFactory.create_batch(3)
     untouched = DeadLetterFactory()
-    response = operator_client.post(
-        "/console/failed/bulk/",
-        {"action": "requeue", "scope": "selected", "ids": [letter.pk for letter in chosen]},
+    response = _plan_and_confirm(
+        operator_client, {"action": "requeue", "scope": "selected", "ids": [letter.pk for letter in chosen]}
     )
     job = BulkJob.objects.get()
     assert response["Location"] == f"/console/jobs/{job.pk}/"
@@ -156,9 +163,10 @@ def test_bulk_requeue_of_a_selection_runs_as_a_job(operator_client, ingest_queue
 def test_bulk_discard_of_everything_matching_a_filter(operator_client):
     DeadLetterFactory.create_batch(4, error_class="django.db.utils.DataError", error_message="value too long")
     kept = DeadLetterFactory()
-    operator_client.post(
-        "/console/failed/bulk/",
-        {"action": "discard", "scope": "filter", "error_class": "DataError", "reason": "bad firmware"},
+    _plan_and_confirm(
+        operator_client,
+        {"action": "discard", "scope": "filter", "error_class": "DataError"},
+        {"reason": "bad firmware", "confirmed_count": "4"},
     )
     bulk_jobs_run_pending()
     assert DeadLetter.objects.filter(status="discarded").count() == 4
@@ -170,19 +178,26 @@ def test_bulk_discard_of_everything_matching_a_filter(operator_client):
 def test_bulk_requeue_of_a_group(operator_client, ingest_queue):
     group = DeadLetterFactory.create_batch(3)
     DeadLetterFactory(error_class="django.db.utils.DataError", error_message="other")
-    operator_client.post(
-        "/console/failed/bulk/", {"action": "requeue", "scope": "group", "fingerprint": group[0].fingerprint}
+    _plan_and_confirm(
+        operator_client, {"action": "requeue", "scope": "group", "fingerprint": group[0].fingerprint}
     )
     bulk_jobs_run_pending()
     assert set(DeadLetter.objects.filter(status="requeued")) == set(group)
 
 
-def test_bulk_discard_needs_a_reason_and_an_empty_selection_is_refused(operator_client):
+def test_bulk_discard_needs_a_reason_and_the_count_and_an_empty_selection_is_refused(operator_client):
     dead = DeadLetterFactory()
-    response = operator_client.post(
-        "/console/failed/bulk/", {"action": "discard", "scope": "selected", "ids": [dead.pk]}, follow=True
+    planned = operator_client.post(
+        "/console/failed/bulk/", {"action": "discard", "scope": "selected", "ids": [dead.pk]}
     )
+    confirm = planned["Location"] + "confirm/"
+    response = operator_client.post(confirm, {"confirmed_count": "1"}, follow=True)
     assert b"a reason is required" in response.content
+    response = operator_client.post(confirm, {"reason": "test device"}, follow=True)
+    assert b"Type the number of messages, 1, to confirm the discard" in response.content
+    response = operator_client.post(confirm, {"reason": "test device", "confirmed_count": "2"}, follow=True)
+    assert b"Type the number of messages" in response.content
+    assert not BulkJob.objects.exists()
     response = operator_client.post(
         "/console/failed/bulk/", {"action": "requeue", "scope": "selected"}, follow=True
     )
@@ -193,13 +208,7 @@ def test_bulk_discard_needs_a_reason_and_an_empty_selection_is_refused(operator_
 @RUNS_JOBS
 def test_a_job_is_bounded_in_rate_and_works_in_chunks(operator, ingest_queue):
     DeadLetterFactory.create_batch(30)
-    job = bulk_job_create(
-        action="requeue",
-        selection={"filter": {"status": "dead"}},
-        description="all",
-        reason="",
-        actor=operator,
-    )
+    job = bulk_job_planned(actor=operator, action="requeue", status="dead")
     started = time.monotonic()
     bulk_job_run(job=job, chunk_size=10, max_per_second=60)
     assert time.monotonic() - started >= 0.45  # 30 messages at 60/s
@@ -208,9 +217,7 @@ def test_a_job_is_bounded_in_rate_and_works_in_chunks(operator, ingest_queue):
 
 def test_a_cancelled_job_stops_and_a_queued_one_never_starts(operator):
     DeadLetterFactory.create_batch(5)
-    job = bulk_job_create(
-        action="discard", selection={"filter": {}}, description="all", reason="r", actor=operator
-    )
+    job = bulk_job_planned(actor=operator, action="discard", reason="r")
     bulk_job_cancel(job_id=job.pk, actor=operator)
     assert bulk_jobs_run_pending() == 0
     job.refresh_from_db()
@@ -223,9 +230,7 @@ def test_a_job_whose_broker_is_down_fails_and_marks_nothing(operator, settings, 
     from ingest.broker.publisher import publisher_reset
 
     DeadLetterFactory.create_batch(3)
-    job = bulk_job_create(
-        action="requeue", selection={"filter": {}}, description="all", reason="", actor=operator
-    )
+    job = bulk_job_planned(actor=operator, action="requeue")
     broker_port = settings.RABBITMQ_PORT
     settings.RABBITMQ_PORT = 1
     publisher_reset()
@@ -242,9 +247,7 @@ def test_a_job_whose_broker_is_down_fails_and_marks_nothing(operator, settings, 
 @RUNS_JOBS
 def test_cancelling_a_finished_job_is_refused(operator_client, operator):
     DeadLetterFactory()
-    job = bulk_job_create(
-        action="discard", selection={"filter": {}}, description="all", reason="r", actor=operator
-    )
+    job = bulk_job_planned(actor=operator, action="discard", reason="r")
     bulk_jobs_run_pending()
     response = operator_client.post(f"/console/jobs/{job.pk}/cancel/", follow=True)
     assert b"already done" in response.content
@@ -257,15 +260,11 @@ def test_a_running_job_whose_runner_died_is_taken_over_and_a_live_one_is_not(ope
     from django.utils import timezone
 
     DeadLetterFactory.create_batch(4)
-    orphan = bulk_job_create(
-        action="discard", selection={"filter": {}}, description="all", reason="r", actor=operator
-    )
+    orphan = bulk_job_planned(actor=operator, action="discard", reason="r")
     BulkJob.objects.filter(pk=orphan.pk).update(
         status="running", heartbeat_at=timezone.now() - timedelta(minutes=10)
     )
-    live = bulk_job_create(
-        action="discard", selection={"filter": {}}, description="all", reason="r", actor=operator
-    )
+    live = bulk_job_planned(actor=operator, action="discard", reason="r")
     BulkJob.objects.filter(pk=live.pk).update(status="running", heartbeat_at=timezone.now())
 
     assert bulk_jobs_run_pending() == 1
@@ -276,31 +275,33 @@ def test_a_running_job_whose_runner_died_is_taken_over_and_a_live_one_is_not(ope
     assert live.status == "running"
 
 
-def test_creating_a_bulk_job_is_audited(operator_client):
+def test_a_bulk_job_is_audited_once_with_its_count_and_a_link(operator_client):
     from dashboard.models import AuditEntry
 
     DeadLetterFactory.create_batch(2, error_class="django.db.utils.DataError", error_message="too long")
-    operator_client.post(
-        "/console/failed/bulk/",
-        {"action": "discard", "scope": "filter", "error_class": "DataError", "reason": "bad firmware"},
+    _plan_and_confirm(
+        operator_client,
+        {"action": "discard", "scope": "filter", "error_class": "DataError"},
+        {"reason": "bad firmware", "confirmed_count": "2"},
     )
     job = BulkJob.objects.get()
     entry = AuditEntry.objects.get()
-    assert (entry.actor_name, entry.action, entry.target) == (
+    assert (entry.actor_name, entry.action, entry.target, entry.bulk_job) == (
         "olivia",
-        "created bulk discard job",
+        "bulk discard",
         f"job {job.pk}",
+        job,
     )
-    assert entry.detail == "all matching error_class=DataError: 2 message(s); reason: bad firmware"
+    assert entry.detail == (
+        "Discard 2 failed messages: DataError, matching error class DataError; reason: bad firmware"
+    )
 
 
 @RUNS_JOBS
 @pytest.mark.skipif(not management_api_available(), reason="needs RabbitMQ's management API")
 def test_a_job_the_broker_refuses_part_way_marks_and_counts_exactly_the_confirmed(operator, ingest_queue):
     letters = DeadLetterFactory.create_batch(20)
-    job = bulk_job_create(
-        action="requeue", selection={"filter": {}}, description="all", reason="", actor=operator
-    )
+    job = bulk_job_planned(actor=operator, action="requeue")
 
     with broker_refusing_publishes_to(ingest_queue.queue, keep=5):  # takes five, nacks the rest
         bulk_job_run(job=job, chunk_size=100)

@@ -7,7 +7,7 @@ from urllib.parse import urlencode
 import pytest
 
 from dashboard.filters import DeadLetterFilterForm
-from dashboard.models import BulkJob
+from dashboard.models import BulkJob, BulkPlan
 from ingest.models import DeadLetter
 from tests.factories import AlertFactory, DeadLetterFactory, DeviceFactory, SensorReadingFactory
 
@@ -135,19 +135,23 @@ def test_a_bulk_job_with_an_unknown_scope_or_a_bad_id_acts_on_nothing(operator_c
     assert not BulkJob.objects.exists()
 
 
-def test_a_bulk_job_acts_on_what_the_list_showed_for_the_same_filter(operator_client, viewer_client):
-    """The list and the bulk plan parse the filter with the same form."""
+def test_a_bulk_plan_freezes_what_the_list_showed_for_the_same_filter(operator_client, viewer_client):
+    """The list and the bulk plan parse the filter with the same form; the plan keeps ids, not the query."""
     DeadLetterFactory.create_batch(2, device_id=7)
     DeadLetterFactory(device_id=8)
     listed = viewer_client.get("/console/failed/?device=7&since=2000-01-01T00:00").context["page"].rows
     operator_client.post(
         "/console/failed/bulk/",
-        {"action": "discard", "scope": "filter", "reason": "r", "device": "7", "since": "2000-01-01T00:00"},
+        {"action": "discard", "scope": "filter", "device": "7", "since": "2000-01-01T00:00"},
     )
-    job = BulkJob.objects.get()
-    assert job.total == len(listed) == 2
-    # Stored with its offset: the job reads the time as the operator's page did, in any zone.
-    assert job.selection == {"filter": {"device": "7", "since": "2000-01-01T00:00:00+00:00"}}
+    plan = BulkPlan.objects.get()
+    assert plan.total == len(listed) == 2
+    assert plan.selection.dead_letter_ids == sorted(letter.pk for letter in listed)
+    assert (plan.selection.scope, plan.selection.criteria) == (
+        "filter",
+        "matching device 7, since 2000-01-01T00:00:00+00:00",
+    )
+    assert not BulkJob.objects.exists()  # nothing is done before the plan is confirmed
 
 
 def test_the_form_parses_ids_serials_and_times():

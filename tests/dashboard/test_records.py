@@ -123,7 +123,7 @@ def test_every_console_action_is_in_the_audit_trail(operator_client, viewer_clie
         "/console/failed/bulk/", {"action": "requeue", "scope": "filter", "status": "dead"}, follow=True
     )
 
-    lines = viewer_client.get("/console/audit/").context["lines"]
+    lines = viewer_client.get("/console/audit/").context["page"].rows
     actions = [(line.actor, line.action) for line in lines]
     for expected in [
         "acknowledged alert",

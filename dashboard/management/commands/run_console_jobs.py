@@ -8,7 +8,7 @@ from django.conf import settings
 from django.core.management.base import BaseCommand
 from django.db import close_old_connections
 
-from dashboard.services import bulk_jobs_run_pending
+from dashboard.services.bulk_jobs import bulk_jobs_run_pending
 
 logger = logging.getLogger(__name__)
 

@@ -167,7 +167,11 @@
     var statusTimer = setInterval(showStatus, 1000);
     var refreshTimer;
 
-    function stop() { clearInterval(refreshTimer); clearInterval(statusTimer); }
+    function stop() {
+      clearInterval(refreshTimer);
+      clearInterval(statusTimer);
+      panel.dataset.polling = "stopped";
+    }
 
     function refresh() {
       // "manual": a redirect (to a login page) is never followed into the panel.
@@ -204,6 +208,12 @@
           showStatus();
         });
     }
+    if (panel.querySelector("[data-refresh-done]")) {
+      stop();  // finished before the page was even shown
+      status.textContent = "Finished: no longer updated.";
+      return;
+    }
+    panel.dataset.polling = "running";
     refreshTimer = setInterval(refresh, seconds * 1000);
   });
 
