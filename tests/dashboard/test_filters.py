@@ -197,7 +197,7 @@ def test_a_device_named_by_serial_means_the_same_rows_in_records_failed_messages
     operator_client.post(
         "/console/failed/bulk/", {"action": "discard", "scope": "filter", "reason": "r", "device": "VIT-7"}
     )
-    assert BulkJob.objects.get().total == 2
+    assert BulkPlan.objects.get().total == 2
 
 
 def test_a_resident_named_by_part_of_their_name_or_by_id_filters_devices_and_readings(viewer_client):

@@ -10,7 +10,7 @@ from django.test import Client
 from django.utils import timezone
 
 from dashboard.filters import DeadLetterFilterForm
-from dashboard.models import BulkJob
+from dashboard.models import BulkPlan
 from dashboard.timezones import ZONE_COOKIE, describe_age, format_instant, viewer_zone_from_name
 from tests.factories import DeadLetterFactory
 
@@ -133,7 +133,8 @@ def test_a_stored_selection_keeps_the_zone_it_was_typed_in():
 
 @pytest.mark.django_db
 def test_bulk_by_filter_stores_the_instant_the_operator_meant(operator):
-    DeadLetterFactory(last_failed_at=INSTANT.replace(hour=15))
+    meant = DeadLetterFactory(last_failed_at=INSTANT.replace(hour=15))  # 10:00 in New York
+    DeadLetterFactory(last_failed_at=INSTANT.replace(hour=13))  # 08:00 there: before 09:00
     client = _client(operator, NEW_YORK)
 
     client.post(
@@ -141,8 +142,9 @@ def test_bulk_by_filter_stores_the_instant_the_operator_meant(operator):
         {"scope": "filter", "action": "requeue", "status": "dead", "since": "2026-11-24T09:00"},
     )
 
-    job = BulkJob.objects.get()
-    assert job.selection["filter"]["since"] == "2026-11-24T09:00:00-05:00" and job.total == 1
+    plan = BulkPlan.objects.get()
+    assert plan.selection.dead_letter_ids == [meant.pk]
+    assert "since 2026-11-24T09:00:00-05:00" in plan.selection.criteria
 
 
 @pytest.mark.django_db
