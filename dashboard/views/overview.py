@@ -12,14 +12,14 @@ from dashboard.models import BulkJob
 from dashboard.selectors import (
     dead_letter_counts_by_status,
     dead_letter_queue_waiting,
-    dead_letter_recording_stall,
     ingest_rate_series,
     open_alert_count,
     scheduler_status,
 )
+from dashboard.selectors.health import health_banners, main_queue_consumers, queue_rows
 from dashboard.views.access import StaffRequiredMixin
 from ingest.broker.monitoring import queue_depths
-from scheduler.selectors import paused_safety_jobs
+from ingest.broker.rates import queue_rates
 
 RATE_WINDOWS = {"hour": (timedelta(hours=1), 1), "day": (timedelta(hours=24), 15)}
 
@@ -45,19 +45,17 @@ class OverviewPanelView(StaffRequiredMixin, TemplateView):
             **super().get_context_data(**kwargs),
             "window": window_name,
             "filter_errors": [] if self.window_form.is_valid() else self.window_form.error_lines(),
-            "queues": queues,
-            "consumers": max(
-                (queue.consumers or 0 for queue in queues or [] if queue.role == "main"), default=0
-            ),
+            "health_banners": health_banners(queues=queues),
+            "queues": queue_rows(queues, queue_rates()),
+            # None (shown as unknown, never 0) while the broker cannot be asked.
+            "consumers": None if queues is None else main_queue_consumers(queues),
             "messages_chart": line_chart([point.messages for point in series]),
             "records_chart": line_chart([point.records for point in series]),
             "dead_letters": dead_letter_counts_by_status(),
             "dead_letter_queue_waiting": dead_letter_queue_waiting(queues),
-            "dead_letter_recording_stall": dead_letter_recording_stall(queues),
             "open_alerts": open_alert_count(),
             "active_jobs": BulkJob.objects.filter(status__in=[BulkJob.Status.QUEUED, BulkJob.Status.RUNNING]),
             "scheduler": scheduler_status(),
-            "scheduler_alarms": paused_safety_jobs(),
         }
 
 
