@@ -27,11 +27,11 @@ from ingest.models import IngestMessage
 # Queues a worker must consume: the retry tiers have no consumer by design (their TTL
 # hands messages back), the others stop the pipeline when nobody reads them.
 _CONSUMED_QUEUES = {
-    "main": "nothing is being stored: start a worker (manage.py consume_queue)",
-    "retry due": "retries that come due are not processed: start a worker (manage.py consume_queue)",
+    "main": "Nothing is being stored: start a worker (manage.py consume_queue).",
+    "retry due": "Retries that come due are not processed: start a worker (manage.py consume_queue).",
     "dead letters": (
-        "dead letters are not recorded: the worker's dead-letter recorder is not running"
-        " (it runs inside manage.py consume_queue)"
+        "Dead letters are not recorded: the worker's dead-letter recorder is not running"
+        " (it runs inside manage.py consume_queue)."
     ),
 }
 _NOT_READ = object()
@@ -117,9 +117,8 @@ def _broker_banners(queues: list[QueueDepth] | None) -> list[HealthBanner]:
         HealthBanner(
             "no-consumers",
             f"No consumers on {queue.name}",
-            ("The queue is not declared yet: " if queue.consumers is None else "")
-            + _CONSUMED_QUEUES[queue.role]
-            + ".",
+            ("The queue is not declared yet. " if queue.consumers is None else "")
+            + _CONSUMED_QUEUES[queue.role],
             reverse("dashboard:overview") + "#queues",
             "queues",
         )

@@ -40,11 +40,23 @@ class RetryingMessage:
 
     @property
     def error_class(self) -> str:
-        return self.error.split(":", 1)[0]
+        return self.error.split(": ", 1)[0]
+
+    @property
+    def error_message(self) -> str:
+        return self.error.split(": ", 1)[1] if ": " in self.error else ""
 
     @property
     def due_in_seconds(self) -> float:
         return (self.due_at - timezone.now()).total_seconds()
+
+    @property
+    def due_relative(self) -> str:
+        """When it comes (or came) due, from now: "in 4 min 10 s", "12 s ago"."""
+        seconds = round(self.due_in_seconds)
+        minutes, rest = divmod(abs(seconds), 60)
+        span = f"{minutes} min {rest} s" if minutes else f"{rest} s"
+        return f"in {span}" if seconds > 0 else f"{span} ago"
 
 
 @dataclass(frozen=True)
@@ -126,3 +138,8 @@ def retry_overview(
         due_queue=topology.due_queue,
         due_on_broker=ready.get(topology.due_queue),
     )
+
+
+def retrying_message_count() -> int:
+    """Messages waiting for a retry (in a tier, or come due and not yet tried), per the ledger."""
+    return _retrying_rows().count()

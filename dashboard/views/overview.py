@@ -17,6 +17,7 @@ from dashboard.selectors import (
     scheduler_status,
 )
 from dashboard.selectors.health import health_banners, main_queue_consumers, queue_rows
+from dashboard.selectors.retries import retrying_message_count
 from dashboard.views.access import StaffRequiredMixin
 from ingest.broker.monitoring import queue_depths
 from ingest.broker.rates import queue_rates
@@ -54,6 +55,7 @@ class OverviewPanelView(StaffRequiredMixin, TemplateView):
             "dead_letters": dead_letter_counts_by_status(),
             "dead_letter_queue_waiting": dead_letter_queue_waiting(queues),
             "open_alerts": open_alert_count(),
+            "retrying_messages": retrying_message_count(),
             "active_jobs": BulkJob.objects.filter(status__in=[BulkJob.Status.QUEUED, BulkJob.Status.RUNNING]),
             "scheduler": scheduler_status(),
         }

@@ -51,7 +51,7 @@ def test_queues_nobody_consumes_are_banners_until_a_worker_runs(ingest_queue, vi
     }  # the retry tiers have no consumer by design: never a banner
     content = _panel(viewer_client)
     assert content.count('data-kind="no-consumers"') == 3
-    assert "the worker&#x27;s dead-letter recorder is not running" in content
+    assert "Dead letters are not recorded: the worker&#x27;s dead-letter recorder is not running" in content
 
     with worker_thread(ingest_queue):
         assert wait_until(lambda: not _banners("no-consumers"), timeout=15)

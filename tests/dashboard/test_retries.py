@@ -64,6 +64,7 @@ def test_a_message_the_worker_sent_to_a_retry_tier_is_listed_with_its_error_and_
     row = IngestMessage.objects.get(message_id=poison.message_id)
     assert row.retry_due_at - row.last_failed_at == timedelta(seconds=TIER_DELAY)
 
+    assert viewer_client.get("/console/overview/panel/").context["retrying_messages"] == 1
     response = viewer_client.get("/console/retries/")
 
     assert response.status_code == 200
