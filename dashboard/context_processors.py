@@ -6,6 +6,7 @@ from django.db import DatabaseError
 from django.utils.functional import SimpleLazyObject
 
 from dashboard.records import RECORDS
+from ingest.probe_cache import RecentResults
 
 logger = logging.getLogger(__name__)
 
@@ -29,11 +30,17 @@ def health(request):
     return {"health_banners": SimpleLazyObject(_health_banners_or_none)}
 
 
+# Reading the broker costs a connection and an HTTP call (100-200 ms): the compact line
+# reuses one reading per process for CONSOLE_HEALTH_CACHE_SECONDS, so a page pays it at
+# most that often. The overview reads afresh (its own cache: QUEUE_DEPTH_CACHE_SECONDS).
+_STRIP_BANNERS = RecentResults[list](seconds_setting="CONSOLE_HEALTH_CACHE_SECONDS")
+
+
 def _health_banners_or_none() -> list:
-    from dashboard.selectors.health import health_banners
+    from dashboard.selectors import health
 
     try:
-        return health_banners()
+        return _STRIP_BANNERS.get("banners", lambda: health.health_banners())
     except DatabaseError:
         # The page itself may be the one saying the database is gone (an error page):
         # the line is left out rather than failing that page too.

@@ -256,6 +256,8 @@ DEAD_LETTER_RECORDING_STALL_SECONDS = env.float("DEAD_LETTER_RECORDING_STALL_SEC
 CONSOLE_STALE_PROCESSING_SECONDS = env.float("CONSOLE_STALE_PROCESSING_SECONDS", default=120)
 CONSOLE_SOURCE_FAILING_RUNS = env.int("CONSOLE_SOURCE_FAILING_RUNS", default=3)
 CONSOLE_FAILED_JOB_BANNER_HOURS = env.float("CONSOLE_FAILED_JOB_BANNER_HOURS", default=24)
+# The compact health line on every console page reuses one reading for this long per process.
+CONSOLE_HEALTH_CACHE_SECONDS = env.float("CONSOLE_HEALTH_CACHE_SECONDS", default=10)
 
 # Scheduler (python manage.py run_scheduler).
 SCHEDULER_COLLECT_EVERY_SECONDS = env.int("SCHEDULER_COLLECT_EVERY_SECONDS", default=30)

@@ -14,7 +14,8 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 from django.conf import settings
-from django.db.models import Max
+from django.db.models import F, Max, Window
+from django.db.models.functions import RowNumber
 from django.urls import reverse
 from django.utils import timezone
 
@@ -234,22 +235,29 @@ def _bulk_job_banners() -> list[HealthBanner]:
 
 
 def _collection_source_banners() -> list[HealthBanner]:
-    from scheduler.models import CollectionRun, CollectionSource
+    from scheduler.models import CollectionRun
 
     runs_in_a_row = settings.CONSOLE_SOURCE_FAILING_RUNS
-    banners = []
-    for source in CollectionSource.objects.filter(is_enabled=True).order_by("name"):
-        recent = list(source.runs.order_by("-started_at")[:runs_in_a_row])
-        if len(recent) < runs_in_a_row or any(run.status != CollectionRun.Status.FAILED for run in recent):
-            continue
-        banners.append(
-            HealthBanner(
-                "source-failing",
-                f"Collection source {source.name} is failing",
-                f"Its last {runs_in_a_row} runs failed; the latest, at"
-                f" {recent[0].started_at:%Y-%m-%d %H:%M:%S} UTC: {recent[0].error or 'no detail'}",
-                reverse("dashboard:scheduler") + "#sources",
-                "collection sources",
-            )
+    # Each enabled source's latest runs, in one query.
+    latest = (
+        CollectionRun.objects.filter(source__is_enabled=True)
+        .annotate(newness=Window(RowNumber(), partition_by=[F("source_id")], order_by=F("started_at").desc()))
+        .filter(newness__lte=runs_in_a_row)
+        .select_related("source")
+        .order_by("source__name", "newness")
+    )
+    runs_by_source: dict[str, list] = {}
+    for run in latest:
+        runs_by_source.setdefault(run.source.name, []).append(run)
+    return [
+        HealthBanner(
+            "source-failing",
+            f"Collection source {name} is failing",
+            f"Its last {runs_in_a_row} runs failed; the latest, at"
+            f" {runs[0].started_at:%Y-%m-%d %H:%M:%S} UTC: {runs[0].error or 'no detail'}",
+            reverse("dashboard:scheduler") + "#sources",
+            "collection sources",
         )
-    return banners
+        for name, runs in runs_by_source.items()
+        if len(runs) == runs_in_a_row and all(run.status == CollectionRun.Status.FAILED for run in runs)
+    ]

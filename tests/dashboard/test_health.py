@@ -290,3 +290,35 @@ def test_no_line_when_all_is_well_and_none_before_login(client, viewer_client, m
     monkeypatch.setattr("dashboard.selectors.health.health_banners", lambda **kwargs: [])
     assert 'id="health-strip"' not in viewer_client.get("/console/jobs/").content.decode()
     assert 'id="health-strip"' not in client.get("/console/login/").content.decode()
+
+
+def test_the_line_reuses_one_reading_for_a_few_seconds(viewer_client, monkeypatch, settings):
+    from dashboard.context_processors import _STRIP_BANNERS
+    from dashboard.selectors.health import HealthBanner
+
+    readings = []
+
+    def reading(**kwargs):
+        readings.append(1)
+        return [HealthBanner("broker-unreachable", "The broker is unreachable", "")]
+
+    monkeypatch.setattr("dashboard.selectors.health.health_banners", reading)
+    settings.CONSOLE_HEALTH_CACHE_SECONDS = 60
+    _STRIP_BANNERS.clear()
+    try:
+        for _ in range(3):
+            assert "The broker is unreachable" in viewer_client.get("/console/jobs/").content.decode()
+    finally:
+        _STRIP_BANNERS.clear()
+    assert len(readings) == 1
+
+
+def test_a_database_error_while_reading_health_leaves_the_line_out_not_the_page(viewer_client, monkeypatch):
+    from django.db import OperationalError
+
+    def failing(**kwargs):
+        raise OperationalError("the database is gone")
+
+    monkeypatch.setattr("dashboard.selectors.health.health_banners", failing)
+    response = viewer_client.get("/console/jobs/")
+    assert response.status_code == 200 and 'id="health-strip"' not in response.content.decode()
