@@ -168,3 +168,16 @@ def test_retry_now_of_a_message_no_longer_in_its_tier_says_it_came_due(slow_tier
 
     assert "is no longer waiting in" in response.content.decode()
     assert not AuditEntry.objects.exists()
+
+
+def test_a_message_out_of_attempts_leaves_the_retry_tiers(ingest_queue, viewer_client):
+    """Dead-lettered (the test tiers wait 0.2-0.8 s): no longer listed as waiting for a retry."""
+    from ingest.models import DeadLetter
+
+    poison = _poison(1)
+    with worker_thread(ingest_queue):
+        assert wait_until(lambda: DeadLetter.objects.filter(message_id=poison.message_id).exists())
+    row = IngestMessage.objects.get(message_id=poison.message_id)
+    assert row.status == IngestMessage.Status.PENDING and row.retry_due_at is None and row.attempts == 4
+    retries = viewer_client.get("/console/retries/").context["retries"]
+    assert [tier.waiting for tier in retries.tiers] == [0, 0, 0] and retries.came_due_count == 0
