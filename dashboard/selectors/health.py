@@ -144,11 +144,15 @@ def _dead_letter_banners(queues: list[QueueDepth] | None) -> list[HealthBanner]:
 
 
 def messages_waiting(queues: list[QueueDepth] | None) -> int | None:
-    """Messages ready for a worker (main queue and retries come due); None when unknown."""
-    counts = [queue.ready for queue in queues or [] if queue.role in ("main", "retry due")]
-    if queues is None or not counts or any(count is None for count in counts):
+    """Messages for a worker (main queue and retries come due); None when unknown.
+
+    Unacked ones count too where the management API gives them: a worker stuck on its
+    batch (an outage it waits out) holds them while the queue itself looks empty.
+    """
+    ours = [queue for queue in queues or [] if queue.role in ("main", "retry due")]
+    if not ours or any(queue.ready is None for queue in ours):
         return None
-    return sum(counts)
+    return sum(queue.ready + (queue.unacked or 0) for queue in ours)
 
 
 def last_processed_at():

@@ -8,7 +8,9 @@ then acked. A crash in between leaves two copies; the ledger stores the message 
 whichever arrives first, exactly as for any redelivery. The messages ahead of it in the
 tier are held unacked while it is looked for and then returned (``basic_nack`` with
 requeue): RabbitMQ keeps a requeued message's place in a classic queue and its original
-expiry, so they come due when they would have. At most ``RETRY_NOW_SCAN_LIMIT`` are
+expiry, so they come due when they would have. (A quorum queue counts each return
+against its delivery limit; past it, the tier dead-letters the message to the due queue,
+as its TTL would: it comes due early, never lost.) At most ``RETRY_NOW_SCAN_LIMIT`` are
 looked at.
 """
 
