@@ -16,6 +16,7 @@ from scheduler.models import CollectionRun, CollectionSource
 from tests.broker import publish_device_batch
 from tests.browser.conftest import log_in
 from tests.factories import DeviceFactory, UserFactory, reading_record
+from tests.ingest.test_dead_letter_recording import _publish_with_headers
 from tests.retry_tiers import slow_retry_topology
 from tests.workers import wait_until, worker_thread
 
@@ -56,6 +57,7 @@ def test_operator_reads_the_banners_follows_them_and_sees_them_clear(
         finished_at=timezone.now(),
     )
     publish_device_batch(device_id=device.pk, readings=[reading_record(1)])  # waits: nobody consumes
+    _publish_with_headers(ingest_queue.dead_queue, b"a dead letter nobody records", {})
 
     log_in(page, live_server.url, "olivia")
     banners = page.locator("#health .health-banner")
@@ -81,7 +83,11 @@ def test_operator_reads_the_banners_follows_them_and_sees_them_clear(
     expect(page.locator('.health-banner[data-kind="job-failing"]')).to_contain_text(
         f"Bulk job {job.pk} failed"
     )
-    expect(banners).to_have_count(7)
+    dead_letters = page.locator('.health-banner[data-kind="dead-letters-unrecorded"]')
+    expect(dead_letters).to_contain_text("Dead letters are arriving but not being recorded")
+    expect(dead_letters).to_contain_text("1 dead letters wait on the queue and no worker has recorded any")
+    expect(dead_letters.locator("a")).to_have_attribute("href", "/console/failed/?status=dead")
+    expect(banners).to_have_count(8)
     expect(page.locator("#health")).to_have_attribute("aria-label", "Health problems")
     # Every queue's depth and rates, in the table the banners point at.
     expect(page.locator(f'#queue-table tr[data-queue="{ingest_queue.queue}"]')).to_contain_text("main")
@@ -93,7 +99,7 @@ def test_operator_reads_the_banners_follows_them_and_sees_them_clear(
     expect(page.locator("h1")).to_contain_text("Bulk job")
     # Every other page carries the problems in one line.
     strip = page.locator("#health-strip")
-    expect(strip).to_contain_text("7 health problems:")
+    expect(strip).to_contain_text("8 health problems:")
     expect(strip).to_contain_text(f"No consumers on {ingest_queue.queue}")
     screenshot(page, "health-strip")
     strip.get_by_role("link", name="see the overview").click()
@@ -106,6 +112,7 @@ def test_operator_reads_the_banners_follows_them_and_sees_them_clear(
         assert wait_until(lambda: IngestMessage.objects.filter(status="processed").exists())
         expect(page.locator('.health-banner[data-kind="no-consumers"]')).to_have_count(0, timeout=15_000)
         expect(page.locator('.health-banner[data-kind="stale-processing"]')).to_have_count(0)
+        expect(dead_letters).to_have_count(0)  # the worker's recorder caught up
         expect(page.locator("#consumers")).to_have_text("1")
     expect(banners).to_have_count(3)  # paused job, failing source, failed bulk job
 
