@@ -322,3 +322,21 @@ def test_a_database_error_while_reading_health_leaves_the_line_out_not_the_page(
     monkeypatch.setattr("dashboard.selectors.health.health_banners", failing)
     response = viewer_client.get("/console/jobs/")
     assert response.status_code == 200 and 'id="health-strip"' not in response.content.decode()
+
+
+def test_a_queue_not_declared_yet_has_no_consumers_and_unacked_messages_count_as_waiting():
+    from dashboard.selectors.health import messages_waiting
+    from ingest.broker.monitoring import QueueDepth
+
+    queues = [
+        QueueDepth("q", "main", 0, 7, 1),  # a worker holds 7, stuck on its batch
+        QueueDepth("q.retry.1s", "retry", 3, None, 0),  # a tier: no consumer by design
+        QueueDepth("q.due", "retry due", 2, None, 1),
+        QueueDepth("q.dead", "dead letters", None, None, None),  # not declared yet
+    ]
+    [banner] = [banner for banner in health_banners(queues=queues) if banner.kind == "no-consumers"]
+    assert banner.title == "No consumers on q.dead"
+    assert banner.detail.startswith("The queue is not declared yet. Dead letters are not recorded")
+    assert messages_waiting(queues) == 9
+    assert messages_waiting(None) is None
+    assert messages_waiting([QueueDepth("q", "main", None, None, None)]) is None
