@@ -1,7 +1,7 @@
 from django.contrib.auth import views as auth_views
 from django.urls import path
 
-from dashboard.views import bulk, care, failures, overview, records, scheduler
+from dashboard.views import bulk, care, failures, overview, records, retries, scheduler
 
 app_name = "dashboard"
 
@@ -26,6 +26,8 @@ urlpatterns = [
     path("devices/<int:pk>/status/", care.DeviceStatusView.as_view(), name="device-status"),
     path("devices/<int:pk>/keys/issue/", care.DeviceKeyIssueView.as_view(), name="device-key-issue"),
     path("devices/<int:pk>/keys/revoke/", care.DeviceKeysRevokeView.as_view(), name="device-key-revoke"),
+    path("retries/", retries.RetryTiersView.as_view(), name="retries"),
+    path("retries/<uuid:message_id>/retry-now/", retries.RetryNowView.as_view(), name="retry-now"),
     path("records/<slug:slug>/", records.RecordListView.as_view(), name="records"),
     path("records/<slug:slug>/<int:pk>/", records.RecordDetailView.as_view(), name="record"),
     path("residents/<int:pk>/", care.ResidentView.as_view(), name="resident"),

@@ -40,17 +40,6 @@ def scheduled_jobs() -> list[JobView]:
     ]
 
 
-def paused_safety_jobs() -> list[str]:
-    """An alarm line for each paused job whose pause puts residents or data at risk."""
-    from scheduler.jobs import job_specs
-
-    consequences = {spec.id: spec.when_paused for spec in job_specs() if spec.when_paused}
-    paused = DjangoJob.objects.filter(id__in=consequences, next_run_time__isnull=True).values_list(
-        "id", flat=True
-    )
-    return [f"{job_id} paused: {consequences[job_id]}" for job_id in sorted(paused)]
-
-
 @dataclass(frozen=True)
 class SchedulerState:
     state: str  # running | stale | not running

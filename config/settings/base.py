@@ -92,6 +92,7 @@ TEMPLATES = [
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
                 "dashboard.context_processors.console",
+                "dashboard.context_processors.health",
             ],
         },
     },
@@ -258,6 +259,14 @@ CONSOLE_BULK_PAUSE_MIN_SAMPLE = env.int("CONSOLE_BULK_PAUSE_MIN_SAMPLE", default
 # The overview raises an alarm when dead letters wait and no recorder has caught up for this
 # long; workers check in six times as often.
 DEAD_LETTER_RECORDING_STALL_SECONDS = env.float("DEAD_LETTER_RECORDING_STALL_SECONDS", default=60)
+# The console's health banners: "last processed N s ago" once messages wait and nothing
+# was stored for this long; a collection source failing this many runs in a row; a bulk
+# job that failed within this many hours.
+CONSOLE_STALE_PROCESSING_SECONDS = env.float("CONSOLE_STALE_PROCESSING_SECONDS", default=120)
+CONSOLE_SOURCE_FAILING_RUNS = env.int("CONSOLE_SOURCE_FAILING_RUNS", default=3)
+CONSOLE_FAILED_JOB_BANNER_HOURS = env.float("CONSOLE_FAILED_JOB_BANNER_HOURS", default=24)
+# The compact health line on every console page reuses one reading for this long per process.
+CONSOLE_HEALTH_CACHE_SECONDS = env.float("CONSOLE_HEALTH_CACHE_SECONDS", default=10)
 
 # Scheduler (python manage.py run_scheduler).
 SCHEDULER_COLLECT_EVERY_SECONDS = env.int("SCHEDULER_COLLECT_EVERY_SECONDS", default=30)

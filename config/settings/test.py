@@ -32,6 +32,7 @@ READINESS_CACHE_SECONDS = 0
 # tests, and processes they start with TEST_DEVICE_KEY_CACHE_SECONDS, turn it on).
 DEVICE_KEY_CACHE_SECONDS = env.float("TEST_DEVICE_KEY_CACHE_SECONDS", default=0)
 BROKER_READ_CACHE_SECONDS = 0
+CONSOLE_HEALTH_CACHE_SECONDS = 0
 
 # Redis, as in production, under keys of this run only (other runs share the server).
 # Processes a test starts (gunicorn) are given the same prefix through the environment.

@@ -10,10 +10,12 @@ from dashboard.charts import line_chart
 from dashboard.filters import OverviewWindowForm
 from dashboard.models import BulkJob
 from dashboard.selectors import ingest_rate_series, open_alert_count, scheduler_status
+from dashboard.selectors.health import health_banners, queue_rows
+from dashboard.selectors.retries import retrying_message_count
 from dashboard.views.access import StaffRequiredMixin
 from ingest.broker.monitoring import dead_letter_queue_waiting, main_queue_consumers, queue_depths
-from ingest.selectors.dead_letters import dead_letter_counts_by_status, dead_letter_recording_stall
-from scheduler.selectors import paused_safety_jobs
+from ingest.broker.rates import queue_rates
+from ingest.selectors.dead_letters import dead_letter_counts_by_status
 
 RATE_WINDOWS = {"hour": (timedelta(hours=1), 1), "day": (timedelta(hours=24), 15)}
 
@@ -39,19 +41,20 @@ class OverviewPanelView(StaffRequiredMixin, TemplateView):
             **super().get_context_data(**kwargs),
             "window": window_name,
             "filter_errors": [] if self.window_form.is_valid() else self.window_form.error_lines(),
-            "queues": queues,
+            "health_banners": health_banners(queues=queues),
+            "queues": queue_rows(queues, queue_rates()),
+            # None (shown as unknown, never 0) while the broker cannot be asked.
             "consumers": main_queue_consumers(queues),
             "messages_chart": line_chart([point.messages for point in series]),
             "records_chart": line_chart([point.records for point in series]),
             "dead_letters": dead_letter_counts_by_status(),
             "dead_letter_queue_waiting": dead_letter_queue_waiting(queues),
-            "dead_letter_recording_stall": dead_letter_recording_stall(queues),
             "open_alerts": open_alert_count(),
+            "retrying_messages": retrying_message_count(),
             "active_jobs": BulkJob.objects.filter(
                 status__in=[BulkJob.Status.QUEUED, BulkJob.Status.RUNNING, BulkJob.Status.PAUSED]
             ),
             "scheduler": scheduler_status(),
-            "scheduler_alarms": paused_safety_jobs(),
         }
 
 

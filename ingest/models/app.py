@@ -67,9 +67,21 @@ class IngestMessage(models.Model):
     events = models.PositiveIntegerField(default=0)
     attempts = models.PositiveIntegerField(default=0)
     last_error = models.TextField(blank=True, default="")
+    # Set by the worker when a failed attempt is sent to a retry tier (cleared when it is
+    # dead-lettered): the console's retries page lists what waits, and until when.
+    last_failed_at = models.DateTimeField(null=True, blank=True)
+    retry_due_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         verbose_name = "ingest message"
+        # Only the few messages waiting for a retry: the ledger's processed millions stay out.
+        indexes = [
+            models.Index(
+                fields=["retry_due_at"],
+                name="ingestmessage_retry_waiting",
+                condition=models.Q(status="pending", retry_due_at__isnull=False),
+            )
+        ]
 
     def __str__(self) -> str:
         return f"{self.message_id} ({self.status})"

@@ -282,22 +282,27 @@ def ingest_message_note_failure(
     events: int,
     attempts: int,
     error: str,
+    failed_at: datetime | None = None,
+    retry_due_at: datetime | None = None,
 ) -> None:
     """Record a failed attempt in the ledger: the row is made if none exists yet.
 
     The accept path writes no ledger row, so the first failure of a message creates it
     (``pending``, with its attempts and error) for the status API. A row already marked
     ``processed`` (a redelivered copy failed, the first one was stored) is left alone.
+    ``retry_due_at`` is when the retry tier gives the message back (None: dead-lettered).
     """
     ledger_table = IngestMessage._meta.db_table
     with connection.cursor() as cursor:
         cursor.execute(
             f"""
             INSERT INTO {ledger_table} AS ledger (message_id, kind, device_id, status, received_at,
-                                                  processed_at, readings, events, attempts, last_error)
-            VALUES (%s, %s, %s, %s, %s, NULL, %s, %s, %s, %s)
+                                                  processed_at, readings, events, attempts, last_error,
+                                                  last_failed_at, retry_due_at)
+            VALUES (%s, %s, %s, %s, %s, NULL, %s, %s, %s, %s, %s, %s)
             ON CONFLICT (message_id) DO UPDATE
-                SET attempts = EXCLUDED.attempts, last_error = EXCLUDED.last_error
+                SET attempts = EXCLUDED.attempts, last_error = EXCLUDED.last_error,
+                    last_failed_at = EXCLUDED.last_failed_at, retry_due_at = EXCLUDED.retry_due_at
                 WHERE ledger.status <> %s
             """,
             [
@@ -310,6 +315,8 @@ def ingest_message_note_failure(
                 events,
                 attempts,
                 error[:2000],
+                failed_at,
+                retry_due_at,
                 IngestMessage.Status.PROCESSED,
             ],
         )

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 
 from django.db import DatabaseError, close_old_connections
 from django.utils import timezone
@@ -74,12 +74,13 @@ class FailureRouter:
         original is then not acked and comes back, never lost.
         """
         delivery = failed.delivery
-        envelope = FailureEnvelope.from_headers(delivery.headers).after_failure(
-            failed.error, at=timezone.now()
-        )
+        failed_at = timezone.now()
+        envelope = FailureEnvelope.from_headers(delivery.headers).after_failure(failed.error, at=failed_at)
         attempts = envelope.attempts
+        retry_due_at = None
         if failed.retryable and attempts < self.max_attempts:
             target = self.topology.retry_queue(attempts)
+            retry_due_at = failed_at + timedelta(seconds=self.topology.retry_delay(attempts))
             self.totals.retried += 1
             metrics.RETRIED.inc()
             logger.warning(
@@ -118,10 +119,23 @@ class FailureRouter:
             properties=outgoing.properties(),
             mandatory=True,
         )
-        self._ledger_note(failed, attempts, f"{envelope.error_class}: {envelope.error_message}")
+        self._ledger_note(
+            failed,
+            attempts,
+            f"{envelope.error_class}: {envelope.error_message}",
+            failed_at=failed_at,
+            retry_due_at=retry_due_at,
+        )
 
     @staticmethod
-    def _ledger_note(failed: FailedDelivery, attempts: int, error: str) -> None:
+    def _ledger_note(
+        failed: FailedDelivery,
+        attempts: int,
+        error: str,
+        *,
+        failed_at: datetime,
+        retry_due_at: datetime | None,
+    ) -> None:
         """Show the failure on the status API. Best effort: the broker's copy is what counts."""
         message = failed.message
         try:
@@ -135,6 +149,8 @@ class FailureRouter:
                 events=len(getattr(message, "events", ())),
                 attempts=attempts,
                 error=error,
+                failed_at=failed_at,
+                retry_due_at=retry_due_at,
             )
         except DatabaseError:
             logger.warning("could not note the failure of %s in the ledger", failed.delivery.message_id)

@@ -6,6 +6,10 @@ it is given a request here that it would act on.
 
 from __future__ import annotations
 
+import uuid
+from datetime import timedelta
+
+import pika
 import pytest
 from django.apps import apps
 from django.test import Client
@@ -14,10 +18,13 @@ from django.utils import timezone
 from django_apscheduler.models import DjangoJob
 
 from dashboard.models import BulkJob
+from ingest.broker.connection import open_connection
+from ingest.models import IngestMessage
 from ingest.services.devices import device_key_issue
 from tests.broker import queue_depth
 from tests.dashboard.bulk import bulk_job_planned, bulk_plan_for
 from tests.factories import AlertFactory, DeadLetterFactory, DeviceFactory, UserFactory
+from tests.retry_tiers import slow_retry_topology
 
 pytestmark = pytest.mark.django_db
 
@@ -84,6 +91,31 @@ def _requests(operator) -> dict[str, tuple[str, dict]]:
     }
 
 
+@pytest.fixture
+def waiting_retry(settings):
+    """The id of a message waiting in a (slow) retry tier, on the broker and in the ledger."""
+    with slow_retry_topology(settings) as topology:
+        message_id = str(uuid.uuid4())
+        IngestMessage.objects.create(
+            message_id=message_id,
+            kind="device_batch",
+            received_at=timezone.now(),
+            attempts=1,
+            last_error="x: y",
+            last_failed_at=timezone.now(),
+            retry_due_at=timezone.now() + timedelta(seconds=600),
+        )
+        connection = open_connection()
+        connection.channel().basic_publish(
+            exchange="",
+            routing_key=topology.retry_queues[0],
+            body=b"{}",
+            properties=pika.BasicProperties(message_id=message_id, delivery_mode=2),
+        )
+        connection.close()
+        yield message_id
+
+
 def _database_state() -> dict[str, list[dict]]:
     """Every row of the product's tables (and sessions): what a refused request must not touch."""
     labels = {"ingest", "dashboard", "scheduler", "django_apscheduler", "sessions", "auth"}
@@ -102,11 +134,13 @@ def test_the_walk_finds_the_console_actions():
 
 @pytest.mark.usefixtures("ingest_queue")
 @pytest.mark.parametrize("endpoint", [*console_post_endpoints(), "dead-letter-requeue (edit)"])
-def test_a_post_without_a_csrf_token_is_refused_and_changes_nothing(endpoint, broker_topology):
+def test_a_post_without_a_csrf_token_is_refused_and_changes_nothing(endpoint, broker_topology, request):
     operator = UserFactory(username="olivia", role="Console operators")
     operator.set_password(PASSWORD)
     operator.save()
     requests = _requests(operator)
+    if endpoint == "retry-now":  # needs a message really waiting in a retry tier
+        requests[endpoint] = (f"/console/retries/{request.getfixturevalue('waiting_retry')}/retry-now/", {})
     assert endpoint in requests, f"the console POST view {endpoint!r} has no CSRF test: add it to _requests"
     url, data = requests[endpoint]
     client = Client(enforce_csrf_checks=True)

@@ -117,16 +117,20 @@ def test_a_job_id_that_is_no_job_name_is_a_404(operator_client, job_id):
     assert not AuditEntry.objects.exists() and not SchedulerRequest.objects.exists()
 
 
-def test_a_paused_safety_job_is_an_alarm_on_the_overview(viewer_client):
+def test_a_paused_job_is_a_banner_on_the_overview_saying_what_stops(viewer_client):
     DjangoJob.objects.create(id="raise_alerts", next_run_time=None, job_state=b"")  # paused
     DjangoJob.objects.create(id="collect_sources", next_run_time=timezone.now(), job_state=b"")
-    DjangoJob.objects.create(id="housekeeping", next_run_time=None, job_state=b"")  # no risk to residents
+    DjangoJob.objects.create(
+        id="housekeeping", next_run_time=None, job_state=b""
+    )  # paused, no risk to residents
 
     content = viewer_client.get("/console/").content.decode()
 
-    assert 'id="scheduler-alarms"' in content
-    assert "raise_alerts paused: no offline or inactivity alerts will be raised" in content
-    assert "collect_sources paused" not in content and "housekeeping paused" not in content
+    assert 'data-kind="job-paused"' in content
+    assert "Scheduler job raise_alerts is paused" in content
+    assert "While it is paused no offline or inactivity alerts will be raised." in content
+    assert "Scheduler job housekeeping is paused" in content and "It will not run until resumed." in content
+    assert "collect_sources is paused" not in content
 
-    DjangoJob.objects.filter(id="raise_alerts").update(next_run_time=timezone.now())
-    assert 'id="scheduler-alarms"' not in viewer_client.get("/console/overview/panel/").content.decode()
+    DjangoJob.objects.filter(id__in=["raise_alerts", "housekeeping"]).update(next_run_time=timezone.now())
+    assert 'data-kind="job-paused"' not in viewer_client.get("/console/overview/panel/").content.decode()

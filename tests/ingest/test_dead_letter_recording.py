@@ -169,8 +169,11 @@ def console(settings):
 def _panel(console) -> tuple[str | None, int | None, str]:
     response = console.get("/console/overview/panel/")
     assert response.status_code == 200
+    stall = [
+        banner for banner in response.context["health_banners"] if banner.kind == "dead-letters-unrecorded"
+    ]
     return (
-        response.context["dead_letter_recording_stall"],
+        stall[0].detail if stall else None,
         response.context["dead_letter_queue_waiting"],
         response.content.decode(),
     )
@@ -194,7 +197,7 @@ def test_the_overview_raises_an_alarm_while_a_recorder_is_stuck_and_clears_it_on
         assert wait_until(lambda: _panel(console)[0] is not None, timeout=20)
         stall, _, content = _panel(console)
         assert "holds 3 dead letters" in stall and "test_refuse_all" in stall
-        assert 'id="dead-letter-recording-stalled"' in content
+        assert 'data-kind="dead-letters-unrecorded"' in content
         assert DeadLetter.objects.count() == 0
         if settings.RABBITMQ_MANAGEMENT_URL:  # unacked, not ready: counted all the same
             assert wait_until(lambda: _panel(console)[1] == 3, timeout=20)
@@ -203,7 +206,7 @@ def test_the_overview_raises_an_alarm_while_a_recorder_is_stuck_and_clears_it_on
             cursor.execute("ALTER TABLE ingest_deadletter DROP CONSTRAINT test_refuse_all")
         assert wait_until(lambda: DeadLetter.objects.count() == 3, timeout=40)
         assert wait_until(lambda: _panel(console)[0] is None, timeout=20)
-        assert 'id="dead-letter-recording-stalled"' not in _panel(console)[2]
+        assert 'data-kind="dead-letters-unrecorded"' not in _panel(console)[2]
     assert queue_depth(ingest_queue.dead_queue) == 0
 
 
