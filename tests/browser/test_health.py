@@ -10,7 +10,7 @@ from django.utils import timezone
 from django_apscheduler.models import DjangoJob
 from playwright.sync_api import expect
 
-from dashboard.models import BulkJob
+from dashboard.models import BulkJob, BulkSelection
 from ingest.models import IngestMessage
 from scheduler.models import CollectionRun, CollectionSource
 from tests.broker import publish_device_batch
@@ -49,7 +49,7 @@ def test_operator_reads_the_banners_follows_them_and_sees_them_clear(
     DjangoJob.objects.create(id="raise_alerts", next_run_time=None, job_state=b"")  # paused
     job = BulkJob.objects.create(
         action="requeue",
-        selection={"ids": [1, 2]},
+        selection=BulkSelection.objects.create(scope=BulkSelection.Scope.SELECTED, dead_letter_ids=[1, 2]),
         description="2 dead letters",
         status=BulkJob.Status.FAILED,
         total=2,
@@ -96,7 +96,7 @@ def test_operator_reads_the_banners_follows_them_and_sees_them_clear(
 
     # A banner leads to where the operator acts: the failed bulk job.
     page.locator('.health-banner[data-kind="job-failing"] a').click()
-    expect(page.locator("h1")).to_contain_text("Bulk job")
+    expect(page.locator("h1")).to_have_text(job.title)
     # Every other page carries the problems in one line.
     strip = page.locator("#health-strip")
     expect(strip).to_contain_text("8 health problems:")

@@ -11,7 +11,7 @@ import pytest
 from django.utils import timezone
 from django_apscheduler.models import DjangoJob, DjangoJobExecution
 
-from dashboard.models import BulkJob
+from dashboard.models import BulkJob, BulkSelection
 from dashboard.selectors.health import health_banners
 from ingest.broker.rates import queue_rates
 from ingest.models import IngestMessage
@@ -211,7 +211,7 @@ def test_a_stopped_scheduler_is_a_banner_a_never_started_one_is_not():
 def _bulk_job(status: str, finished_hours_ago: float) -> BulkJob:
     return BulkJob.objects.create(
         action="requeue",
-        selection={"ids": [1]},
+        selection=BulkSelection.objects.create(scope=BulkSelection.Scope.SELECTED, dead_letter_ids=[1, 2]),
         description="2 dead letters",
         status=status,
         total=2,

@@ -129,7 +129,7 @@ def test_an_unreachable_broker_reads_as_unknown_never_as_zero(
     content = panel.content.decode()
     assert panel.context["consumers"] is None
     assert re.search(r'id="consumers">\s*unknown\s*<', content)
-    assert "queue depths unknown" in content
+    assert "queue depths, consumers and rates unknown" in content
     assert "on the queue: unknown" in content
 
     text = Client().get("/metrics").content.decode()
