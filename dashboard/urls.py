@@ -1,7 +1,7 @@
 from django.contrib.auth import views as auth_views
 from django.urls import path
 
-from dashboard.views import failures, overview, records, scheduler
+from dashboard.views import charts, failures, overview, records, scheduler
 
 app_name = "dashboard"
 
@@ -26,6 +26,12 @@ urlpatterns = [
     path("devices/<int:pk>/status/", records.DeviceStatusView.as_view(), name="device-status"),
     path("devices/<int:pk>/keys/issue/", records.DeviceKeyIssueView.as_view(), name="device-key-issue"),
     path("devices/<int:pk>/keys/revoke/", records.DeviceKeyRevokeView.as_view(), name="device-key-revoke"),
+    path("charts/device/<int:pk>/", charts.DeviceChartView.as_view(), name="chart-device"),
+    path("charts/device/<int:pk>/data/", charts.DeviceChartDataView.as_view(), name="chart-device-data"),
+    path("charts/resident/<int:pk>/", charts.ResidentChartView.as_view(), name="chart-resident"),
+    path(
+        "charts/resident/<int:pk>/data/", charts.ResidentChartDataView.as_view(), name="chart-resident-data"
+    ),
     path("records/<slug:slug>/", records.RecordListView.as_view(), name="records"),
     path("records/<slug:slug>/<int:pk>/", records.RecordDetailView.as_view(), name="record"),
 ]

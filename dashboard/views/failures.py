@@ -10,7 +10,15 @@ from django.shortcuts import redirect, render
 from django.views.generic import DetailView, TemplateView
 
 from core.errors import ApplicationError
-from dashboard.filters import ASCII_DIGITS, ID_MAX, DeadLetterFilterForm, FailureGroupFilterForm, PageForm
+from dashboard.charts import TimeSeries
+from dashboard.filters import (
+    ASCII_DIGITS,
+    FAILURE_TRENDS,
+    ID_MAX,
+    DeadLetterFilterForm,
+    FailureGroupFilterForm,
+    PageForm,
+)
 from dashboard.models import BulkJob
 from dashboard.selectors import (
     Page,
@@ -22,6 +30,7 @@ from dashboard.selectors import (
     ingest_message_of,
     keyset_page,
 )
+from dashboard.selectors.charts import failure_group_trends
 from dashboard.services import bulk_job_cancel, bulk_job_create
 from dashboard.views.access import (
     ConsoleActionView,
@@ -82,11 +91,20 @@ class DeadLetterGroupsView(FilteredListMixin, StaffRequiredMixin, TemplateView):
     def get_context_data(self, **kwargs):
         form = self.filter_form
         status = form.filters().get("status", "") if form.is_valid() else None
+        groups = dead_letter_groups(status=status) if status is not None else []
+        trend_label, window, bucket = FAILURE_TRENDS[form.trend_name()]
+        trends = failure_group_trends(
+            fingerprints=[group.fingerprint for group in groups], window=window, bucket=bucket
+        )
         return {
             **super().get_context_data(**kwargs),
             **self.filter_context(),
-            "groups": dead_letter_groups(status=status) if status is not None else [],
+            "groups": [
+                (group, TimeSeries("failures", trends.times, trends.counts[group.fingerprint]))
+                for group in groups
+            ],
             "status": status,
+            "trend_label": trend_label,
         }
 
 

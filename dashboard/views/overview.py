@@ -6,7 +6,7 @@ from datetime import timedelta
 
 from django.views.generic import TemplateView
 
-from dashboard.charts import line_chart
+from dashboard.charts import TimeSeries
 from dashboard.filters import OverviewWindowForm
 from dashboard.models import BulkJob
 from dashboard.selectors import (
@@ -40,6 +40,7 @@ class OverviewPanelView(StaffRequiredMixin, TemplateView):
         window_name = self.window_form.window_name()
         window, bucket_minutes = RATE_WINDOWS[window_name]
         series = ingest_rate_series(window=window, bucket_minutes=bucket_minutes)
+        times = [int(point.at.timestamp()) for point in series]
         queues = queue_depths()
         return {
             **super().get_context_data(**kwargs),
@@ -49,8 +50,8 @@ class OverviewPanelView(StaffRequiredMixin, TemplateView):
             "consumers": max(
                 (queue.consumers or 0 for queue in queues or [] if queue.role == "main"), default=0
             ),
-            "messages_chart": line_chart([point.messages for point in series]),
-            "records_chart": line_chart([point.records for point in series]),
+            "messages_chart": TimeSeries("messages/min", times, [point.messages for point in series]),
+            "records_chart": TimeSeries("records/min", times, [point.records for point in series]),
             "dead_letters": dead_letter_counts_by_status(),
             "dead_letter_queue_waiting": dead_letter_queue_waiting(queues),
             "dead_letter_recording_stall": dead_letter_recording_stall(queues),
