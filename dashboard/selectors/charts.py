@@ -111,15 +111,15 @@ class _Buckets:
         self.maximum: list[float | None] = [None] * size
         self.average: list[float | None] = [None] * size
         self.counts = [0] * size
+        self.total = 0.0
 
-    def put(self, index: int, low: float, high: float, mean: float, count: int) -> None:
+    def put(self, index: int, low: float, high: float, mean: float, count: int, total: float) -> None:
         self.minimum[index], self.maximum[index], self.average[index] = low, high, mean
         self.counts[index] = count
+        self.total += total
 
     def series(self, device_id: int, serial_no: str) -> DeviceSeries:
         readings = sum(self.counts)
-        # The window's average weighs each bucket by its readings: equal to SQL's avg(value).
-        total = sum(mean * count for mean, count in zip(self.average, self.counts, strict=True) if count)
         return DeviceSeries(
             device_id=device_id,
             serial_no=serial_no,
@@ -129,7 +129,8 @@ class _Buckets:
             readings=readings,
             low=min((value for value in self.minimum if value is not None), default=None),
             high=max((value for value in self.maximum if value is not None), default=None),
-            mean=total / readings if readings else None,
+            # From the buckets' sums, not their averages: the same number as avg(value) over the window.
+            mean=self.total / readings if readings else None,
         )
 
 
@@ -144,7 +145,7 @@ def reading_chart(*, devices: dict[int, str], metric: str, since: datetime, unti
         cursor.execute(
             """
             SELECT device_id, date_bin(%s, measured_at, %s) AS bucket,
-                   min(value), max(value), avg(value), count(*), min(unit)
+                   min(value), max(value), avg(value), count(*), sum(value), min(unit)
             FROM sensor_readings
             WHERE device_id = ANY(%s) AND metric = %s AND measured_at >= %s AND measured_at < %s
             GROUP BY device_id, bucket
@@ -155,8 +156,8 @@ def reading_chart(*, devices: dict[int, str], metric: str, since: datetime, unti
     position = {start: index for index, start in enumerate(times)}
     buckets = {device_id: _Buckets(len(times)) for device_id in devices}
     units = set()
-    for device_id, bucket, low, high, mean, count, unit in rows:
-        buckets[device_id].put(position[int(bucket.timestamp())], low, high, mean, count)
+    for device_id, bucket, low, high, mean, count, total, unit in rows:
+        buckets[device_id].put(position[int(bucket.timestamp())], low, high, mean, count, total)
         if unit:
             units.add(unit)
     series = [buckets[device_id].series(device_id, serial_no) for device_id, serial_no in devices.items()]

@@ -8,7 +8,7 @@
   if (window.consoleCharts || !window.uPlot) return;
 
   var COLOURS = ["#0f6e6e", "#6941c6", "#b54708", "#175cd3", "#c11574", "#3b7c0f"];
-  var mounted = new Map(); // element -> { plot, draw, destroy }
+  var mounted = new Map(); // element -> { plot(): its uPlot or null, draw(), destroy() }
 
   // The zone of every tick and tooltip: <html data-time-zone="UTC"> (or any IANA zone);
   // absent, empty or "browser" means the browser's own. Changing it redraws every chart.
@@ -57,6 +57,23 @@
     var p = wallParts(new Date(iso));
     return p.year + "-" + p.month + "-" + p.day + "T" + p.hour + ":" + p.minute;
   }
+
+  // Time ticks in the console's format (24 h clock, ISO dates), in the chart's zone: the
+  // date is written under the first tick and wherever the day changes.
+  function timeTicks(plot, splits, axisIndex, space, increment) {
+    var previousDay = null, previousYear = null;
+    return splits.map(function (seconds) {
+      var p = wallParts(new Date(seconds * 1000));
+      var day = p.year + "-" + p.month + "-" + p.day;
+      var changed = day !== previousDay, newYear = p.year !== previousYear;
+      previousDay = day; previousYear = p.year;
+      if (increment >= 86400) return newYear ? day : p.month + "-" + p.day;
+      var clock = p.hour + ":" + p.minute + (increment < 60 ? ":" + p.second : "");
+      return changed ? clock + "\n" + day : clock;
+    });
+  }
+
+  var TIME_AXIS = { values: timeTicks, space: 60 };
 
   function formatValue(value) {
     return value === null || value === undefined ? "–" : String(Number(value.toFixed(2)));
@@ -165,7 +182,7 @@
         ],
         axes: compact
           ? [{ show: false }, { show: false }]
-          : [{}, { size: 48, values: function (u, splits) { return splits.map(formatValue); } }],
+          : [TIME_AXIS, { size: 48, values: function (u, splits) { return splits.map(formatValue); } }],
         plugins: [tooltipPlugin(function (u, index) {
           return [formatTime(u.data[0][index]), formatValue(u.data[1][index]) + " " + label];
         })],
@@ -173,7 +190,7 @@
       plot = new uPlot(options, [times, values], element);
       if (!compact) observer = keepWidth(element, plot);
       element.dataset.chartPoints = String(times.length);
-      mounted.set(element, { plot: plot, draw: draw, destroy: destroy });
+      mounted.set(element, { plot: function () { return plot; }, draw: draw, destroy: destroy });
     }
 
     function destroy() {
@@ -298,7 +315,7 @@
       zone.textContent = "Times in " + zoneLabel() + ".";
       if (!payload.metrics.length) {
         section.dataset.chartState = "empty";
-        say("No data: no readings have been recorded for " + payload.subject.toLowerCase() + " yet.");
+        say("No data: " + payload.subject + " has no readings yet.");
         return;
       }
       var span = formatTime(Date.parse(payload.since) / 1000) + " to " + formatTime(Date.parse(payload.until) / 1000);
@@ -336,7 +353,7 @@
         scales: { x: { time: true } },
         series: series,
         bands: bands,
-        axes: [{}, { size: 60, label: payload.metric + (payload.unit ? " (" + payload.unit + ")" : ""),
+        axes: [TIME_AXIS, { size: 60, label: payload.metric + (payload.unit ? " (" + payload.unit + ")" : ""),
                      values: function (u, splits) { return splits.map(formatValue); } }],
         plugins: [tooltipPlugin(function (u, index) {
           var lines = [formatTime(u.data[0][index])];
@@ -363,7 +380,7 @@
     form.addEventListener("submit", function (event) { event.preventDefault(); load(query()); });
 
     var draw = function () { if (payload) render(); };
-    mounted.set(section, { plot: null, draw: draw, destroy: clear });
+    mounted.set(section, { plot: function () { return plot; }, draw: draw, destroy: clear });
     load(new URLSearchParams(section.dataset.chartQuery || ""));
   }
 
@@ -382,13 +399,24 @@
 
   function init() {
     mountWithin(document);
-    // Live panels replace their HTML: new charts are mounted, removed ones let go.
+    // Live panels replace their HTML: removed charts are let go, new ones mounted, and a
+    // chart being hovered keeps its cursor and tooltip across the refresh (same element id).
     new MutationObserver(function (changes) {
-      changes.forEach(function (change) {
-        change.addedNodes.forEach(mountWithin);
-      });
+      var cursors = {};
       mounted.forEach(function (chart, element) {
-        if (!element.isConnected) { chart.destroy(); mounted.delete(element); }
+        if (element.isConnected) return;
+        var plot = chart.plot();
+        if (element.id && plot && plot.cursor.left >= 0) {
+          cursors[element.id] = { left: plot.cursor.left, top: plot.cursor.top };
+        }
+        chart.destroy();
+        mounted.delete(element);
+      });
+      changes.forEach(function (change) { change.addedNodes.forEach(mountWithin); });
+      Object.keys(cursors).forEach(function (id) {
+        var element = document.getElementById(id);
+        var plot = element && mounted.has(element) ? mounted.get(element).plot() : null;
+        if (plot) plot.setCursor(cursors[id]);
       });
     }).observe(document.body, { childList: true, subtree: true });
     new MutationObserver(function () {
@@ -396,7 +424,12 @@
     }).observe(document.documentElement, { attributes: true, attributeFilter: ["data-time-zone"] });
   }
 
-  window.consoleCharts = { timeZone: chartTimeZone, redraw: function () { mounted.forEach(function (c) { c.draw(); }); } };
+  window.consoleCharts = {
+    timeZone: chartTimeZone,
+    redraw: function () { mounted.forEach(function (chart) { chart.draw(); }); },
+    // The uPlot drawing an element with data-chart (for tests and the console's own scripts).
+    plotOf: function (element) { var chart = mounted.get(element); return chart ? chart.plot() : null; },
+  };
   if (document.readyState === "loading") document.addEventListener("DOMContentLoaded", init);
   else init();
 })();
