@@ -189,27 +189,28 @@ def failure_group_trends(*, fingerprints: list[str], window: timedelta, bucket: 
 
     Every status counts: a failure requeued since is still a failure that happened then,
     and the trend answers "is this cause still failing, or was it yesterday's burst?".
-    One grouped query for the whole page, whatever the number of groups.
+    One statement for the whole page, whatever the number of groups: each (group, bucket)
+    is a count over one range of ``deadletter_fingerprint_time``, with no sort or hash of
+    the failures themselves (100,000 of them cost a sort spilled to disk).
     """
     until = datetime.now(UTC)
-    since = until - window
     bucket_seconds = int(bucket.total_seconds())
-    times = bucket_starts(since, until, bucket_seconds)
+    times = bucket_starts(until - window, until, bucket_seconds)
     counts = {fingerprint: [0] * len(times) for fingerprint in fingerprints}
     if fingerprints:
         with connection.cursor() as cursor:
             cursor.execute(
                 f"""
-                SELECT fingerprint, date_bin(%s, last_failed_at, %s) AS bucket, count(*)
-                FROM {DeadLetter._meta.db_table}
-                WHERE fingerprint = ANY(%s) AND last_failed_at >= %s
-                GROUP BY fingerprint, bucket
+                SELECT fingerprint, bucket_index, (
+                    SELECT count(*) FROM {DeadLetter._meta.db_table} failure
+                    WHERE failure.fingerprint = failure_group.fingerprint
+                      AND failure.last_failed_at >= buckets.start AND failure.last_failed_at < buckets.start + %s
+                )
+                FROM unnest(%s::varchar[]) AS failure_group(fingerprint)
+                CROSS JOIN unnest(%s::timestamptz[]) WITH ORDINALITY AS buckets(start, bucket_index)
                 """,
-                [bucket, EPOCH, list(fingerprints), datetime.fromtimestamp(times[0], UTC)],
+                [bucket, list(fingerprints), [datetime.fromtimestamp(start, UTC) for start in times]],
             )
-            position = {start: index for index, start in enumerate(times)}
-            for fingerprint, started, count in cursor.fetchall():
-                index = position.get(int(started.timestamp()))
-                if index is not None:  # a failure stamped in the future lands past the axis
-                    counts[fingerprint][index] = count
+            for fingerprint, bucket_index, count in cursor.fetchall():
+                counts[fingerprint][bucket_index - 1] = count
     return GroupTrends(times=times, bucket_seconds=bucket_seconds, counts=counts)
