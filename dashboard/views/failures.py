@@ -94,7 +94,10 @@ class DeadLetterGroupsView(FilteredListMixin, StaffRequiredMixin, TemplateView):
         groups = dead_letter_groups(status=status) if status is not None else []
         trend_label, window, bucket = FAILURE_TRENDS[form.trend_name()]
         trends = failure_group_trends(
-            fingerprints=[group.fingerprint for group in groups], window=window, bucket=bucket
+            fingerprints=[group.fingerprint for group in groups],
+            status=status or "",
+            window=window,
+            bucket=bucket,
         )
         return {
             **super().get_context_data(**kwargs),

@@ -122,11 +122,10 @@ class DeadLetter(models.Model):
         # Only the indexes the console's queries use: every index on ``status`` is rewritten
         # when a bulk job requeues or discards, and the ``varchar_pattern_ops`` twins that
         # ``db_index=True`` adds on PostgreSQL serve LIKE queries nobody makes. ``status``
-        # is read through the composite index (its first column). A group's failures over
-        # time (the failure groups' trends) are counted inside the fingerprint index alone.
+        # is read through the composite index (its first column).
         indexes = [
             models.Index(fields=["status", "-last_failed_at"], name="deadletter_status_recent"),
-            models.Index(fields=["fingerprint", "last_failed_at"], name="deadletter_fingerprint_time"),
+            models.Index(fields=["fingerprint"], name="deadletter_fingerprint"),
         ]
 
     def __str__(self) -> str:

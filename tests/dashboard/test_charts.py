@@ -205,17 +205,23 @@ def test_failure_trends_count_each_group_per_hour_in_one_query():
     old = DeadLetterFactory(error_class="ValueError", error_message="other")
     old.last_failed_at = now - timedelta(days=3)
     old.save(update_fields=["last_failed_at"])
+    DeadLetterFactory(error_class="ValueError", error_message="other", status="requeued")
     with CaptureQueriesContext(connection) as queries:
         trends = failure_group_trends(
             fingerprints=[fresh[0].fingerprint, other.fingerprint, "unseen"],
+            status="dead",
             window=timedelta(hours=24),
             bucket=timedelta(hours=1),
         )
     assert len(queries.captured_queries) == 1
     assert len(trends.times) == 25 and trends.bucket_seconds == 3600
     assert sum(trends.counts[fresh[0].fingerprint]) == 3 and trends.counts[fresh[0].fingerprint][-1] >= 1
-    assert sum(trends.counts[other.fingerprint]) == 1  # three days ago is outside
+    assert sum(trends.counts[other.fingerprint]) == 1  # three days ago is outside, requeued is not dead
     assert trends.counts["unseen"] == [0] * 25
+    any_status = failure_group_trends(
+        fingerprints=[other.fingerprint], status="", window=timedelta(hours=24), bucket=timedelta(hours=1)
+    )
+    assert sum(any_status.counts[other.fingerprint]) == 2
 
 
 def test_the_groups_page_shows_a_trend_per_group_with_a_fixed_number_of_queries(viewer_client):

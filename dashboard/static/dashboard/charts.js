@@ -345,6 +345,13 @@
         bands.push({ series: [data.length - 3, data.length - 2], fill: colour + "22" });
       });
       area.hidden = false;
+      // The canvas says nothing to a screen reader: the chart's summary does.
+      area.setAttribute("role", "img");
+      area.setAttribute("aria-label", payload.metric + " of " + payload.subject + " from " + span + ": " +
+        payload.series.map(function (one) {
+          return (several ? one.device + " " : "") + "min " + formatValue(one.low) + ", max " +
+            formatValue(one.high) + ", average " + formatValue(one.mean) + unit;
+        }).join("; "));
       plot = new uPlot({
         width: widthOf(area, 800),
         height: 320,
