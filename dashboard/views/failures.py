@@ -102,7 +102,8 @@ class DeadLetterGroupsView(FilteredListMixin, StaffRequiredMixin, TemplateView):
         return {
             **super().get_context_data(**kwargs),
             **self.filter_context(),
-            "groups": [
+            "groups": groups,
+            "group_rows": [
                 (group, TimeSeries("failures", trends.times, trends.counts[group.fingerprint]))
                 for group in groups
             ],

@@ -270,6 +270,9 @@ def test_the_overview_rate_charts_have_axes_and_tooltips_and_survive_the_refresh
     log_in(page, live_server.url, "carla")
     for chart in ("#messages-chart", "#records-chart"):
         expect(page.locator(f"{chart} .uplot")).to_have_count(1)
+        # Each chart stays inside its half of the page (no chart widening its column).
+        box = page.locator(chart).bounding_box()
+        assert box["x"] + box["width"] <= 1360 and 500 < box["width"] < 700, box
         assert _plot_lengths(page, chart)[0] >= 59
         assert _series_pixels(page, chart) > 100
     expect(page.locator("#messages-chart .u-legend")).to_contain_text("messages/min")

@@ -143,8 +143,12 @@
     };
   }
 
+  // The width inside the element's padding: a chart as wide as the element itself would
+  // overflow it, widen its grid column, and (through keepWidth) grow again and again.
   function widthOf(element, fallback) {
-    return Math.max(120, Math.floor(element.clientWidth || fallback));
+    var style = window.getComputedStyle(element);
+    var inner = element.clientWidth - parseFloat(style.paddingLeft || 0) - parseFloat(style.paddingRight || 0);
+    return Math.max(120, Math.floor(inner > 0 ? inner : fallback));
   }
 
   function keepWidth(element, plot) {
@@ -423,7 +427,8 @@
       Object.keys(cursors).forEach(function (id) {
         var element = document.getElementById(id);
         var plot = element && mounted.has(element) ? mounted.get(element).plot() : null;
-        if (plot) plot.setCursor(cursors[id]);
+        // After the new chart's first draw (uPlot draws on a microtask): its scales exist then.
+        if (plot) window.requestAnimationFrame(function () { plot.setCursor(cursors[id]); });
       });
     }).observe(document.body, { childList: true, subtree: true });
     new MutationObserver(function () {
