@@ -14,8 +14,6 @@ from datetime import UTC, datetime, timedelta
 
 from django.db import connection
 
-from ingest.models import DeadLetter
-
 MAX_BUCKETS = 500
 # Bucket widths that make readable ticks and tooltips ("every 5 min", "every 2 h").
 BUCKET_STEPS_SECONDS = (
@@ -175,52 +173,11 @@ def reading_chart(*, devices: dict[int, str], metric: str, since: datetime, unti
 # --- failure groups --------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class GroupTrends:
-    """Failures per bucket of each group's fingerprint, all on one time axis."""
+def trend_bucket_starts(*, window: timedelta, bucket: timedelta) -> list[int]:
+    """The failure-group trends' time axis: epoch seconds of each bucket ending now.
 
-    times: list[int]
-    bucket_seconds: int
-    counts: dict[str, list[int]]
-
-
-def failure_group_trends(
-    *, fingerprints: list[str], status: str, window: timedelta, bucket: timedelta
-) -> GroupTrends:
-    """How many of each group's messages (of ``status``, "" for any) failed per bucket.
-
-    A message counts when it failed for the last time (``last_failed_at``), so the trend
-    answers "is this cause still failing, or was it yesterday's burst?". One grouped
-    statement for the whole page, whatever the number of groups; only the window's
-    failures are read (through an index on ``last_failed_at`` where the window is a small
-    part of them).
+    The counts come with the groups themselves (``dead_letter_groups(trend_starts=...)``),
+    in the one pass that groups the failures.
     """
     until = datetime.now(UTC)
-    bucket_seconds = int(bucket.total_seconds())
-    times = bucket_starts(until - window, until, bucket_seconds)
-    counts = {fingerprint: [0] * len(times) for fingerprint in fingerprints}
-    if not fingerprints:
-        return GroupTrends(times=times, bucket_seconds=bucket_seconds, counts=counts)
-    status_condition, status_params = ("AND status = %s", [status]) if status else ("", [])
-    with connection.cursor() as cursor:
-        # OFFSET 0 fences the subquery: otherwise the planner takes the buckets' number from
-        # last_failed_at's (one per failure), and sorts every failure, spilling to disk at
-        # 100,000, where hashing a few thousand (group, bucket) pairs is what is needed.
-        cursor.execute(
-            f"""
-            SELECT fingerprint, bucket, count(*) FROM (
-                SELECT fingerprint, date_bin(%s, last_failed_at, %s) AS bucket
-                FROM {DeadLetter._meta.db_table}
-                WHERE last_failed_at >= %s AND fingerprint = ANY(%s) {status_condition}
-                OFFSET 0
-            ) AS failure
-            GROUP BY fingerprint, bucket
-            """,
-            [bucket, EPOCH, datetime.fromtimestamp(times[0], UTC), list(fingerprints), *status_params],
-        )
-        position = {start: index for index, start in enumerate(times)}
-        for fingerprint, started, count in cursor.fetchall():
-            index = position.get(int(started.timestamp()))
-            if index is not None:  # a failure stamped in the future lands past the axis
-                counts[fingerprint][index] = count
-    return GroupTrends(times=times, bucket_seconds=bucket_seconds, counts=counts)
+    return bucket_starts(until - window, until, int(bucket.total_seconds()))

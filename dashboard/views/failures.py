@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime
 from urllib.parse import urlencode
 
 from django.contrib import messages
@@ -30,7 +31,7 @@ from dashboard.selectors import (
     ingest_message_of,
     keyset_page,
 )
-from dashboard.selectors.charts import failure_group_trends
+from dashboard.selectors.charts import trend_bucket_starts
 from dashboard.services import bulk_job_cancel, bulk_job_create
 from dashboard.views.access import (
     ConsoleActionView,
@@ -91,21 +92,16 @@ class DeadLetterGroupsView(FilteredListMixin, StaffRequiredMixin, TemplateView):
     def get_context_data(self, **kwargs):
         form = self.filter_form
         status = form.filters().get("status", "") if form.is_valid() else None
-        groups = dead_letter_groups(status=status) if status is not None else []
         trend_label, window, bucket = FAILURE_TRENDS[form.trend_name()]
-        trends = failure_group_trends(
-            fingerprints=[group.fingerprint for group in groups],
-            status=status or "",
-            window=window,
-            bucket=bucket,
-        )
+        trend_times = trend_bucket_starts(window=window, bucket=bucket)
+        trend_starts = [datetime.fromtimestamp(start, UTC) for start in trend_times]
+        groups = dead_letter_groups(status=status, trend_starts=trend_starts) if status is not None else []
         return {
             **super().get_context_data(**kwargs),
             **self.filter_context(),
             "groups": groups,
             "group_rows": [
-                (group, TimeSeries("failures", trends.times, trends.counts[group.fingerprint]))
-                for group in groups
+                (group, TimeSeries("failures", trend_times, list(group.trend))) for group in groups
             ],
             "status": status,
             "trend_label": trend_label,
