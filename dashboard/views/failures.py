@@ -105,6 +105,7 @@ class DeadLetterGroupsView(FilteredListMixin, StaffRequiredMixin, TemplateView):
             ],
             "status": status,
             "trend_label": trend_label,
+            "trend_times_json": json.dumps(trend_times),
         }
 
 

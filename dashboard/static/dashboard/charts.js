@@ -164,7 +164,9 @@
   // --- overview lines and sparklines: data in attributes -------------------------------
 
   function mountInline(element, compact) {
-    var times = JSON.parse(element.dataset.chartTimes || "[]");
+    // Sparklines of one table share their time axis, given once on an ancestor.
+    var timesSource = element.dataset.chartTimes ? element : element.closest("[data-chart-times]");
+    var times = JSON.parse((timesSource && timesSource.dataset.chartTimes) || "[]");
     var values = JSON.parse(element.dataset.chartValues || "[]");
     var label = element.dataset.chartLabel || "value";
     var plot = null, observer = null;
