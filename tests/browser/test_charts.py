@@ -249,7 +249,9 @@ def test_a_bad_chart_query_names_the_field_and_an_unknown_device_is_not_found(li
     assert response.status == 404
 
 
-def test_the_overview_rate_charts_have_axes_and_tooltips_and_survive_the_refresh(live_server, page):
+def test_the_overview_rate_charts_have_axes_and_tooltips_and_survive_the_refresh(
+    live_server, page, screenshot
+):
     UserFactory(username="carla", role=VIEWERS)
     device = DeviceFactory()
     now = timezone.now()
@@ -282,6 +284,7 @@ def test_the_overview_rate_charts_have_axes_and_tooltips_and_survive_the_refresh
     tooltip = page.locator("#records-chart .chart-tooltip")
     expect(tooltip.locator("strong")).to_have_text(re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d$"))
     expect(tooltip.locator("div")).to_have_text(re.compile(r"^\d+ records/min$"))
+    screenshot(page, "overview-charts")
 
     # The live panel replaces its HTML every 5 s: the charts are drawn again, once each, and
     # the one under the cursor keeps its tooltip.
