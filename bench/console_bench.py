@@ -218,7 +218,7 @@ def main() -> None:
     client = Client()
     client.force_login(user)
     device = Device.objects.filter(serial_no__startswith="CONSOLE-").first()
-    Device.objects.get_or_create(serial_no="CONSOLE-QUIET", defaults={"device_type": "door"})
+    quiet, _ = Device.objects.get_or_create(serial_no="CONSOLE-QUIET", defaults={"device_type": "door"})
     dead = DeadLetter.objects.order_by("-pk").first()
     event_id = DeviceEvent.objects.filter(device=device).values_list("pk", flat=True).first()
     deep = DeadLetter.objects.order_by("pk")[1000].pk
@@ -247,6 +247,12 @@ def main() -> None:
         "resident page": f"/console/residents/{device.resident_id}/",
         "device page": f"/console/devices/{device.pk}/",
         "event page": f"/console/events/{event_id}/",
+        "chart page, device": f"/console/charts/device/{device.pk}/",
+        "chart data, device, 24 h": f"/console/charts/device/{device.pk}/data/",
+        "chart data, device, 30 d": f"/console/charts/device/{device.pk}/data/?window=30d",
+        "chart page, resident": f"/console/charts/resident/{device.resident_id}/",
+        "chart data, resident, 7 d": f"/console/charts/resident/{device.resident_id}/data/?window=7d",
+        "chart data, device with none": f"/console/charts/device/{quiet.pk}/data/",
     }
     if not args.requeue_only:
         time_pages(client, pages, args.repeat)

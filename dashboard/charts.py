@@ -1,24 +1,37 @@
-"""Tiny server-side SVG line charts: no JavaScript library, no CDN."""
+"""Series handed to the console's chart script (charts.js draws them with uPlot).
+
+A series travels in data attributes (epoch seconds and values as JSON), so the page needs
+no inline script and a refreshed panel brings its new data with it.
+"""
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 
 
 @dataclass(frozen=True)
-class LineChart:
-    width: int
-    height: int
-    points: str  # the SVG polyline "x,y x,y ..."
-    peak: int
-    latest: int
+class TimeSeries:
+    label: str
+    times: list[int]  # epoch seconds
+    values: list[int | float]
 
+    @property
+    def latest(self) -> int | float:
+        return self.values[-1] if self.values else 0
 
-def line_chart(values: list[int], *, width: int = 600, height: int = 120) -> LineChart:
-    peak = max(values, default=0)
-    scale = (height - 4) / peak if peak else 0
-    step = width / max(1, len(values) - 1)
-    points = " ".join(
-        f"{index * step:.1f},{height - 2 - value * scale:.1f}" for index, value in enumerate(values)
-    )
-    return LineChart(width, height, points, peak, values[-1] if values else 0)
+    @property
+    def peak(self) -> int | float:
+        return max(self.values, default=0)
+
+    @property
+    def total(self) -> int | float:
+        return sum(self.values)
+
+    @property
+    def times_json(self) -> str:
+        return json.dumps(self.times)
+
+    @property
+    def values_json(self) -> str:
+        return json.dumps(self.values)

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from django import forms
 from django.utils import timezone
@@ -224,8 +224,23 @@ class OverviewWindowForm(FilterForm):
         return (self.cleaned_data.get("window") if self.is_valid() else None) or "hour"
 
 
+# Each failure group's trend: (label, window, bucket).
+FAILURE_TRENDS = {
+    "24h": ("last 24 h, per hour", timedelta(hours=24), timedelta(hours=1)),
+    "7d": ("last 7 days, per 6 h", timedelta(days=7), timedelta(hours=6)),
+}
+
+
 class FailureGroupFilterForm(FilterForm):
     status = choice_filter("Status", DeadLetter.Status.choices)
+    trend = forms.ChoiceField(
+        label="Trend over",
+        required=False,
+        choices=[(name, label) for name, (label, _, _) in FAILURE_TRENDS.items()],
+    )
+
+    def trend_name(self) -> str:
+        return (self.cleaned_data.get("trend") if self.is_valid() else None) or "24h"
 
     def __init__(self, params: Mapping | None = None):
         params = dict((params or {}).items())
@@ -287,3 +302,61 @@ class AuditFilterForm(FilterForm):
     until = InstantField(label="to")
 
     field_order = ["who", "what", "object", "since", "until"]
+
+
+# A chart's window: the last few hours or days up to now, or a custom range.
+CHART_WINDOWS = {
+    "6h": ("last 6 h", timedelta(hours=6)),
+    "24h": ("last 24 h", timedelta(hours=24)),
+    "7d": ("last 7 days", timedelta(days=7)),
+    "30d": ("last 30 days", timedelta(days=30)),
+}
+CHART_DEFAULT_WINDOW = "24h"
+# A longer range would still be bucketed into a few hundred points, but read every
+# reading of the range: the bound keeps one request's work in proportion.
+CHART_CUSTOM_MAX_SPAN = timedelta(days=400)
+
+
+class ChartForm(FilterForm):
+    """Which metric of a resident or device to chart, over which window.
+
+    ``metrics`` are those the resident or device has readings of: any other is an error
+    naming the field, and no metric given means the first of them.
+    """
+
+    metric = forms.ChoiceField(label="Metric", required=False)
+    window = forms.ChoiceField(
+        label="Window",
+        required=False,
+        choices=[*((name, label) for name, (label, _) in CHART_WINDOWS.items()), ("custom", "custom")],
+    )
+    since = InstantField(label="From")
+    until = InstantField(label="to")
+
+    def __init__(self, params: Mapping | None = None, *, metrics: list[str]):
+        super().__init__(params)
+        self.metrics = metrics
+        self.fields["metric"].choices = [(metric, metric) for metric in metrics]
+
+    def clean(self):
+        cleaned = super().clean()
+        window = cleaned.get("window") or CHART_DEFAULT_WINDOW
+        since, until = cleaned.get("since"), cleaned.get("until")
+        if window != "custom":
+            if since or until:
+                self.add_error("window", "From and to are read only with the custom window.")
+            else:
+                until = timezone.now()
+                since = until - CHART_WINDOWS[window][1]
+        elif not (since and until):
+            for name in ("since", "until"):
+                if not cleaned.get(name) and name not in self.errors:
+                    self.add_error(name, "The custom window needs both ends.")
+        elif until <= since:
+            self.add_error("until", "The end must be after the start.")
+        elif until - since > CHART_CUSTOM_MAX_SPAN:
+            self.add_error("until", f"A window spans at most {CHART_CUSTOM_MAX_SPAN.days} days.")
+        cleaned["window"] = window
+        cleaned["since"], cleaned["until"] = since, until
+        cleaned["metric"] = cleaned.get("metric") or (self.metrics[0] if self.metrics else None)
+        return cleaned

@@ -1,7 +1,7 @@
 from django.contrib.auth import views as auth_views
 from django.urls import path
 
-from dashboard.views import bulk, care, failures, overview, records, retries, scheduler
+from dashboard.views import bulk, care, charts, failures, overview, records, retries, scheduler
 
 app_name = "dashboard"
 
@@ -28,6 +28,12 @@ urlpatterns = [
     path("devices/<int:pk>/keys/revoke/", care.DeviceKeysRevokeView.as_view(), name="device-key-revoke"),
     path("retries/", retries.RetryTiersView.as_view(), name="retries"),
     path("retries/<uuid:message_id>/retry-now/", retries.RetryNowView.as_view(), name="retry-now"),
+    path("charts/device/<int:pk>/", charts.DeviceChartView.as_view(), name="chart-device"),
+    path("charts/device/<int:pk>/data/", charts.DeviceChartDataView.as_view(), name="chart-device-data"),
+    path("charts/resident/<int:pk>/", charts.ResidentChartView.as_view(), name="chart-resident"),
+    path(
+        "charts/resident/<int:pk>/data/", charts.ResidentChartDataView.as_view(), name="chart-resident-data"
+    ),
     path("records/<slug:slug>/", records.RecordListView.as_view(), name="records"),
     path("records/<slug:slug>/<int:pk>/", records.RecordDetailView.as_view(), name="record"),
     path("residents/<int:pk>/", care.ResidentView.as_view(), name="resident"),

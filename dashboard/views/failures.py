@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime
 from urllib.parse import urlencode
 
 from django.contrib import messages
@@ -10,8 +11,10 @@ from django.shortcuts import render
 from django.views.generic import DetailView, TemplateView
 
 from core.errors import ApplicationError
-from dashboard.filters import DeadLetterFilterForm, FailureGroupFilterForm, PageForm
+from dashboard.charts import TimeSeries
+from dashboard.filters import FAILURE_TRENDS, DeadLetterFilterForm, FailureGroupFilterForm, PageForm
 from dashboard.paging import Page, keyset_page
+from dashboard.selectors.charts import trend_bucket_starts
 from dashboard.views.access import (
     ConsoleActionView,
     StaffRequiredMixin,
@@ -78,11 +81,20 @@ class DeadLetterGroupsView(FilteredListMixin, StaffRequiredMixin, TemplateView):
     def get_context_data(self, **kwargs):
         form = self.filter_form
         status = form.filters().get("status", "") if form.is_valid() else None
+        trend_label, window, bucket = FAILURE_TRENDS[form.trend_name()]
+        trend_times = trend_bucket_starts(window=window, bucket=bucket)
+        trend_starts = [datetime.fromtimestamp(start, UTC) for start in trend_times]
+        groups = dead_letter_groups(status=status, trend_starts=trend_starts) if status is not None else []
         return {
             **super().get_context_data(**kwargs),
             **self.filter_context(),
-            "groups": dead_letter_groups(status=status) if status is not None else [],
+            "groups": groups,
+            "group_rows": [
+                (group, TimeSeries("failures", trend_times, list(group.trend))) for group in groups
+            ],
             "status": status,
+            "trend_label": trend_label,
+            "trend_times_json": json.dumps(trend_times),
         }
 
 

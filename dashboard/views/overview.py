@@ -6,7 +6,7 @@ from datetime import timedelta
 
 from django.views.generic import TemplateView
 
-from dashboard.charts import line_chart
+from dashboard.charts import TimeSeries
 from dashboard.filters import OverviewWindowForm
 from dashboard.models import BulkJob
 from dashboard.selectors import ingest_rate_series, open_alert_count, scheduler_status
@@ -36,6 +36,7 @@ class OverviewPanelView(StaffRequiredMixin, TemplateView):
         window_name = self.window_form.window_name()
         window, bucket_minutes = RATE_WINDOWS[window_name]
         series = ingest_rate_series(window=window, bucket_minutes=bucket_minutes)
+        times = [int(point.at.timestamp()) for point in series]
         queues = queue_depths()
         return {
             **super().get_context_data(**kwargs),
@@ -45,8 +46,8 @@ class OverviewPanelView(StaffRequiredMixin, TemplateView):
             "queues": queue_rows(queues, queue_rates()),
             # None (shown as unknown, never 0) while the broker cannot be asked.
             "consumers": main_queue_consumers(queues),
-            "messages_chart": line_chart([point.messages for point in series]),
-            "records_chart": line_chart([point.records for point in series]),
+            "messages_chart": TimeSeries("messages/min", times, [point.messages for point in series]),
+            "records_chart": TimeSeries("records/min", times, [point.records for point in series]),
             "dead_letters": dead_letter_counts_by_status(),
             "dead_letter_queue_waiting": dead_letter_queue_waiting(queues),
             "open_alerts": open_alert_count(),

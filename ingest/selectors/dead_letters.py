@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import codecs
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -57,17 +58,33 @@ class FailureGroup:
     count: int
     first_failed_at: datetime
     last_failed_at: datetime
+    trend: tuple[int, ...] = ()  # failures per trend bucket (by last_failed_at), oldest first
 
 
-def dead_letter_groups(*, status: str = DeadLetter.Status.DEAD, limit: int = 200) -> list[FailureGroup]:
-    """Failures sharing a cause (error class + normalised message), biggest first."""
+def dead_letter_groups(
+    *, status: str = DeadLetter.Status.DEAD, limit: int = 200, trend_starts: Sequence[datetime] = ()
+) -> list[FailureGroup]:
+    """Failures sharing a cause (error class + normalised message), biggest first.
+
+    With ``trend_starts`` (bucket starts, oldest first) each group also counts its
+    failures per bucket, in the same pass over the dead letters: a second query would
+    read them all again.
+    """
     queryset = DeadLetter.objects.all()
     if status:
         queryset = queryset.filter(status=status)
+    failed_since = {
+        f"failed_since_{index}": Count("id", filter=Q(last_failed_at__gte=start))
+        for index, start in enumerate(trend_starts)
+    }
     rows = (
         queryset.values("fingerprint")
         .annotate(
-            count=Count("id"), first=Min("first_failed_at"), last=Max("last_failed_at"), sample_id=Max("id")
+            count=Count("id"),
+            first=Min("first_failed_at"),
+            last=Max("last_failed_at"),
+            sample_id=Max("id"),
+            **failed_since,
         )
         .order_by("-count", "-last")[:limit]
     )
@@ -81,9 +98,18 @@ def dead_letter_groups(*, status: str = DeadLetter.Status.DEAD, limit: int = 200
             count=row["count"],
             first_failed_at=row["first"],
             last_failed_at=row["last"],
+            trend=_per_bucket([row[name] for name in failed_since]),
         )
         for row in rows
     ]
+
+
+def _per_bucket(failed_since: list[int]) -> tuple[int, ...]:
+    """Counts since each bucket's start -> counts within each bucket."""
+    return tuple(
+        count - (failed_since[index + 1] if index + 1 < len(failed_since) else 0)
+        for index, count in enumerate(failed_since)
+    )
 
 
 def dead_letter_failure_times(dead_letter: DeadLetter) -> list[datetime]:

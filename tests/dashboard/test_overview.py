@@ -8,7 +8,7 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
-from dashboard.charts import line_chart
+from dashboard.charts import TimeSeries
 from dashboard.selectors import ingest_rate_series
 from ingest.models import IngestMessage
 from tests.broker import publish_raw
@@ -67,11 +67,17 @@ def test_ingest_rate_counts_processed_messages_and_records_per_minute():
     assert 95 <= len(day) <= 97
 
 
-def test_line_chart_scales_to_its_peak():
-    chart = line_chart([0, 5, 10], width=100, height=50)
-    assert chart.peak == 10 and chart.latest == 10
-    assert chart.points == "0.0,48.0 50.0,25.0 100.0,2.0"
-    assert line_chart([]).points == ""
+def test_a_time_series_travels_as_json_with_its_latest_and_peak():
+    series = TimeSeries("messages/min", [60, 120, 180], [0, 10, 5])
+    assert (series.latest, series.peak, series.total) == (5, 10, 15)
+    assert (series.times_json, series.values_json) == ("[60, 120, 180]", "[0, 10, 5]")
+    assert (TimeSeries("x", [], []).latest, TimeSeries("x", [], []).peak) == (0, 0)
+
+
+def test_the_rate_charts_carry_their_points_for_the_chart_script(viewer_client):
+    content = viewer_client.get("/console/overview/panel/").content.decode()
+    assert 'data-chart="line"' in content and 'id="messages-chart"' in content
+    assert "<svg" not in content
 
 
 def test_unacked_counts_come_from_the_management_api_when_configured(viewer_client, settings, ingest_queue):
