@@ -136,6 +136,15 @@
         current.appendChild(freshNode);
       } else if (!sameNode(currentNode, freshNode)) {
         current.replaceChild(freshNode, currentNode);
+      } else if (currentNode.nodeType === 1 && currentNode.hasAttribute("data-chart")) {
+        // A chart draws its own children (charts.js): it is kept while its data is the same
+        // and swapped whole when it changed, so that charts.js mounts the new one.
+        var changed = Array.prototype.some.call(freshNode.attributes, function (attribute) {
+          return currentNode.getAttribute(attribute.name) !== attribute.value;
+        });
+        if (changed) {
+          current.replaceChild(freshNode, currentNode);
+        }
       } else if (currentNode.nodeType === 1) {
         morphAttributes(currentNode, freshNode);
         morphChildren(currentNode, freshNode);
