@@ -16,7 +16,8 @@ from tests.factories import DeadLetterFactory, DeviceFactory, UserFactory
 from tests.workers import wait_until, worker_thread
 
 pytestmark = pytest.mark.django_db
-RUNS_JOBS = pytest.mark.django_db(transaction=True)
+# Real commits (a job and the worker commit their own work), customer tables emptied after.
+RUNS_JOBS = pytest.mark.usefixtures("committed_db")
 
 
 def _plan(client, **data) -> str:

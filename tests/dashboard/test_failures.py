@@ -19,7 +19,8 @@ from tests.factories import DeadLetterFactory
 pytestmark = pytest.mark.django_db
 # A job works through its chunks in threads of its own, each with its own database
 # connection: the rows must be committed for them to see, as in production.
-RUNS_JOBS = pytest.mark.django_db(transaction=True)
+# Real commits (a job and the worker commit their own work), customer tables emptied after.
+RUNS_JOBS = pytest.mark.usefixtures("committed_db")
 
 
 def test_list_filters_by_status_error_class_device_and_text(viewer_client):
