@@ -249,6 +249,9 @@ CONSOLE_BULK_MAX_PER_SECOND = env.float("CONSOLE_BULK_MAX_PER_SECOND", default=2
 # The overview raises an alarm when dead letters wait and no recorder has caught up for this
 # long; workers check in six times as often.
 DEAD_LETTER_RECORDING_STALL_SECONDS = env.float("DEAD_LETTER_RECORDING_STALL_SECONDS", default=60)
+# A failed message's page shows at most this much of its body (the rest is a download):
+# a page stays small and fast whatever a message holds.
+DEAD_LETTER_BODY_DISPLAY_BYTES = env.int("DEAD_LETTER_BODY_DISPLAY_BYTES", default=64 * 1024)
 
 # Scheduler (python manage.py run_scheduler).
 SCHEDULER_COLLECT_EVERY_SECONDS = env.int("SCHEDULER_COLLECT_EVERY_SECONDS", default=30)

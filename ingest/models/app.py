@@ -63,12 +63,22 @@ class IngestMessage(models.Model):
     events = models.PositiveIntegerField(default=0)
     attempts = models.PositiveIntegerField(default=0)
     last_error = models.TextField(blank=True, default="")
+    # The exactly-once proof the console shows. ``attempts`` starts again when a dead
+    # letter is requeued; these two never do (database defaults: the worker inserts by SQL). Every delivery the worker saw is one of:
+    # failed, the one stored (``processed``), or a duplicate the ledger absorbed.
+    failed_deliveries = models.PositiveIntegerField(default=0, db_default=0)
+    duplicate_deliveries = models.PositiveIntegerField(default=0, db_default=0)
 
     class Meta:
         verbose_name = "ingest message"
 
     def __str__(self) -> str:
         return f"{self.message_id} ({self.status})"
+
+    @property
+    def deliveries(self) -> int:
+        stored = 1 if self.status == self.Status.PROCESSED else 0
+        return self.failed_deliveries + stored + self.duplicate_deliveries
 
 
 class DeadLetter(models.Model):
@@ -169,8 +179,10 @@ class DeadLetterAction(models.Model):
     )
     actor_name = models.CharField(max_length=150, blank=True, default="")
     reason = models.TextField(blank=True, default="")
-    # For an edit: the body before it (the dead letter then holds the edited one).
+    # For an edit: the body before it (the dead letter then holds the edited one), and
+    # the unified diff the operator confirmed.
     previous_body = models.BinaryField(null=True, blank=True)
+    body_diff = models.TextField(blank=True, default="", db_default="")
     at = models.DateTimeField(auto_now_add=True, db_index=True)
 
     class Meta:
