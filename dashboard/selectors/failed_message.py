@@ -123,8 +123,15 @@ def _records_of(dead_letter: DeadLetter) -> dict | None:
     }
 
 
+RECORD_DISPLAY_CHARS = 4000
+
+
 def _pretty(record) -> str:
-    return json.dumps(record, indent=2, sort_keys=True, default=str)
+    """The record as pretty JSON, cut short if huge (an event's detail can be megabytes)."""
+    text = json.dumps(record, indent=2, sort_keys=True, default=str)
+    if len(text) <= RECORD_DISPLAY_CHARS:
+        return text
+    return f"{text[:RECORD_DISPLAY_CHARS]}\n… ({len(text) - RECORD_DISPLAY_CHARS:,} more characters: download the body)"
 
 
 def _first_line(text: str) -> str:
