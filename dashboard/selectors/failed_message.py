@@ -13,11 +13,12 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from django.conf import settings
+from django.db import connection
 from rest_framework import serializers
 
 from dashboard.selectors import BODY_HEX_MAX_BYTES, BodyView, dead_letter_body_view
 from ingest.json_input import JsonInputError, json_parse
-from ingest.messages import DEVICE_BATCH, FailureEnvelope
+from ingest.messages import DEVICE_BATCH, FailureEnvelope, UndecodableMessage, message_decode
 from ingest.models import DeadLetter, DeadLetterAction, Device
 from ingest.record_validation import EventInputSerializer, InvalidValue, instant_parse, reading_validate
 
@@ -252,6 +253,48 @@ def failed_message_headers(dead_letter: DeadLetter) -> str:
     """The headers as pretty JSON, less the traceback (the page shows it once, on its own)."""
     headers = FailureEnvelope.without_traceback(dead_letter.headers)
     return json.dumps(headers, indent=2, sort_keys=True, default=str)
+
+
+# --- the exactly-once proof -------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ReadingsPresent:
+    present: int
+    carried: int
+
+
+READINGS_CHECK_MAX = 10_000
+
+
+def readings_present(dead_letter: DeadLetter) -> ReadingsPresent | None:
+    """How many of the message's readings are in ``sensor_readings`` now, by their points.
+
+    The ledger says the message was stored; this looks in the customer's table itself,
+    through its unique index (one probe a reading). None when it cannot be told: not a
+    device batch, not readable, or more readings than are worth probing for a page.
+    """
+    try:
+        message = message_decode(bytes(dead_letter.body))
+    except UndecodableMessage:
+        return None
+    readings = getattr(message, "readings", None)
+    if not readings or len(readings) > READINGS_CHECK_MAX:
+        return None
+    with connection.cursor() as cursor:
+        cursor.execute(
+            """
+            SELECT count(*) FROM unnest(%s::varchar[], %s::timestamptz[]) AS point(metric, measured_at)
+            WHERE EXISTS (SELECT 1 FROM sensor_readings s
+                          WHERE s.device_id = %s AND s.metric = point.metric AND s.measured_at = point.measured_at)
+            """,
+            [
+                [reading["metric"] for reading in readings],
+                [reading["measured_at"] for reading in readings],
+                message.device_id,
+            ],
+        )
+        return ReadingsPresent(cursor.fetchone()[0], len(readings))
 
 
 # --- an edit's diff --------------------------------------------------------------------------

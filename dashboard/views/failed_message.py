@@ -21,6 +21,7 @@ from dashboard.selectors.failed_message import (
     failed_message_headers,
     failed_records,
     is_json_body,
+    readings_present,
 )
 from dashboard.views.access import (
     ConsoleActionView,
@@ -44,6 +45,7 @@ class DeadLetterDetailView(StaffRequiredMixin, DetailView):
     def get_context_data(self, **kwargs):
         dead_letter = self.object
         body = failed_message_body(dead_letter)
+        ledger = ingest_message_of(dead_letter)
         return {
             "edit_body": body.view.text if body.is_editable else "",
             **super().get_context_data(**kwargs),
@@ -51,7 +53,10 @@ class DeadLetterDetailView(StaffRequiredMixin, DetailView):
             "body_limit": body_display_limit(),
             "headers_pretty": failed_message_headers(dead_letter),
             "failure_times": dead_letter_failure_times(dead_letter),
-            "ledger": ingest_message_of(dead_letter),
+            "ledger": ledger,
+            "readings_present": readings_present(dead_letter)
+            if ledger and ledger.status == "processed"
+            else None,
             "device": failed_message_device(dead_letter),
             "failed_records": failed_records(dead_letter),
             "actions": failed_message_actions(dead_letter),

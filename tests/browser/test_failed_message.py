@@ -183,6 +183,7 @@ def test_an_edit_is_reviewed_as_a_diff_then_stored_once_with_its_proof(
     expect(page.locator("#proof-rows")).to_have_text("1 reading, 0 events")
     expect(page.locator("#proof-duplicates")).to_have_text("1")
     expect(page.locator("#proof-deliveries")).to_have_text("6")  # 4 failed, 1 stored, 1 absorbed
+    expect(page.locator("#proof-present")).to_have_text("1 of 1")
     edit = page.locator("#audit-trail tr", has_text="Edited and requeued")
     expect(edit).to_contain_text("device registered; corrected the reading")
     expect(edit.locator(".diff-added")).to_have_text('+      "value": 72.0')
