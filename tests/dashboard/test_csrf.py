@@ -14,6 +14,7 @@ from django.utils import timezone
 from django_apscheduler.models import DjangoJob
 
 from dashboard.models import BulkJob
+from ingest.services.dead_letters import dead_letter_version
 from tests.broker import queue_depth
 from tests.factories import AlertFactory, DeadLetterFactory, DeviceFactory, UserFactory
 
@@ -67,7 +68,13 @@ def _requests(operator) -> dict[str, tuple[str, dict]]:
         "dead-letter-requeue": (f"/console/failed/{dead.pk}/requeue/", {"reason": "fixed"}),
         "dead-letter-requeue (edit)": (
             f"/console/failed/{edited.pk}/requeue/",
-            {"edit": "1", "body": edited.body_text, "reason": "same records"},
+            {
+                "edit": "1",
+                "confirm": "1",
+                "version": dead_letter_version(edited),
+                "body": edited.body_text,
+                "reason": "same records",
+            },
         ),
         "dead-letter-discard": (f"/console/failed/{discarded.pk}/discard/", {"reason": "test device"}),
         "scheduler-request": ("/console/scheduler/jobs/raise_alerts/", {"action": "pause"}),
