@@ -249,6 +249,20 @@ def failed_message_device(dead_letter: DeadLetter) -> MessageDevice | None:
     return MessageDevice(dead_letter.device_id, serial_no)
 
 
+def device_serials_attach(dead_letters: list[DeadLetter]) -> list[DeadLetter]:
+    """Give each dead letter of a page ``device_serial`` (None where the device is gone).
+
+    One query for the page, after paging: never a lookup per row of a filtered sort.
+    """
+    device_ids = {dead_letter.device_id for dead_letter in dead_letters if dead_letter.device_id is not None}
+    serials = (
+        dict(Device.objects.filter(pk__in=device_ids).values_list("pk", "serial_no")) if device_ids else {}
+    )
+    for dead_letter in dead_letters:
+        dead_letter.device_serial = serials.get(dead_letter.device_id)
+    return dead_letters
+
+
 def failed_message_headers(dead_letter: DeadLetter) -> str:
     """The headers as pretty JSON, less the traceback (the page shows it once, on its own)."""
     headers = FailureEnvelope.without_traceback(dead_letter.headers)

@@ -17,6 +17,7 @@ from dashboard.selectors import (
     dead_letter_queryset,
     keyset_page,
 )
+from dashboard.selectors.failed_message import device_serials_attach
 from dashboard.services import bulk_job_cancel, bulk_job_create
 from dashboard.views.access import ConsoleActionView, StaffRequiredMixin
 from ingest.services.dead_letters import dead_letter_discard
@@ -54,6 +55,7 @@ class DeadLetterListView(FilteredListMixin, StaffRequiredMixin, TemplateView):
         form = self.filter_form
         if form.is_valid():
             page = keyset_page(dead_letter_queryset(form.filters()), cursor=form.cursor())
+            device_serials_attach(page.rows)
         else:
             page = Page([], None)  # nothing rather than more than was asked for
         return {

@@ -146,7 +146,10 @@ def test_an_edit_is_reviewed_as_a_diff_then_stored_once_with_its_proof(
     dead = DeadLetter.objects.get(message_id=poison.message_id)
 
     log_in(page, live_server.url, "olivia")
-    page.goto(f"{live_server.url}/console/failed/{dead.pk}/")
+    page.click("text=Failed messages")
+    row = page.locator("tr", has_text=str(dead.message_id)[:10])
+    expect(row).to_contain_text("device 987655 no longer exists")
+    row.locator(f"a[href='/console/failed/{dead.pk}/']").click()
     expect(page.locator("#device-missing")).to_have_text("device 987655 no longer exists")
     expect(page.locator("#proof-stored")).to_have_text("no")
     expect(page.locator("#proof-failed")).to_have_text("4")

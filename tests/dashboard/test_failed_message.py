@@ -144,6 +144,15 @@ def test_the_device_is_shown_by_serial_and_a_missing_one_is_flagged(viewer_clien
     assert "device 123 no longer exists" in content
 
 
+def test_the_list_shows_serials_and_flags_missing_devices(viewer_client):
+    device = DeviceFactory(serial_no="VIT-0042")
+    DeadLetterFactory(device_id=device.id)
+    DeadLetterFactory(device_id=123)
+    content = viewer_client.get("/console/failed/").content.decode()
+    assert f'<a href="/console/records/devices/{device.id}/">VIT-0042</a>' in content
+    assert "device 123 no longer exists" in content
+
+
 # --- the record at fault ---------------------------------------------------------------------------
 
 
