@@ -38,14 +38,28 @@ class ShownBody:
     def is_truncated(self) -> bool:
         return self.shown_bytes < self.size
 
-    @property
-    def is_editable(self) -> bool:
-        """Whole on the page (an edit starts from the whole body, never from its head)."""
-        return not self.is_truncated and not self.view.is_binary
-
 
 def body_display_limit() -> int:
     return settings.DEAD_LETTER_BODY_DISPLAY_BYTES
+
+
+def body_edit_limit() -> int:
+    return settings.DEAD_LETTER_EDIT_MAX_BYTES
+
+
+def failed_message_edit_text(dead_letter: DeadLetter, shown: ShownBody) -> str | None:
+    """The whole body as text to edit in the page, or None where it cannot be edited there.
+
+    An edit always starts from the whole body, never from the head the page shows; a
+    body over ``DEAD_LETTER_EDIT_MAX_BYTES`` (more than the ingest API accepts at once) or
+    one that is not text is not offered for editing in a text box.
+    """
+    if dead_letter.kind != DEVICE_BATCH or shown.view.is_binary or shown.size > body_edit_limit():
+        return None
+    if not shown.is_truncated:
+        return shown.view.text
+    whole = dead_letter_body_view(dead_letter)
+    return None if whole.is_binary else whole.text
 
 
 def failed_message_body(dead_letter: DeadLetter) -> ShownBody:

@@ -12,12 +12,13 @@ from django.views.generic import DetailView
 from core.errors import ApplicationError
 from dashboard.selectors import dead_letter_failure_times, ingest_message_of
 from dashboard.selectors.failed_message import (
-    body_display_limit,
     body_download_name,
+    body_edit_limit,
     diff_lines,
     failed_message_actions,
     failed_message_body,
     failed_message_device,
+    failed_message_edit_text,
     failed_message_headers,
     failed_records,
     is_json_body,
@@ -46,11 +47,13 @@ class DeadLetterDetailView(StaffRequiredMixin, DetailView):
         dead_letter = self.object
         body = failed_message_body(dead_letter)
         ledger = ingest_message_of(dead_letter)
+        edit_text = failed_message_edit_text(dead_letter, body)
         return {
-            "edit_body": body.view.text if body.is_editable else "",
+            "edit_body": edit_text or "",
+            "edit_in_page": edit_text is not None,
             **super().get_context_data(**kwargs),
             "body": body,
-            "body_limit": body_display_limit(),
+            "edit_limit": body_edit_limit(),
             "headers_pretty": failed_message_headers(dead_letter),
             "failure_times": dead_letter_failure_times(dead_letter),
             "ledger": ledger,

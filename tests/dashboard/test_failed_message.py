@@ -74,10 +74,22 @@ def test_a_3_mb_body_is_shown_truncated_with_a_download_and_the_page_stays_small
     assert f'href="/console/failed/{dead.pk}/body/"' in content
 
 
-def test_a_large_body_cannot_be_edited_in_the_page(operator_client):
-    content = _page(operator_client, _huge_letter(200_000))
-    assert "too large to edit in the page" in content
+def test_a_body_over_the_edit_limit_cannot_be_edited_in_the_page(operator_client):
+    content = _page(operator_client, _huge_letter(300 * 1024))
+    assert "This body cannot be edited in the page (300.0\xa0KB; up to 256.0\xa0KB can be)" in content
     assert 'id="edit-body"' not in content
+
+
+def test_a_body_shown_cut_short_is_edited_whole(operator_client, settings):
+    settings.DEAD_LETTER_BODY_DISPLAY_BYTES = 100
+    dead = DeadLetterFactory()
+    response = operator_client.get(f"/console/failed/{dead.pk}/")
+    payload = re.search(r'<pre id="payload" class="wrap">(.*?)</pre>', response.content.decode(), re.S)[1]
+    edit_body = re.search(
+        r'<textarea id="edit-body" name="body" rows="14">(.*?)</textarea>', response.content.decode(), re.S
+    )[1]
+    assert len(html.unescape(payload).encode()) <= 100
+    assert json.loads(html.unescape(edit_body)) == json.loads(bytes(dead.body))
 
 
 def test_the_download_is_the_exact_body_as_an_attachment(viewer_client):
