@@ -64,8 +64,9 @@ class IngestMessage(models.Model):
     attempts = models.PositiveIntegerField(default=0)
     last_error = models.TextField(blank=True, default="")
     # The exactly-once proof the console shows. ``attempts`` starts again when a dead
-    # letter is requeued; these two never do (database defaults: the worker inserts by SQL). Every delivery the worker saw is one of:
+    # letter is requeued; these two never do. Every delivery the worker saw is one of:
     # failed, the one stored (``processed``), or a duplicate the ledger absorbed.
+    # Database defaults as well: the worker writes the ledger in SQL of its own.
     failed_deliveries = models.PositiveIntegerField(default=0, db_default=0)
     duplicate_deliveries = models.PositiveIntegerField(default=0, db_default=0)
 
