@@ -1,7 +1,17 @@
 from django.contrib.auth import views as auth_views
 from django.urls import path
 
-from dashboard.views import bulk, care, charts, failures, overview, records, retries, scheduler
+from dashboard.views import (
+    bulk,
+    care,
+    charts,
+    failed_message,
+    failures,
+    overview,
+    records,
+    retries,
+    scheduler,
+)
 
 app_name = "dashboard"
 
@@ -13,8 +23,11 @@ urlpatterns = [
     path("failed/", failures.DeadLetterListView.as_view(), name="dead-letters"),
     path("failed/groups/", failures.DeadLetterGroupsView.as_view(), name="dead-letter-groups"),
     path("failed/bulk/", bulk.BulkPlanCreateView.as_view(), name="dead-letter-bulk"),
-    path("failed/<int:pk>/", failures.DeadLetterDetailView.as_view(), name="dead-letter"),
-    path("failed/<int:pk>/requeue/", failures.DeadLetterRequeueView.as_view(), name="dead-letter-requeue"),
+    path("failed/<int:pk>/", failed_message.DeadLetterDetailView.as_view(), name="dead-letter"),
+    path("failed/<int:pk>/body/", failed_message.DeadLetterBodyView.as_view(), name="dead-letter-body"),
+    path(
+        "failed/<int:pk>/requeue/", failed_message.DeadLetterRequeueView.as_view(), name="dead-letter-requeue"
+    ),
     path("failed/<int:pk>/discard/", failures.DeadLetterDiscardView.as_view(), name="dead-letter-discard"),
     path("scheduler/", scheduler.SchedulerView.as_view(), name="scheduler"),
     path("scheduler/jobs/<slug:job_id>/", scheduler.SchedulerRequestView.as_view(), name="scheduler-request"),

@@ -121,6 +121,11 @@ class FailureEnvelope:
         """``headers`` with this envelope's failure headers in place of any earlier ones."""
         return {**headers, **self.to_headers()}
 
+    @staticmethod
+    def without_traceback(headers: Mapping[str, Any]) -> dict[str, Any]:
+        """``headers`` less the traceback: the console shows it once, in its own place."""
+        return {name: value for name, value in headers.items() if name != _TRACEBACK}
+
 
 def failure_times_of(headers: Mapping[str, Any]) -> list[datetime]:
     """The times of a message's failed attempts, read from its headers."""
@@ -163,22 +168,33 @@ class DeviceBatch:
         # The parsed document is this call's own: readings are converted in place, the
         # cheapest way through the worker's busiest loop.
         readings = data.get("readings", [])
-        for reading in readings:
-            reading["measured_at"] = datetime.fromisoformat(reading["measured_at"])
-            if not (
-                isinstance(reading["metric"], str)
-                and isinstance(reading["value"], int | float)
-                and not isinstance(reading["value"], bool)
-                and isinstance(reading.get("unit"), str | None)
-            ):
-                raise TypeError("a reading's metric, value or unit is not of its type")
-        events = [
-            {**event, "occurred_at": datetime.fromisoformat(event["occurred_at"])}
-            for event in data.get("events", [])
-        ]
-        for event in events:
-            # A message's own levels: the message, its events list, the event.
-            _nesting_check(event.get("detail"), MESSAGE_MAX_DEPTH - 3)
+        reading = None
+        try:
+            for reading in readings:
+                reading["measured_at"] = datetime.fromisoformat(reading["measured_at"])
+                if not (
+                    isinstance(reading["metric"], str)
+                    and isinstance(reading["value"], int | float)
+                    and not isinstance(reading["value"], bool)
+                    and isinstance(reading.get("unit"), str | None)
+                ):
+                    raise TypeError("a reading's metric, value or unit is not of its type")
+        except (ValueError, KeyError, TypeError, AttributeError) as error:
+            # Named by its place, so that the console can point at the record; found only
+            # now, because counting in the loop would cost every reading of every message.
+            raise _record_error(error, "readings", _index_of(reading, readings)) from error
+        events = []
+        for index, event in enumerate(data.get("events", [])):
+            try:
+                events.append({**event, "occurred_at": datetime.fromisoformat(event["occurred_at"])})
+            except (ValueError, KeyError, TypeError, AttributeError) as error:
+                raise _record_error(error, "events", index) from error
+        for index, event in enumerate(events):
+            try:
+                # A message's own levels: the message, its events list, the event.
+                _nesting_check(event.get("detail"), MESSAGE_MAX_DEPTH - 3)
+            except UndecodableMessage as error:
+                raise UndecodableMessage(f"events[{index}]: {error}") from error
         return cls(
             message_id=uuid.UUID(data["message_id"]),
             device_id=int(data["device_id"]),
@@ -223,6 +239,22 @@ class WebhookMessage:
             payload=data["payload"],
             accepted_at=datetime.fromisoformat(data["accepted_at"]),
         )
+
+
+def _index_of(item: Any, items: Any) -> int | None:
+    if not isinstance(items, list):
+        return None
+    return next((index for index, candidate in enumerate(items) if candidate is item), None)
+
+
+class MalformedRecord(ValueError):
+    """A record of a message that cannot be read, named by its place (``readings[3]``)."""
+
+
+def _record_error(error: Exception, records: str, index: int | None) -> Exception:
+    if index is None:
+        return error
+    return MalformedRecord(f"{records}[{index}]: {error!r}")
 
 
 def _nesting_check(value: Any, limit: int) -> None:

@@ -267,6 +267,12 @@ CONSOLE_SOURCE_FAILING_RUNS = env.int("CONSOLE_SOURCE_FAILING_RUNS", default=3)
 CONSOLE_FAILED_JOB_BANNER_HOURS = env.float("CONSOLE_FAILED_JOB_BANNER_HOURS", default=24)
 # The compact health line on every console page reuses one reading for this long per process.
 CONSOLE_HEALTH_CACHE_SECONDS = env.float("CONSOLE_HEALTH_CACHE_SECONDS", default=10)
+# A failed message's page shows at most this much of its body (the rest is a download):
+# a page stays small and fast whatever a message holds.
+DEAD_LETTER_BODY_DISPLAY_BYTES = env.int("DEAD_LETTER_BODY_DISPLAY_BYTES", default=64 * 1024)
+# ... and offers a body up to this size for editing in a text box (whole: an edit never
+# starts from a cut-short body). Above the ingest API's largest request.
+DEAD_LETTER_EDIT_MAX_BYTES = env.int("DEAD_LETTER_EDIT_MAX_BYTES", default=256 * 1024)
 
 # Scheduler (python manage.py run_scheduler).
 SCHEDULER_COLLECT_EVERY_SECONDS = env.int("SCHEDULER_COLLECT_EVERY_SECONDS", default=30)

@@ -71,6 +71,12 @@ class IngestMessage(models.Model):
     # dead-lettered): the console's retries page lists what waits, and until when.
     last_failed_at = models.DateTimeField(null=True, blank=True)
     retry_due_at = models.DateTimeField(null=True, blank=True)
+    # The exactly-once proof the console shows. ``attempts`` starts again when a dead
+    # letter is requeued; these two never do. Every delivery the worker saw is one of:
+    # failed, the one stored (``processed``), or a duplicate the ledger absorbed.
+    # Database defaults as well: the worker writes the ledger in SQL of its own.
+    failed_deliveries = models.PositiveIntegerField(default=0, db_default=0)
+    duplicate_deliveries = models.PositiveIntegerField(default=0, db_default=0)
 
     class Meta:
         verbose_name = "ingest message"
@@ -85,6 +91,11 @@ class IngestMessage(models.Model):
 
     def __str__(self) -> str:
         return f"{self.message_id} ({self.status})"
+
+    @property
+    def deliveries(self) -> int:
+        stored = 1 if self.status == self.Status.PROCESSED else 0
+        return self.failed_deliveries + stored + self.duplicate_deliveries
 
 
 class DeadLetter(models.Model):
@@ -185,8 +196,10 @@ class DeadLetterAction(models.Model):
     )
     actor_name = models.CharField(max_length=150, blank=True, default="")
     reason = models.TextField(blank=True, default="")
-    # For an edit: the body before it (the dead letter then holds the edited one).
+    # For an edit: the body before it (the dead letter then holds the edited one), and
+    # the unified diff the operator confirmed.
     previous_body = models.BinaryField(null=True, blank=True)
+    body_diff = models.TextField(blank=True, default="", db_default="")
     at = models.DateTimeField(auto_now_add=True, db_index=True)
     # The console bulk job that did this, if one did: the console audits the job once, not
     # each of its (perhaps 100,000) messages. No foreign key: ingest knows nothing of the console.

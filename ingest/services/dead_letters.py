@@ -9,6 +9,7 @@ so a database outage at that moment only delays the record: nothing is lost.
 from __future__ import annotations
 
 import codecs
+import difflib
 import hashlib
 import json
 import math
@@ -321,6 +322,58 @@ def _edited_body_check(dead_letter: DeadLetter, edited_body: str) -> bytes:
     ).to_body()
 
 
+def _body_pretty_lines(body: bytes) -> list[str]:
+    try:
+        return json.dumps(json.loads(body), indent=2, sort_keys=True).splitlines()
+    except ValueError:  # not JSON, or not UTF-8: compared as text
+        return body.decode("utf-8", "backslashreplace").splitlines()
+
+
+def body_diff(original: bytes, edited: bytes) -> str:
+    """A unified diff of two bodies, as pretty JSON with sorted keys: only real changes show."""
+    return "\n".join(
+        difflib.unified_diff(
+            _body_pretty_lines(original), _body_pretty_lines(edited), "original", "edited", lineterm=""
+        )
+    )
+
+
+def dead_letter_version(dead_letter: DeadLetter) -> str:
+    """What an operator looked at: the body and the latest action on it.
+
+    A diff is confirmed against this: if the message was requeued, died again or was
+    edited by someone else in between, the version differs and the confirm is refused.
+    """
+    latest = dead_letter.actions.order_by("-at", "-id").values_list("id", flat=True).first()
+    digest = hashlib.sha256(bytes(dead_letter.body))
+    digest.update(f"|{latest}".encode())
+    return digest.hexdigest()
+
+
+@dataclass(frozen=True)
+class EditPreview:
+    """An edit checked and not sent: what would be requeued, and how it differs from the original."""
+
+    body: bytes
+    diff: str
+    version: str  # dead_letter_version() of the original it was made against
+
+
+def dead_letter_edit_preview(*, dead_letter_id: int, edited_body: str, reason: str) -> EditPreview:
+    """Check an edit as ``dead_letter_requeue`` would, without sending anything."""
+    try:
+        dead_letter = DeadLetter.objects.get(pk=dead_letter_id)
+    except DeadLetter.DoesNotExist:
+        raise ApplicationError(f"no dead letter {dead_letter_id}", code="not_found") from None
+    if dead_letter.status != DeadLetter.Status.DEAD:
+        raise ApplicationError(
+            f"dead letter {dead_letter_id} is already {dead_letter.status}", code="conflict"
+        )
+    reason_require(reason, to="edit a message")
+    body = _edited_body_check(dead_letter, edited_body)
+    return EditPreview(body, body_diff(bytes(dead_letter.body), body), dead_letter_version(dead_letter))
+
+
 def _requeue_message(dead_letter_id: int, message_id: str, kind: str, body: bytes) -> OutgoingMessage:
     return OutgoingMessage(
         message_id=message_id,
@@ -337,15 +390,24 @@ def dead_letter_requeue(
     actor: AbstractBaseUser | None,
     reason: str = "",
     edited_body: str | None = None,
+    expected_version: str | None = None,
 ) -> DeadLetter:
     """Publish the dead letter (or an edited body) back to the main queue, then mark it requeued.
 
     The row stays locked while publishing, so two operators cannot requeue it twice. It is
     marked requeued only after the broker confirmed; if the database then fails to commit,
     the message may be requeued again later, which the ledger makes harmless.
+    With ``expected_version`` (``dead_letter_version`` of what the operator reviewed), a
+    message that changed since is refused rather than requeued with a diff nobody saw.
     """
     with transaction.atomic():
         dead_letter = _locked_dead_letter(dead_letter_id)
+        if expected_version is not None and expected_version != dead_letter_version(dead_letter):
+            raise ApplicationError(
+                f"message {dead_letter.message_id} changed after the diff was shown (it was requeued,"
+                " failed again or was edited meanwhile): nothing was sent; review the edit again",
+                code="conflict",
+            )
         previous_body = bytes(dead_letter.body)
         body = previous_body
         action = DeadLetterAction.Action.REQUEUED
@@ -369,6 +431,7 @@ def dead_letter_requeue(
             actor_name=_actor_name(actor),
             reason=reason,
             previous_body=previous_body if body != previous_body else None,
+            body_diff=body_diff(previous_body, body) if edited_body is not None else "",
         )
     return dead_letter
 

@@ -21,6 +21,7 @@ round-trip per table per batch, not one per reading.
 from __future__ import annotations
 
 import json
+from collections import Counter
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -61,7 +62,9 @@ def _ledger_claim(messages: list[PipelineMessage], processed_at) -> set:
             FROM unnest(%s::uuid[], %s::varchar[], %s::bigint[], %s::timestamptz[], %s::int[], %s::int[])
                 AS t(message_id, kind, device_id, received_at, readings, events)
             ON CONFLICT (message_id) DO UPDATE
-                SET status = EXCLUDED.status, processed_at = EXCLUDED.processed_at, last_error = ''
+                -- The records as stored: an edited message carries other counts than it failed with.
+                SET status = EXCLUDED.status, processed_at = EXCLUDED.processed_at, last_error = '',
+                    readings = EXCLUDED.readings, events = EXCLUDED.events
                 WHERE ledger.status <> EXCLUDED.status
             RETURNING message_id
             """,
@@ -77,6 +80,32 @@ def _ledger_claim(messages: list[PipelineMessage], processed_at) -> set:
             ],
         )
         return {row[0] for row in cursor.fetchall()}
+
+
+def _ledger_count_duplicates(messages: list[PipelineMessage], fresh_ids: set) -> None:
+    """Add the deliveries of this batch the ledger absorbed to each message's count.
+
+    Only when there are any (a redelivery, a requeue of a stored message): the common
+    batch pays one dictionary pass and no statement. The rows are already locked by
+    the claim, in this same transaction.
+    """
+    deliveries = Counter(message.message_id for message in messages)
+    absorbed = {
+        message_id: count - (1 if message_id in fresh_ids else 0) for message_id, count in deliveries.items()
+    }
+    absorbed = {message_id: count for message_id, count in absorbed.items() if count}
+    if not absorbed:
+        return
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"""
+            UPDATE {IngestMessage._meta.db_table} AS ledger
+            SET duplicate_deliveries = ledger.duplicate_deliveries + absorbed.count
+            FROM unnest(%s::uuid[], %s::int[]) AS absorbed(message_id, count)
+            WHERE ledger.message_id = absorbed.message_id
+            """,
+            [list(absorbed), list(absorbed.values())],
+        )
 
 
 READINGS_COLUMNS = "device_id, metric, value, unit, measured_at"
@@ -252,6 +281,8 @@ def messages_store(*, messages: list[PipelineMessage]) -> StoreOutcome:
     """Store a batch of messages in one transaction; already processed ones are skipped."""
     unique = list({message.message_id: message for message in messages}.values())
     fresh_ids = _ledger_claim(unique, timezone.now())
+    if len(fresh_ids) < len(messages):
+        _ledger_count_duplicates(messages, fresh_ids)
     fresh = [message for message in unique if message.message_id in fresh_ids]
     batches = [message for message in fresh if isinstance(message, DeviceBatch)]
     readings_inserted = _readings_insert(batches)
@@ -289,7 +320,8 @@ def ingest_message_note_failure(
 
     The accept path writes no ledger row, so the first failure of a message creates it
     (``pending``, with its attempts and error) for the status API. A row already marked
-    ``processed`` (a redelivered copy failed, the first one was stored) is left alone.
+    ``processed`` (a redelivered copy failed, the first one was stored) keeps its status,
+    error and retry times; every failed delivery is counted either way.
     ``retry_due_at`` is when the retry tier gives the message back (None: dead-lettered).
     """
     ledger_table = IngestMessage._meta.db_table
@@ -298,12 +330,16 @@ def ingest_message_note_failure(
             f"""
             INSERT INTO {ledger_table} AS ledger (message_id, kind, device_id, status, received_at,
                                                   processed_at, readings, events, attempts, last_error,
-                                                  last_failed_at, retry_due_at)
-            VALUES (%s, %s, %s, %s, %s, NULL, %s, %s, %s, %s, %s, %s)
+                                                  last_failed_at, retry_due_at, failed_deliveries)
+            VALUES (%s, %s, %s, %s, %s, NULL, %s, %s, %s, %s, %s, %s, 1)
             ON CONFLICT (message_id) DO UPDATE
-                SET attempts = EXCLUDED.attempts, last_error = EXCLUDED.last_error,
-                    last_failed_at = EXCLUDED.last_failed_at, retry_due_at = EXCLUDED.retry_due_at
-                WHERE ledger.status <> %s
+                SET attempts = CASE WHEN ledger.status = %s THEN ledger.attempts ELSE EXCLUDED.attempts END,
+                    last_error = CASE WHEN ledger.status = %s THEN ledger.last_error ELSE EXCLUDED.last_error END,
+                    last_failed_at = CASE WHEN ledger.status = %s THEN ledger.last_failed_at
+                                          ELSE EXCLUDED.last_failed_at END,
+                    retry_due_at = CASE WHEN ledger.status = %s THEN ledger.retry_due_at
+                                        ELSE EXCLUDED.retry_due_at END,
+                    failed_deliveries = ledger.failed_deliveries + 1
             """,
             [
                 message_id,
@@ -317,6 +353,6 @@ def ingest_message_note_failure(
                 error[:2000],
                 failed_at,
                 retry_due_at,
-                IngestMessage.Status.PROCESSED,
+                *[IngestMessage.Status.PROCESSED] * 4,
             ],
         )

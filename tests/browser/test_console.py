@@ -100,6 +100,8 @@ def test_operator_edits_and_requeues_a_failed_message_until_it_is_processed(
     page.fill("#edit-body", json.dumps(body, indent=2))
     page.fill("#edit-form input[name=reason]", "device registered; corrected the reading")
     page.click("#edit-requeue")
+    expect(page.locator("#edit-diff")).to_contain_text('+      "value": 72.0')
+    page.click("#confirm-requeue")
     expect(page.locator(".messages")).to_contain_text("requeued (the broker confirmed it)")
     expect(page.locator("#dead-letter-status")).to_have_text("requeued")
 

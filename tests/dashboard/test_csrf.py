@@ -20,6 +20,7 @@ from django_apscheduler.models import DjangoJob
 from dashboard.models import BulkJob
 from ingest.broker.connection import open_connection
 from ingest.models import IngestMessage
+from ingest.services.dead_letters import dead_letter_version
 from ingest.services.devices import device_key_issue
 from tests.broker import queue_depth
 from tests.dashboard.bulk import bulk_job_planned, bulk_plan_for
@@ -73,7 +74,13 @@ def _requests(operator) -> dict[str, tuple[str, dict]]:
         "dead-letter-requeue": (f"/console/failed/{dead.pk}/requeue/", {"reason": "fixed"}),
         "dead-letter-requeue (edit)": (
             f"/console/failed/{edited.pk}/requeue/",
-            {"edit": "1", "body": edited.body_text, "reason": "same records"},
+            {
+                "edit": "1",
+                "confirm": "1",
+                "version": dead_letter_version(edited),
+                "body": edited.body_text,
+                "reason": "same records",
+            },
         ),
         "dead-letter-discard": (f"/console/failed/{discarded.pk}/discard/", {"reason": "test device"}),
         "scheduler-request": ("/console/scheduler/jobs/raise_alerts/", {"action": "pause"}),

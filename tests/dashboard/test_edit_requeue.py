@@ -14,15 +14,11 @@ from rest_framework.test import APIClient
 from ingest.models import DeadLetter, IngestMessage, SensorReading
 from ingest.services.devices import device_key_issue
 from tests.broker import queue_depth
+from tests.dashboard.edits import requeue_edited
 from tests.factories import DeadLetterFactory, DeviceFactory
 from tests.workers import wait_until, worker_thread
 
 pytestmark = pytest.mark.django_db
-
-
-def _requeue_edited(client, dead: DeadLetter, edited: dict | str, reason: str = "fix the reading"):
-    body = edited if isinstance(edited, str) else json.dumps(edited)
-    return client.post(f"/console/failed/{dead.pk}/requeue/", {"edit": "1", "body": body, "reason": reason})
 
 
 def _assert_nothing_published(dead: DeadLetter, queue: str) -> None:
@@ -46,7 +42,7 @@ def test_an_edit_that_changes_whose_data_it_is_is_refused_naming_the_field(
     operator_client, ingest_queue, field, change
 ):
     dead = DeadLetterFactory()
-    response = _requeue_edited(operator_client, dead, change(json.loads(dead.body_text)))
+    response = requeue_edited(operator_client, dead, change(json.loads(dead.body_text)))
 
     assert response.status_code == 400
     content = response.content.decode()
@@ -83,7 +79,7 @@ def test_edited_records_get_the_ingest_apis_own_field_errors(
     edited["readings"][0].update(reading_change)
     [api_reason] = _api_field_errors(edited["readings"])["readings"]["0"][field]
 
-    response = _requeue_edited(operator_client, dead, edited)
+    response = requeue_edited(operator_client, dead, edited)
 
     assert response.status_code == 400
     assert f"<code>readings.0.{field}</code>: {html.escape(api_reason)}" in response.content.decode()
@@ -99,7 +95,7 @@ def test_a_refused_edit_shows_the_page_again_with_the_operators_body_and_reason(
     edited["readings"][0]["value"] = 123.25
     edited_body = json.dumps(edited, indent=1)
 
-    response = _requeue_edited(operator_client, dead, edited_body, reason="sensor sent the wrong unit")
+    response = requeue_edited(operator_client, dead, edited_body, reason="sensor sent the wrong unit")
 
     assert response.status_code == 400
     content = response.content.decode()
@@ -124,7 +120,7 @@ def test_an_edit_the_api_could_not_parse_is_refused_keeping_the_body(operator_cl
     edited_body = damage(json.dumps(json.loads(dead.body_text)))
     assert edited_body != dead.body_text
 
-    response = _requeue_edited(operator_client, dead, edited_body, reason="fix it")
+    response = requeue_edited(operator_client, dead, edited_body, reason="fix it")
 
     assert response.status_code == 400
     content = response.content.decode()
@@ -145,7 +141,7 @@ def test_an_edit_of_a_partners_webhook_event_is_refused(operator_client, ingest_
         "accepted_at": timezone.now().isoformat(),
     }
     dead = DeadLetterFactory(message_id=message_id, kind="webhook_event", body=json.dumps(body).encode())
-    response = _requeue_edited(operator_client, dead, {**body, "payload": {"room": 4}})
+    response = requeue_edited(operator_client, dead, {**body, "payload": {"room": 4}})
     assert response.status_code == 400
     assert "Only a device&#x27;s readings and events can be edited." in response.content.decode()
     _assert_nothing_published(dead, ingest_queue.queue)
@@ -164,7 +160,7 @@ def test_a_valid_edit_is_requeued_and_stored_by_the_worker(operator_client, inge
         {"metric": "spo2", "value": 97, "measured_at": (timezone.now() - timedelta(minutes=1)).isoformat()}
     )
 
-    response = _requeue_edited(operator_client, dead, edited)
+    response = requeue_edited(operator_client, dead, edited)
 
     assert response.status_code == 302
     dead.refresh_from_db()
@@ -190,7 +186,7 @@ def test_an_edit_the_broker_did_not_confirm_keeps_the_body_and_marks_nothing(
     settings.RABBITMQ_PORT = 1
     publisher_reset()
     try:
-        response = _requeue_edited(operator_client, dead, json.dumps(edited), reason="after the outage")
+        response = requeue_edited(operator_client, dead, json.dumps(edited), reason="after the outage")
     finally:
         settings.RABBITMQ_PORT = broker_port
         publisher_reset()
@@ -216,7 +212,7 @@ def test_an_edited_event_gets_the_ingest_apis_field_error_with_its_index(operato
     )
     [api_reason] = api.json()["fields"]["events"]["1"]["event_type"]
 
-    response = _requeue_edited(operator_client, dead, edited)
+    response = requeue_edited(operator_client, dead, edited)
 
     assert response.status_code == 400
     assert f"<code>events.1.event_type</code>: {html.escape(api_reason)}" in response.content.decode()

@@ -14,6 +14,7 @@ from dashboard.services.bulk_jobs import bulk_job_cancel, bulk_job_run, bulk_job
 from ingest.models import DeadLetter, DeadLetterAction
 from tests.broker import broker_refusing_publishes_to, management_api_available, queue_depth, queued_messages
 from tests.dashboard.bulk import bulk_job_planned
+from tests.dashboard.edits import requeue_edited
 from tests.factories import DeadLetterFactory
 
 pytestmark = pytest.mark.django_db
@@ -96,9 +97,7 @@ def test_edit_and_requeue_keeps_the_original_and_the_reason(operator_client, ing
     dead = DeadLetterFactory()
     edited = json.loads(dead.body_text)
     edited["readings"][0]["value"] = 71.0
-    operator_client.post(
-        f"/console/failed/{dead.pk}/requeue/", {"edit": "1", "body": json.dumps(edited), "reason": "typo"}
-    )
+    requeue_edited(operator_client, dead, edited, reason="typo")
     dead.refresh_from_db()
     assert dead.status == DeadLetter.Status.REQUEUED
     action = dead.actions.get()

@@ -20,7 +20,7 @@ from core.errors import ApplicationError
 from ingest.broker.connection import open_connection
 from ingest.broker.publisher import publisher_reset
 from ingest.models import DeadLetter, DeadLetterAction, IngestMessage
-from ingest.services.dead_letters import dead_letter_requeue
+from ingest.services.dead_letters import dead_letter_requeue, dead_letter_version
 from tests.broker import (
     broker_refusing_publishes_to,
     management_api_available,
@@ -112,7 +112,9 @@ def test_the_console_tells_the_operator_when_the_broker_refused_a_requeue(ingest
     dead = _dead_letter_of(DeviceFactory())
     client = Client()
     client.force_login(UserFactory(username="olivia", role="Console operators"))
-    form = {"reason": "corrected the heart rate", **({"edit": "1", "body": _edited(dead)} if edit else {})}
+    # An edit's confirm (its diff reviewed against this version), or a plain requeue.
+    edit_confirm = {"edit": "1", "confirm": "1", "version": dead_letter_version(dead), "body": _edited(dead)}
+    form = {"reason": "corrected the heart rate", **(edit_confirm if edit else {})}
 
     with broker_refusing_publishes_to(ingest_queue.queue):
         response = client.post(
