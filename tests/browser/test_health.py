@@ -170,7 +170,7 @@ def test_operator_browses_the_retry_tiers_and_retries_a_message_now(
         expect(message.locator(".retry-error")).to_contain_text("IntegrityError")
         expect(message.locator(".retry-error")).to_contain_text("devices")
         expect(message.locator(".retry-due time")).to_have_text(
-            timezone.localtime(row.retry_due_at).strftime("%Y-%m-%d %H:%M:%S")
+            timezone.localtime(row.retry_due_at).strftime("%Y-%m-%d %H:%M:%S %Z")
         )
         expect(message.locator(".retry-due")).to_contain_text(" s")
         screenshot(page, "retries")

@@ -149,7 +149,7 @@ def test_the_traceback_appears_once_not_again_in_the_headers(viewer_client):
 def test_the_device_is_shown_by_serial_and_a_missing_one_is_flagged(viewer_client):
     device = DeviceFactory(serial_no="VIT-0042")
     content = _page(viewer_client, DeadLetterFactory(device_id=device.id))
-    assert f'<a href="/console/records/devices/{device.id}/"><strong>VIT-0042</strong></a>' in content
+    assert f'<a href="/console/devices/{device.id}/"><strong>VIT-0042</strong></a>' in content
     assert "no longer exists" not in content
 
     content = _page(viewer_client, DeadLetterFactory(device_id=123))
@@ -161,7 +161,7 @@ def test_the_list_shows_serials_and_flags_missing_devices(viewer_client):
     DeadLetterFactory(device_id=device.id)
     DeadLetterFactory(device_id=123)
     content = viewer_client.get("/console/failed/").content.decode()
-    assert f'<a href="/console/records/devices/{device.id}/">VIT-0042</a>' in content
+    assert f'<a href="/console/devices/{device.id}/">VIT-0042</a>' in content
     assert "device 123 no longer exists" in content
 
 
