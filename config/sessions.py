@@ -22,7 +22,11 @@ ACTIVITY_RESOLUTION_SECONDS = 60
 
 
 def _is_background_refresh(request) -> bool:
-    return request.headers.get("X-Requested-With") == "fetch"
+    # A live panel's fetch, or a page's alert stream (EventSource cannot set headers, but it
+    # always asks for text/event-stream).
+    return request.headers.get("X-Requested-With") == "fetch" or request.headers.get("Accept", "").startswith(
+        "text/event-stream"
+    )
 
 
 def _session_started(sender, request, user, **kwargs) -> None:

@@ -1,4 +1,4 @@
-"""Console actions: alerts, devices and bulk jobs over dead letters."""
+"""Console actions: audit, devices and bulk jobs over dead letters (alerts: ``alerts``)."""
 
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ from core.errors import ApplicationError
 from dashboard.filters import DeadLetterFilterForm
 from dashboard.models import AuditEntry, BulkJob
 from dashboard.selectors import dead_letter_queryset
-from ingest.models import Alert, AlertStatus, DeadLetter, Device, DeviceStatus
+from ingest.models import DeadLetter, Device, DeviceStatus
 from ingest.services.dead_letters import (
     RequeueIncomplete,
     dead_letters_discard_many,
@@ -54,21 +54,6 @@ def command_line_actor_name() -> str:
     if (sudo_user := os.environ.get("SUDO_USER")) and sudo_user != user:
         user = f"{sudo_user} as {user}"
     return f"{user} (command line on {socket.gethostname()})"[:150]
-
-
-@transaction.atomic
-def alert_acknowledge(*, alert_id: int, actor: AbstractBaseUser) -> Alert:
-    """Mark an open alert acknowledged, recording who and when."""
-    updated = Alert.objects.filter(pk=alert_id, status=AlertStatus.OPEN).update(
-        status=AlertStatus.ACKNOWLEDGED, acknowledged_at=timezone.now(), acknowledged_by=actor.get_username()
-    )
-    if not updated:
-        raise ApplicationError(f"alert {alert_id} is not open", code="conflict")
-    alert = Alert.objects.get(pk=alert_id)
-    audit_record(
-        actor=actor, action="acknowledged alert", target=f"alert {alert.pk}", detail=alert.message[:500]
-    )
-    return alert
 
 
 @transaction.atomic
