@@ -1,6 +1,7 @@
 """What every console page needs for its navigation."""
 
 from dashboard.records import RECORDS
+from dashboard.selectors.alerts import alert_latest_id
 
 
 def console(request):
@@ -8,4 +9,6 @@ def console(request):
     return {
         "record_specs": RECORDS.values(),
         "can_operate": bool(user and user.is_authenticated and user.has_perm("ingest.requeue_deadletter")),
+        # Called only where a page renders it (the live alert stream starts after it).
+        "latest_alert_id": alert_latest_id,
     }

@@ -64,12 +64,15 @@ class AlertLine:
         return self.event.occurred_at if self.event else None
 
     @property
-    def raised_late_by(self) -> timedelta | None:
-        """How long after the event the alert was raised, when that is worth saying (> 1 min)."""
+    def raised_late_by(self) -> str:
+        """How long after the event the alert was raised ("6 h 54 min"), when over a minute."""
         if self.event is None:
-            return None
-        late = self.alert.created_at - self.event.occurred_at
-        return late if late > timedelta(minutes=1) else None
+            return ""
+        minutes = int((self.alert.created_at - self.event.occurred_at).total_seconds() // 60)
+        if minutes < 1:
+            return ""
+        hours, minutes = divmod(minutes, 60)
+        return f"{hours} h {minutes} min" if hours else f"{minutes} min"
 
 
 def _alert_queryset() -> QuerySet:

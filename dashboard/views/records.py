@@ -1,4 +1,4 @@
-"""Browsing the customer's tables; alerts and devices also have their own actions."""
+"""Browsing the customer's tables; devices also have their own actions (alerts: ``alerts``)."""
 
 from __future__ import annotations
 
@@ -13,13 +13,12 @@ from django.views.generic import TemplateView
 from dashboard.records import RECORDS
 from dashboard.selectors import Page, estimated_row_count, keyset_page
 from dashboard.services import (
-    alert_acknowledge,
     device_key_issue_audited,
     device_keys_revoke_audited,
     device_status_change,
 )
 from dashboard.views.access import ConsoleActionView, StaffRequiredMixin
-from ingest.models import Alert, AlertStatus, Device, DeviceAPIKey, DeviceStatus
+from ingest.models import Device, DeviceAPIKey, DeviceStatus
 
 
 def _spec(slug: str):
@@ -59,12 +58,6 @@ class RecordListView(StaffRequiredMixin, TemplateView):
             "filter_query": urlencode(form.query()),
             "estimated_total": estimated_row_count(spec.queryset().model),
         }
-        if slug == "alerts":
-            context["open_alerts"] = (
-                Alert.objects.select_related("device", "resident")
-                .filter(status=AlertStatus.OPEN)
-                .order_by("-created_at")[:200]
-            )
         return context
 
 
@@ -86,14 +79,6 @@ class RecordDetailView(StaffRequiredMixin, TemplateView):
             context["keys"] = DeviceAPIKey.objects.filter(device=record).order_by("-created")
             context["device_statuses"] = DeviceStatus.choices
         return context
-
-
-class AlertAcknowledgeView(ConsoleActionView):
-    permission = "ingest.acknowledge_alert"
-
-    def act(self, request, pk):
-        alert = alert_acknowledge(alert_id=pk, actor=request.user)
-        return f"Alert {alert.pk} acknowledged."
 
 
 class DeviceStatusView(ConsoleActionView):
