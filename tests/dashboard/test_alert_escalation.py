@@ -2,65 +2,20 @@
 
 from __future__ import annotations
 
-import json
 import socket
 import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import timedelta
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 from django.db import connections
 from django.utils import timezone
-from standardwebhooks.webhooks import Webhook
 
 from dashboard.models import AlertEscalation, AuditEntry
 from dashboard.services.alert_escalation import alert_escalations_run
 from dashboard.services.alerts import alert_acknowledge
 from ingest.models import Alert
 from tests.factories import AlertFactory, UserFactory
-from tests.webhooks import TEST_SECRET
-
-
-class OnCallReceiver:
-    """An on-call system's webhook endpoint: answers with the given statuses, in turn."""
-
-    def __init__(self, statuses: list[int]) -> None:
-        self.statuses = list(statuses)
-        self.deliveries: list[dict] = []
-        receiver = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self):
-                body = self.rfile.read(int(self.headers["Content-Length"]))
-                headers = {name.lower(): value for name, value in self.headers.items()}
-                # Raises if the signature does not verify: the receiver then answers 401.
-                try:
-                    payload = Webhook(TEST_SECRET).verify(body, headers)
-                    verified = True
-                except Exception:
-                    payload, verified = json.loads(body), False
-                receiver.deliveries.append({"headers": headers, "payload": payload, "verified": verified})
-                status = (receiver.statuses.pop(0) if receiver.statuses else 200) if verified else 401
-                self.send_response(status)
-                self.end_headers()
-
-            def log_message(self, *args):
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hooks/on-call?token=s3cret"
-
-    @contextmanager
-    def running(self) -> Iterator[OnCallReceiver]:
-        thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-        thread.start()
-        try:
-            yield self
-        finally:
-            self.server.shutdown()
-            self.server.server_close()
+from tests.webhooks import TEST_SECRET, OnCallReceiver
 
 
 @pytest.fixture
