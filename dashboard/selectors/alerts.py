@@ -15,6 +15,7 @@ from datetime import datetime, timedelta
 from django.conf import settings
 from django.db import connection
 from django.db.models import Case, IntegerField, Q, QuerySet, Value, When
+from django.utils import timezone
 
 from dashboard.models import AlertAction, AlertEscalation, AlertEscalationAttempt
 from dashboard.records import RECORDS
@@ -189,17 +190,17 @@ COMMIT_ORDER_SLACK = timedelta(seconds=10)
 
 
 def alerts_raised_after(
-    *, alert_id: int, now: datetime, already_sent: frozenset[int] = frozenset(), limit: int = 20
+    *, alert_id: int, recent_since: datetime, already_sent: frozenset[int] = frozenset(), limit: int = 20
 ) -> list[AlertLine]:
-    """Alerts newer than ``alert_id`` (and recent open ones), oldest first.
+    """Alerts newer than ``alert_id``, and open ones raised since ``recent_since``; oldest first.
 
     Two index reads (primary key and ``ix_alerts_open``): cheap enough for every open
     console to repeat a few times a second.
     """
     alerts = list(
         _alert_queryset()
-        .filter(Q(pk__gt=alert_id) | Q(status=AlertStatus.OPEN, created_at__gte=now - COMMIT_ORDER_SLACK))
+        .filter(Q(pk__gt=alert_id) | Q(status=AlertStatus.OPEN, created_at__gte=recent_since))
         .exclude(pk__in=already_sent)
         .order_by("id")[:limit]
     )
-    return _lines(alerts, now=now)
+    return _lines(alerts, now=timezone.now())

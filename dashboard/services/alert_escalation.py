@@ -26,6 +26,7 @@ from urllib.parse import urlsplit
 from django.conf import settings
 from django.db import connection, transaction
 from django.urls import reverse
+from django.utils import timezone
 
 from dashboard.models import AlertEscalation, AlertEscalationAttempt
 from dashboard.selectors.alerts import alert_detail, alert_escalate_after
@@ -140,7 +141,7 @@ def escalation_deliver(*, url: str, secret: str, delivery_id: str, payload: dict
             return DeliveryOutcome(succeeded=200 <= response.status < 300, http_status=response.status)
     except urllib.error.HTTPError as error:
         return DeliveryOutcome(
-            succeeded=False, http_status=error.code, error=f"HTTP {error.code} {error.reason}"
+            succeeded=False, http_status=error.code, error=str(error.reason)[:ERROR_MAX_LENGTH]
         )
     except (urllib.error.URLError, OSError, ValueError) as error:
         reason = getattr(error, "reason", error)
@@ -185,7 +186,7 @@ def _escalate_next(*, now: datetime, url: str, secret: str, run: EscalationRun) 
         escalation.target = target
         if outcome.succeeded:
             escalation.status = AlertEscalation.Status.SENT
-            escalation.sent_at = now
+            escalation.sent_at = timezone.now()
             escalation.last_error = ""
             run.sent.append(escalation.alert_id)
             audit_record(

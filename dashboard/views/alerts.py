@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import threading
 import time
+from datetime import timedelta
 from urllib.parse import urlencode
 
 from django.conf import settings
@@ -119,9 +120,12 @@ class AlertResolveView(ConsoleActionView):
 
 _streams_lock = threading.Lock()
 _streams_open = 0
-KEEPALIVE_SECONDS = 10
+# A gone client is only noticed when a write fails, and every page a carer leaves leaves a
+# stream behind until then: a comment every second frees its thread within a second or two.
+KEEPALIVE_SECONDS = 1
+STREAM_START_GRACE = timedelta(seconds=2)
 # When the process already serves its share of streams: come back this much later.
-BUSY_RETRY_MILLISECONDS = 15_000
+BUSY_RETRY_MILLISECONDS = 5_000
 
 
 def _stream_slot_take() -> bool:
@@ -168,14 +172,19 @@ def _alert_events(*, after: int):
     try:
         # After a normal end, the browser reconnects in a second with Last-Event-ID.
         yield "retry: 1000\n\n"
-        started = time.monotonic()
+        started, connected_at = time.monotonic(), timezone.now()
         deadline = started + settings.ALERT_STREAM_SECONDS
         keepalive_at = started + KEEPALIVE_SECONDS
         last_id, sent_at = after, {}
         while time.monotonic() < deadline:
             now = timezone.now()
             try:
-                lines = alerts_raised_after(alert_id=last_id, now=now, already_sent=frozenset(sent_at))
+                # The look-back reaches a little before this connection only: what was raised
+                # well before the page was shown is on the page or already announced.
+                recent_since = max(now - COMMIT_ORDER_SLACK, connected_at - STREAM_START_GRACE)
+                lines = alerts_raised_after(
+                    alert_id=last_id, recent_since=recent_since, already_sent=frozenset(sent_at)
+                )
             except DatabaseError:
                 return  # the browser reconnects; the next stream tries again
             for line in lines:
@@ -188,7 +197,7 @@ def _alert_events(*, after: int):
             # Sent ids are only needed while the look-back can still find them.
             sent_at = {key: at for key, at in sent_at.items() if at >= now - 2 * COMMIT_ORDER_SLACK}
             if time.monotonic() >= keepalive_at:
-                # A comment: lets proxies see a live connection and finds a gone client.
+                # A comment: keeps proxies from timing the stream out and finds a gone client.
                 yield ": keepalive\n\n"
                 keepalive_at = time.monotonic() + KEEPALIVE_SECONDS
             time.sleep(settings.ALERT_STREAM_POLL_SECONDS)

@@ -178,3 +178,11 @@ def test_a_process_serving_its_share_of_streams_turns_a_page_away_for_later(view
     text = b"".join(response.streaming_content).decode()
     assert text.startswith(f"retry: {alert_views.BUSY_RETRY_MILLISECONDS}")
     assert alert_views._streams_open == 0
+
+
+def test_the_stream_does_not_announce_an_alert_raised_before_the_page_was_shown(viewer_client, settings):
+    settings.ALERT_STREAM_SECONDS = 0.3
+    known = AlertFactory()
+    Alert.objects.filter(pk=known.pk).update(created_at=timezone.now() - timedelta(seconds=5))
+    response = viewer_client.get(f"/console/alerts/stream/?after={known.pk}")
+    assert _events(response) == []
