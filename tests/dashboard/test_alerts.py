@@ -186,3 +186,30 @@ def test_the_stream_does_not_announce_an_alert_raised_before_the_page_was_shown(
     Alert.objects.filter(pk=known.pk).update(created_at=timezone.now() - timedelta(seconds=5))
     response = viewer_client.get(f"/console/alerts/stream/?after={known.pk}")
     assert _events(response) == []
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_browser_that_leaves_gives_its_stream_thread_back_within_seconds(live_server, settings):
+    """A stream holds a web thread: one whose page was closed must not keep it for 25 s."""
+    import socket
+    from urllib.parse import urlsplit
+
+    from tests.factories import UserFactory
+    from tests.workers import wait_until
+
+    settings.ALERT_STREAM_SECONDS = 25
+    client = Client()
+    client.force_login(UserFactory(username="carla", role="Console viewers"))
+    address = urlsplit(live_server.url)
+    browser = socket.create_connection((address.hostname, address.port))
+    browser.sendall(
+        b"GET /console/alerts/stream/ HTTP/1.1\r\nHost: localhost\r\nAccept: text/event-stream\r\n"
+        + f"Cookie: sessionid={client.cookies['sessionid'].value}\r\n\r\n".encode()
+    )
+    head = b""
+    while b"\r\n\r\n" not in head:
+        head += browser.recv(4096)
+    assert b"text/event-stream" in head
+    assert wait_until(lambda: alert_views._streams_open == 1, timeout=5)
+    browser.close()
+    assert wait_until(lambda: alert_views._streams_open == 0, timeout=5)
