@@ -145,3 +145,11 @@ def test_two_runs_racing_escalate_each_alert_exactly_once(hook_settings):
     delivered = sorted(d["payload"]["alert"]["id"] for d in receiver.deliveries)
     assert delivered == sent
     assert AlertEscalation.objects.filter(status="sent").count() == 6
+
+
+def test_the_scheduler_runs_escalation_as_a_job_with_a_stable_id_and_says_what_a_pause_stops():
+    from scheduler.jobs import escalate_alerts, job_specs
+
+    [spec] = [spec for spec in job_specs() if spec.id == "escalate_alerts"]
+    assert spec.func is escalate_alerts
+    assert "not be escalated" in spec.when_paused
