@@ -159,23 +159,50 @@ def alert_history_queryset(filters: dict) -> QuerySet:
     return RECORDS["alerts"].filtered(filters).select_related("origin", "escalation")
 
 
+def alert_line(*, alert_id: int, now: datetime) -> AlertLine | None:
+    alert = _alert_queryset().filter(pk=alert_id).first()
+    return _lines([alert], now=now)[0] if alert else None
+
+
+@dataclass(frozen=True)
+class AlertHistoryLine:
+    at: datetime
+    who: str
+    what: str
+    note: str
+    target: str = ""
+    http_status: int | None = None
+
+
 @dataclass(frozen=True)
 class AlertDetail:
     line: AlertLine
-    actions: list[AlertAction]
-    attempts: list[AlertEscalationAttempt]
+    history: list[AlertHistoryLine]
 
 
 def alert_detail(*, alert_id: int, now: datetime) -> AlertDetail | None:
-    alert = _alert_queryset().filter(pk=alert_id).first()
-    if alert is None:
+    """One alert with its history: raised, each escalation attempt, each carer's action, in order."""
+    line = alert_line(alert_id=alert_id, now=now)
+    if line is None:
         return None
-    [line] = _lines([alert], now=now)
-    return AlertDetail(
-        line=line,
-        actions=list(AlertAction.objects.filter(alert_id=alert_id)),
-        attempts=list(AlertEscalationAttempt.objects.filter(escalation_id=alert_id)),
-    )
+    alert = line.alert
+    history = [AlertHistoryLine(alert.created_at, "system", "raised", alert.message)]
+    history += [
+        AlertHistoryLine(
+            attempt.at,
+            "scheduler",
+            "escalated" if attempt.succeeded else "escalation failed",
+            attempt.error,
+            attempt.target,
+            attempt.http_status,
+        )
+        for attempt in AlertEscalationAttempt.objects.filter(escalation_id=alert_id)
+    ]
+    history += [
+        AlertHistoryLine(action.at, action.actor_name, action.get_action_display().lower(), action.note)
+        for action in AlertAction.objects.filter(alert_id=alert_id)
+    ]
+    return AlertDetail(line=line, history=sorted(history, key=lambda entry: entry.at))
 
 
 def alert_latest_id() -> int:

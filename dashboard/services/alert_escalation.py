@@ -29,7 +29,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from dashboard.models import AlertEscalation, AlertEscalationAttempt
-from dashboard.selectors.alerts import alert_detail, alert_escalate_after
+from dashboard.selectors.alerts import alert_escalate_after, alert_line
 from dashboard.services import audit_record
 from ingest.models import Alert, AlertStatus
 from ingest.services.webhooks import HEADER_ID, HEADER_SIGNATURE, HEADER_TIMESTAMP, webhook_sign
@@ -89,8 +89,7 @@ def _overdue_alerts_enrol(*, now: datetime) -> int:
 
 
 def escalation_payload(*, alert_id: int, now: datetime) -> dict:
-    detail = alert_detail(alert_id=alert_id, now=now)
-    line = detail.line
+    line = alert_line(alert_id=alert_id, now=now)
     alert = line.alert
     return {
         "type": "alert.escalated",

@@ -83,8 +83,7 @@ class AlertDetailView(StaffRequiredMixin, TemplateView):
             **super().get_context_data(**kwargs),
             "line": detail.line,
             "alert": detail.line.alert,
-            "actions": detail.actions,
-            "attempts": detail.attempts,
+            "history": detail.history,
             "escalate_minutes": int(alert_escalate_after().total_seconds() // 60),
             "escalation_configured": bool(settings.ALERT_ESCALATION_WEBHOOK_URL),
         }

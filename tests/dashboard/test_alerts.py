@@ -41,6 +41,9 @@ def test_an_alert_links_to_its_resident_device_and_event_and_shows_when_it_happe
     assert f"{event.occurred_at:%Y-%m-%d %H:%M:%S}" in content  # when it happened on the device
     assert f"{alert.created_at:%Y-%m-%d %H:%M:%S}" in content  # when it was raised
     assert "6 h 58 min after it happened" in content
+    for link in (f"/console/residents/{alert.resident_id}/", f"/console/devices/{alert.device_id}/"):
+        assert viewer_client.get(link).status_code == 200
+    assert "sos" in viewer_client.get(f"/console/events/{event.pk}/").content.decode()
 
 
 def test_an_alert_raised_before_links_were_recorded_finds_its_event(viewer_client):
