@@ -22,8 +22,12 @@ ACTIVITY_RESOLUTION_SECONDS = 60
 
 
 def is_background_refresh(request) -> bool:
-    """A page's script polling for fresh data (console.js sends this header), not a person."""
-    return request.headers.get("X-Requested-With") == "fetch"
+    """A page's script asking for fresh data, not a person: a live panel's fetch (console.js
+    sends this header), or a page's alert stream (EventSource cannot set headers, but it
+    always asks for text/event-stream)."""
+    return request.headers.get("X-Requested-With") == "fetch" or request.headers.get("Accept", "").startswith(
+        "text/event-stream"
+    )
 
 
 def _session_started(sender, request, user, **kwargs) -> None:

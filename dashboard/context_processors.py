@@ -6,6 +6,7 @@ from django.db import DatabaseError
 from django.utils.functional import SimpleLazyObject
 
 from dashboard.records import RECORDS
+from dashboard.selectors.alerts import alert_latest_id
 from dashboard.timezones import UTC_ZONE
 from ingest.probe_cache import RecentResults
 
@@ -19,6 +20,8 @@ def console(request):
         # The zone this page's times are written in, and read in by its filters.
         "viewer_zone": getattr(request, "viewer_zone", UTC_ZONE),
         "can_operate": bool(user and user.is_authenticated and user.has_perm("ingest.requeue_deadletter")),
+        # Called only where a page renders it (the live alert stream starts after it).
+        "latest_alert_id": alert_latest_id,
     }
 
 

@@ -1,4 +1,4 @@
-"""The console's own tables: bulk plans and jobs over dead letters, and the audit trail."""
+"""The console's own tables: bulk plans and jobs over dead letters, the audit trail, alert care and escalation."""
 
 from __future__ import annotations
 
@@ -160,3 +160,93 @@ class AuditEntry(models.Model):
 
     def __str__(self) -> str:
         return f"{self.actor_name} {self.action} {self.target}"
+
+
+class AlertAction(models.Model):
+    """An operator acknowledging or resolving an alert, with the note they gave.
+
+    The customer's ``alerts`` row keeps only its status and who acknowledged it; the note,
+    and who resolved it and when, live here.
+    """
+
+    class Action(models.TextChoices):
+        ACKNOWLEDGED = "acknowledged", "Acknowledged"
+        RESOLVED = "resolved", "Resolved"
+
+    alert = models.ForeignKey(
+        "ingest.Alert", on_delete=models.DO_NOTHING, db_constraint=False, related_name="console_actions"
+    )
+    action = models.CharField(max_length=16, choices=Action.choices)
+    actor = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    actor_name = models.CharField(max_length=150)
+    note = models.TextField(blank=True, default="")
+    at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ("at", "id")
+
+    def __str__(self) -> str:
+        return f"{self.actor_name} {self.action} alert {self.alert_id}"
+
+
+class AlertEscalation(models.Model):
+    """An open alert nobody acknowledged in time, handed to the on-call hook.
+
+    One row per alert (the primary key is the alert): however many scheduler runs find the
+    same overdue alert, it is escalated once. ``webhook-id`` is the same on every retry, so
+    the receiver can drop a repeat after a crash between its answer and our record.
+    """
+
+    class Status(models.TextChoices):
+        PENDING = "pending", "Pending"
+        RETRYING = "retrying", "Retrying"
+        SENT = "sent", "Sent"
+        # The alert was acknowledged or resolved before a delivery succeeded.
+        CANCELLED = "cancelled", "Cancelled"
+
+    alert = models.OneToOneField(
+        "ingest.Alert",
+        primary_key=True,
+        on_delete=models.DO_NOTHING,
+        db_constraint=False,
+        related_name="escalation",
+    )
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.PENDING)
+    created_at = models.DateTimeField(auto_now_add=True)
+    attempts = models.PositiveIntegerField(default=0)
+    next_attempt_at = models.DateTimeField()
+    sent_at = models.DateTimeField(null=True, blank=True)
+    # Where it went: the hook's scheme, host and path (never its query, which may hold a token).
+    target = models.CharField(max_length=255, blank=True, default="")
+    last_error = models.TextField(blank=True, default="")
+
+    class Meta:
+        indexes = [
+            models.Index(
+                fields=["next_attempt_at"],
+                name="escalation_due",
+                condition=models.Q(status__in=["pending", "retrying"]),
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"escalation of alert {self.alert_id} ({self.status})"
+
+
+class AlertEscalationAttempt(models.Model):
+    """One delivery attempt to the on-call hook and how it ended."""
+
+    escalation = models.ForeignKey(AlertEscalation, on_delete=models.CASCADE, related_name="attempt_log")
+    at = models.DateTimeField(auto_now_add=True)
+    target = models.CharField(max_length=255)
+    succeeded = models.BooleanField()
+    http_status = models.PositiveSmallIntegerField(null=True, blank=True)
+    error = models.TextField(blank=True, default="")
+
+    class Meta:
+        ordering = ("at", "id")
+
+    def __str__(self) -> str:
+        return f"{'sent' if self.succeeded else 'failed'} to {self.target} at {self.at}"

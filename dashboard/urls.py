@@ -2,6 +2,7 @@ from django.contrib.auth import views as auth_views
 from django.urls import path
 
 from dashboard.views import (
+    alerts,
     bulk,
     care,
     charts,
@@ -35,7 +36,6 @@ urlpatterns = [
     path("jobs/", bulk.BulkJobListView.as_view(), name="jobs"),
     path("jobs/<int:pk>/", bulk.BulkJobDetailView.as_view(), name="job-detail"),
     path("jobs/<int:pk>/cancel/", bulk.BulkJobCancelView.as_view(), name="job-cancel"),
-    path("alerts/<int:pk>/acknowledge/", records.AlertAcknowledgeView.as_view(), name="alert-acknowledge"),
     path("devices/<int:pk>/status/", care.DeviceStatusView.as_view(), name="device-status"),
     path("devices/<int:pk>/keys/issue/", care.DeviceKeyIssueView.as_view(), name="device-key-issue"),
     path("devices/<int:pk>/keys/revoke/", care.DeviceKeysRevokeView.as_view(), name="device-key-revoke"),
@@ -47,6 +47,13 @@ urlpatterns = [
     path(
         "charts/resident/<int:pk>/data/", charts.ResidentChartDataView.as_view(), name="chart-resident-data"
     ),
+    path("alerts/", alerts.AlertListView.as_view(), name="alerts"),
+    path("alerts/stream/", alerts.AlertStreamView.as_view(), name="alert-stream"),
+    path("alerts/<int:pk>/", alerts.AlertDetailView.as_view(), name="alert"),
+    path("alerts/<int:pk>/acknowledge/", alerts.AlertAcknowledgeView.as_view(), name="alert-acknowledge"),
+    path("alerts/<int:pk>/resolve/", alerts.AlertResolveView.as_view(), name="alert-resolve"),
+    path("records/alerts/", alerts.AlertRecordRedirectView.as_view()),
+    path("records/alerts/<int:pk>/", alerts.AlertRecordRedirectView.as_view()),
     path("records/<slug:slug>/", records.RecordListView.as_view(), name="records"),
     path("records/<slug:slug>/<int:pk>/", records.RecordDetailView.as_view(), name="record"),
     path("residents/<int:pk>/", care.ResidentView.as_view(), name="resident"),

@@ -10,6 +10,7 @@ from django.conf import settings
 from django.utils import timezone
 from django_apscheduler.util import close_old_connections
 
+from dashboard.services.alert_escalation import alert_escalations_run
 from scheduler.services.alert_rules import device_offline_alerts_raise, inactivity_alerts_raise
 from scheduler.services.collection import sources_collect_due
 from scheduler.services.housekeeping import housekeeping_prune
@@ -37,6 +38,15 @@ def raise_alerts() -> None:
     inactive = inactivity_alerts_raise(now=now, quiet_for=timedelta(hours=settings.ALERT_INACTIVITY_HOURS))
     if offline or inactive:
         logger.info("alerts opened: %d device_offline, %d inactivity", offline, inactive)
+
+
+@close_old_connections
+def escalate_alerts() -> None:
+    run = alert_escalations_run(now=timezone.now())
+    if run.enrolled or run.sent or run.failed:
+        logger.info(
+            "alert escalation: %d newly overdue, sent %s, failed %s", run.enrolled, run.sent, run.failed
+        )
 
 
 @close_old_connections
@@ -71,6 +81,13 @@ def job_specs() -> list[JobSpec]:
             settings.SCHEDULER_ALERT_RULES_EVERY_SECONDS,
             "Open device_offline and inactivity alerts",
             when_paused="no offline or inactivity alerts will be raised",
+        ),
+        JobSpec(
+            "escalate_alerts",
+            escalate_alerts,
+            settings.SCHEDULER_ESCALATION_EVERY_SECONDS,
+            "Escalate open alerts nobody acknowledged in time to the on-call hook",
+            when_paused="overdue alerts will not be escalated to the on-call hook",
         ),
         JobSpec(
             "housekeeping",

@@ -1,14 +1,20 @@
-"""Signing deliveries the way a partner does (Standard Webhooks), for tests that post webhooks."""
+"""Standard Webhooks in tests: signing deliveries as a partner does, and an on-call receiver verifying ours."""
 
 from __future__ import annotations
 
 import base64
 import hashlib
 import hmac
+import json
+import threading
 import time
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from rest_framework.test import APIClient
+from standardwebhooks.webhooks import Webhook
 
 # "whsec_" + base64 of 32 bytes, as the admin asks for.
 TEST_SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw8rX7ghW5p0E="
@@ -47,3 +53,43 @@ def webhook_post(body: bytes, headers: dict[str, str], *, source: str = "carelin
 
 def signed_webhook_post(body: bytes, *, source: str = "carelink", secret: str = TEST_SECRET, **extra):
     return webhook_post(body, signed_headers(body, secret=secret), source=source, **extra)
+
+
+class OnCallReceiver:
+    """An on-call system's webhook endpoint: answers with the given statuses, in turn."""
+
+    def __init__(self, statuses: list[int]) -> None:
+        self.statuses = list(statuses)
+        self.deliveries: list[dict] = []
+        receiver = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self):
+                body = self.rfile.read(int(self.headers["Content-Length"]))
+                headers = {name.lower(): value for name, value in self.headers.items()}
+                # Raises if the signature does not verify: the receiver then answers 401.
+                try:
+                    payload = Webhook(TEST_SECRET).verify(body, headers)
+                    verified = True
+                except Exception:
+                    payload, verified = json.loads(body), False
+                receiver.deliveries.append({"headers": headers, "payload": payload, "verified": verified})
+                status = (receiver.statuses.pop(0) if receiver.statuses else 200) if verified else 401
+                self.send_response(status)
+                self.end_headers()
+
+            def log_message(self, *args):
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hooks/on-call?token=s3cret"
+
+    @contextmanager
+    def running(self) -> Iterator[OnCallReceiver]:
+        thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        thread.start()
+        try:
+            yield self
+        finally:
+            self.server.shutdown()
+            self.server.server_close()

@@ -293,6 +293,23 @@ COLLECTION_ALLOWED_PRIVATE_NETWORKS = [
 ]
 ALERT_DEVICE_OFFLINE_MINUTES = env.int("ALERT_DEVICE_OFFLINE_MINUTES", default=30)
 ALERT_INACTIVITY_HOURS = env.int("ALERT_INACTIVITY_HOURS", default=12)
+# An open alert nobody acknowledged within this long is overdue: the console marks it and
+# the scheduler's escalate_alerts job hands it to the on-call hook (when one is configured).
+ALERT_ESCALATE_MINUTES = env.int("ALERT_ESCALATE_MINUTES", default=15)
+SCHEDULER_ESCALATION_EVERY_SECONDS = env.int("SCHEDULER_ESCALATION_EVERY_SECONDS", default=30)
+# The on-call system's webhook; empty: overdue alerts are marked, not escalated. Deliveries
+# are signed like the webhooks we receive (Standard Webhooks, a whsec_ secret).
+ALERT_ESCALATION_WEBHOOK_URL = env.str("ALERT_ESCALATION_WEBHOOK_URL", default="")
+ALERT_ESCALATION_WEBHOOK_SECRET = env.str("ALERT_ESCALATION_WEBHOOK_SECRET", default="")
+ALERT_ESCALATION_TIMEOUT_SECONDS = env.float("ALERT_ESCALATION_TIMEOUT_SECONDS", default=5)
+# A failed delivery is tried again on a later run after 30 s, doubling up to this bound.
+ALERT_ESCALATION_RETRY_MAX_SECONDS = env.int("ALERT_ESCALATION_RETRY_MAX_SECONDS", default=900)
+# The console's live alert stream (server-sent events): each open console holds one web
+# thread while its stream lasts, so a stream ends after this long (the browser reconnects
+# where it left off) and a process serves at most this many at once.
+ALERT_STREAM_SECONDS = env.float("ALERT_STREAM_SECONDS", default=25)
+ALERT_STREAM_POLL_SECONDS = env.float("ALERT_STREAM_POLL_SECONDS", default=0.25)
+ALERT_STREAMS_PER_PROCESS = env.int("ALERT_STREAMS_PER_PROCESS", default=4)
 RETENTION_JOB_EXECUTIONS_DAYS = env.int("RETENTION_JOB_EXECUTIONS_DAYS", default=7)
 RETENTION_LEDGER_DAYS = env.int("RETENTION_LEDGER_DAYS", default=30)
 RETENTION_DISCARDED_DEAD_LETTERS_DAYS = env.int("RETENTION_DISCARDED_DEAD_LETTERS_DAYS", default=30)

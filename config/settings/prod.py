@@ -16,6 +16,11 @@ DATABASES["default"] = env.db("DATABASE_URL")  # noqa: F405 - required, no defau
 DATABASES["default"]["CONN_MAX_AGE"] = env.int("DATABASE_CONN_MAX_AGE", default=60)  # noqa: F405
 DATABASES["default"]["CONN_HEALTH_CHECKS"] = True  # noqa: F405
 RABBITMQ_PASSWORD = env.str("RABBITMQ_PASSWORD")
+if ALERT_ESCALATION_WEBHOOK_URL:  # noqa: F405
+    # An escalation hook with no secret would send unsigned calls: no default, no dev value.
+    require("ALERT_ESCALATION_WEBHOOK_SECRET")
+    if not ALERT_ESCALATION_WEBHOOK_URL.startswith("https://"):  # noqa: F405
+        raise ImproperlyConfigured("ALERT_ESCALATION_WEBHOOK_URL must be an https:// URL in production")
 ALLOWED_HOSTS = env.list("DJANGO_ALLOWED_HOSTS")
 
 SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")

@@ -1,4 +1,4 @@
-"""Console actions: the audit trail, alerts and devices (bulk jobs: ``dashboard.services.bulk_jobs``)."""
+"""Console actions: the audit trail and devices (bulk jobs: ``bulk_jobs``; alerts: ``alerts``)."""
 
 from __future__ import annotations
 
@@ -9,11 +9,10 @@ import socket
 
 from django.contrib.auth.models import AbstractBaseUser
 from django.db import transaction
-from django.utils import timezone
 
 from core.errors import ApplicationError
 from dashboard.models import AuditEntry, BulkJob
-from ingest.models import Alert, AlertStatus, Device, DeviceStatus
+from ingest.models import Device, DeviceStatus
 from ingest.services.devices import device_key_issue, device_keys_revoke
 
 logger = logging.getLogger(__name__)
@@ -48,21 +47,6 @@ def command_line_actor_name() -> str:
     if (sudo_user := os.environ.get("SUDO_USER")) and sudo_user != user:
         user = f"{sudo_user} as {user}"
     return f"{user} (command line on {socket.gethostname()})"[:150]
-
-
-@transaction.atomic
-def alert_acknowledge(*, alert_id: int, actor: AbstractBaseUser) -> Alert:
-    """Mark an open alert acknowledged, recording who and when."""
-    updated = Alert.objects.filter(pk=alert_id, status=AlertStatus.OPEN).update(
-        status=AlertStatus.ACKNOWLEDGED, acknowledged_at=timezone.now(), acknowledged_by=actor.get_username()
-    )
-    if not updated:
-        raise ApplicationError(f"alert {alert_id} is not open", code="conflict")
-    alert = Alert.objects.get(pk=alert_id)
-    audit_record(
-        actor=actor, action="acknowledged alert", target=f"alert {alert.pk}", detail=alert.message[:500]
-    )
-    return alert
 
 
 @transaction.atomic

@@ -1,5 +1,5 @@
 """Browsing the customer's tables. Records with a page of their own (residents, devices,
-events) link there; a device or resident shown in any list links to its page."""
+events, alerts) link there; a device or resident shown in any list links to its page."""
 
 from __future__ import annotations
 
@@ -12,9 +12,8 @@ from django.views.generic import TemplateView
 
 from dashboard.paging import Page, estimated_row_count, keyset_page
 from dashboard.records import RECORDS
-from dashboard.services import alert_acknowledge
-from dashboard.views.access import ConsoleActionView, StaffRequiredMixin
-from ingest.models import Alert, AlertStatus, Device, Resident
+from dashboard.views.access import StaffRequiredMixin
+from ingest.models import Device, Resident
 
 
 def _spec(slug: str):
@@ -72,12 +71,6 @@ class RecordListView(StaffRequiredMixin, TemplateView):
             "filter_query": urlencode(form.query()),
             "estimated_total": estimated_row_count(spec.queryset().model),
         }
-        if slug == "alerts":
-            context["open_alerts"] = (
-                Alert.objects.select_related("device", "resident")
-                .filter(status=AlertStatus.OPEN)
-                .order_by("-created_at")[:200]
-            )
         return context
 
 
@@ -102,11 +95,3 @@ class RecordDetailView(StaffRequiredMixin, TemplateView):
             "fields": fields,
         }
         return context
-
-
-class AlertAcknowledgeView(ConsoleActionView):
-    permission = "ingest.acknowledge_alert"
-
-    def act(self, request, pk):
-        alert = alert_acknowledge(alert_id=pk, actor=request.user)
-        return f"Alert {alert.pk} acknowledged."

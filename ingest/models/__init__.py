@@ -5,6 +5,7 @@
 """
 
 from .app import (
+    AlertOrigin,
     DeadLetter,
     DeadLetterAction,
     DeadLetterRecorder,
@@ -26,6 +27,7 @@ from .customer import (
 )
 
 __all__ = [
+    "AlertOrigin",
     "DeadLetter",
     "DeadLetterAction",
     "DeadLetterRecorder",

@@ -240,3 +240,28 @@ class WebhookSource(models.Model):
 
     def __str__(self) -> str:
         return self.name
+
+
+class AlertOrigin(models.Model):
+    """The device event that raised an alert, recorded in the statement that stores both.
+
+    The customer's ``alerts`` table has no column for it. Neither link is a foreign-key
+    constraint: the customer's tables stay free to delete their rows.
+    """
+
+    alert = models.OneToOneField(
+        "ingest.Alert",
+        primary_key=True,
+        on_delete=models.DO_NOTHING,
+        db_constraint=False,
+        related_name="origin",
+    )
+    event = models.ForeignKey(
+        "ingest.DeviceEvent", on_delete=models.DO_NOTHING, db_constraint=False, related_name="+"
+    )
+
+    class Meta:
+        verbose_name = "alert origin"
+
+    def __str__(self) -> str:
+        return f"alert {self.alert_id} raised by event {self.event_id}"

@@ -214,16 +214,25 @@ def _events_insert(batches: list[DeviceBatch]) -> int:
                 INSERT INTO device_events (device_id, event_type, severity, occurred_at, detail)
                 SELECT * FROM unnest(%s::bigint[], %s::varchar[], %s::smallint[],
                                      %s::timestamptz[], %s::jsonb[])
-                RETURNING device_id, event_type, severity, occurred_at
+                RETURNING id, device_id, event_type, severity, occurred_at
             ), critical AS (
-                -- A critical event (SOS, fall) needs a carer: alert the device's resident.
-                INSERT INTO alerts (resident_id, device_id, alert_type, message)
-                SELECT d.resident_id, i.device_id, i.event_type,
-                       'Critical event ' || i.event_type || ' from device ' || d.serial_no
-                       || ' at ' || to_char(i.occurred_at AT TIME ZONE 'UTC',
-                                            'YYYY-MM-DD HH24:MI:SS') || ' UTC'
-                FROM inserted i JOIN devices d ON d.id = i.device_id
+                -- The alert's id is drawn here, before its row exists, so that the same
+                -- statement can record which event raised it (alerts has no column for that).
+                SELECT nextval(pg_get_serial_sequence('alerts', 'id')) AS alert_id, i.*
+                FROM inserted i
                 WHERE i.severity >= %s
+            ), raised AS (
+                -- A critical event (SOS, fall) needs a carer: alert the device's resident.
+                INSERT INTO alerts (id, resident_id, device_id, alert_type, message)
+                SELECT c.alert_id, d.resident_id, c.device_id, c.event_type,
+                       'Critical event ' || c.event_type || ' from device ' || d.serial_no
+                       || ' at ' || to_char(c.occurred_at AT TIME ZONE 'UTC',
+                                            'YYYY-MM-DD HH24:MI:SS') || ' UTC'
+                FROM critical c JOIN devices d ON d.id = c.device_id
+                RETURNING id
+            ), linked AS (
+                INSERT INTO ingest_alertorigin (alert_id, event_id)
+                SELECT c.alert_id, c.id FROM critical c JOIN raised r ON r.id = c.alert_id
             )
             SELECT count(*) FROM inserted
             """,

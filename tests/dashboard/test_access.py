@@ -22,7 +22,7 @@ PAGES = [
     "/console/records/readings/",
     "/console/records/events/",
     "/console/records/webhook-events/",
-    "/console/records/alerts/",
+    "/console/alerts/",
 ]
 
 
@@ -58,6 +58,7 @@ def _actions():
             {"action": "discard", "scope": "selected", "ids": [dead.pk], "reason": "x"},
         ),
         (f"/console/alerts/{alert.pk}/acknowledge/", {}),
+        (f"/console/alerts/{alert.pk}/resolve/", {"note": "x"}),
         (f"/console/devices/{device.pk}/status/", {"status": "retired"}),
         (f"/console/devices/{device.pk}/keys/issue/", {}),
         (f"/console/devices/{device.pk}/keys/revoke/", {}),

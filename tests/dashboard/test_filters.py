@@ -92,7 +92,9 @@ def test_a_bad_filter_on_a_record_list_is_a_form_error_and_lists_nothing(
     device = DeviceFactory(serial_no="VIT-1")
     SensorReadingFactory(device=device)
     AlertFactory()
-    response = viewer_client.get(f"/console/records/{slug}/?" + urlencode({name: value}))
+    # alerts have their own list, with the same filters
+    list_url = "/console/alerts/" if slug == "alerts" else f"/console/records/{slug}/"
+    response = viewer_client.get(list_url + "?" + urlencode({name: value}))
     _refused(response, name, reason)
     assert response.context["page"].rows == []
 

@@ -57,9 +57,14 @@ def test_detail_pages_show_every_column(viewer_client):
 def test_open_alerts_come_first_and_can_be_acknowledged(operator_client):
     acknowledged = AlertFactory(status=AlertStatus.ACKNOWLEDGED)
     open_alert = AlertFactory()
-    page = operator_client.get("/console/records/alerts/")
-    assert list(page.context["open_alerts"]) == [open_alert]
+    page = operator_client.get("/console/alerts/")
+    assert [line.alert for line in page.context["open_lines"]] == [open_alert]
     assert acknowledged in page.context["page"].rows
+    # the generic records address of alerts leads to their own pages
+    assert operator_client.get("/console/records/alerts/")["Location"] == "/console/alerts/"
+    assert operator_client.get(f"/console/records/alerts/{open_alert.pk}/")["Location"] == (
+        f"/console/alerts/{open_alert.pk}/"
+    )
 
     operator_client.post(f"/console/alerts/{open_alert.pk}/acknowledge/")
 

@@ -152,6 +152,43 @@ def test_production_settings_have_no_default_for_secrets(missing):
     assert f"Set {missing} in the environment" in result.stderr
 
 
+@pytest.mark.parametrize(
+    ("hook", "refusal"),
+    [
+        (
+            {"ALERT_ESCALATION_WEBHOOK_URL": "https://oncall.example.org/hook"},
+            "Set ALERT_ESCALATION_WEBHOOK_SECRET",
+        ),
+        (
+            {
+                "ALERT_ESCALATION_WEBHOOK_URL": "http://oncall.example.org/hook",
+                "ALERT_ESCALATION_WEBHOOK_SECRET": "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw8rX7ghW5p0E=",
+            },
+            "must be an https:// URL",
+        ),
+    ],
+)
+def test_production_refuses_an_escalation_hook_without_a_secret_or_over_plain_http(hook, refusal):
+    env = {key: value for key, value in os.environ.items() if not key.startswith("ALERT_ESCALATION")}
+    env.pop("DJANGO_ENV_FILE", None)
+    env.update(
+        {
+            "DJANGO_SETTINGS_MODULE": "config.settings.prod",
+            "DJANGO_SECRET_KEY": "k" * 50,
+            "DATABASE_URL": "postgres://x@db/x",
+            "RABBITMQ_PASSWORD": "pw",
+            "DJANGO_ALLOWED_HOSTS": "care.example.org",
+            "CACHE_URL": "redis://cache.internal:6379/0",
+            **hook,
+        }
+    )
+    result = subprocess.run(
+        [sys.executable, "manage.py", "check"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode != 0
+    assert refusal in result.stderr
+
+
 def _checkout_with_env_file(tmp_path: Path, env_file_text: str) -> Path:
     """A copy of the tracked files with a developer's .env beside them, as deploy/setup.sh
     leaves it (the project folder's own .env, if any, is never touched)."""

@@ -71,6 +71,27 @@ def test_a_critical_event_raises_an_alert_for_the_resident(ingest_queue):
         AlertStatus.OPEN,
     )
     assert "fall_detected" in alert.message
+    # The same statement records which event raised it (the customer's table cannot).
+    assert alert.origin.event == DeviceEvent.objects.get(device=device, event_type="fall_detected")
+
+
+def test_each_of_several_critical_events_in_one_batch_is_linked_to_its_own_alert(ingest_queue):
+    device = DeviceFactory()
+    now = timezone.now()
+    events = [
+        {"event_type": "sos", "severity": 3, "occurred_at": now - timedelta(minutes=minutes), "detail": {}}
+        for minutes in (1, 2, 3)
+    ]
+    device_batch_accept(device=device, readings=[], events=events)
+
+    _drain(ingest_queue)
+
+    alerts = Alert.objects.select_related("origin__event").order_by("id")
+    assert len(alerts) == 3
+    assert len({alert.origin.event_id for alert in alerts}) == 3
+    for alert in alerts:
+        # each alert's message names the time of the event it is linked to
+        assert f"{alert.origin.event.occurred_at:%H:%M:%S} UTC" in alert.message
 
 
 def _motion(number: int = 0) -> dict:
