@@ -170,7 +170,7 @@ def test_recency_reads_as_an_age_that_keeps_itself_current(live_server, new_york
     expect(age).to_have_text("3 min ago")
     expect(age).to_have_attribute("title", re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d E[SD]T$"))
 
-    page.goto(f"{live_server.url}/console/records/alerts/")
+    page.goto(f"{live_server.url}/console/alerts/")
     expect(page.locator("#open-alerts time[data-console-age]")).to_have_text("3 min ago")
     # console.js rewrites ages as time passes, in the server's words.
     page.evaluate(
@@ -216,7 +216,7 @@ def test_a_refresh_keeps_focus_and_says_how_fresh_the_panel_is(live_server, new_
     AlertFactory(message="one open alert")
     log_in(page, live_server.url, "olivia")
 
-    link = page.locator("#overview-panel a[href='/console/records/alerts/']")
+    link = page.locator("#overview-panel a[href='/console/alerts/']")
     link.focus()
     page.evaluate("() => { window.focusedBefore = document.activeElement; }")
     _wait_for_refresh(page)
@@ -345,8 +345,8 @@ def test_on_a_phone_the_menu_folds_and_no_page_scrolls_sideways(live_server, pho
         "/console/jobs/",
         "/console/scheduler/",
         "/console/audit/",
-        "/console/records/alerts/",
-        f"/console/records/alerts/{alert.pk}/",
+        "/console/alerts/",
+        f"/console/alerts/{alert.pk}/",
         "/console/records/devices/",
         f"/console/records/devices/{device.pk}/",
         "/console/records/readings/",

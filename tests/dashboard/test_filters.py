@@ -190,8 +190,8 @@ def test_a_device_named_by_serial_means_the_same_rows_in_records_failed_messages
         assert sorted(letter.pk for letter in failed.context["page"].rows) == sorted(
             letter.pk for letter in letters
         )
-        for slug in ("readings", "events", "alerts"):
-            listed = viewer_client.get(f"/console/records/{slug}/?" + urlencode({"device": named}))
+        for path in ("/console/records/readings/", "/console/records/events/", "/console/alerts/"):
+            listed = viewer_client.get(path + "?" + urlencode({"device": named}))
             assert listed.status_code == 200
         readings = viewer_client.get("/console/records/readings/?" + urlencode({"device": named}))
         assert readings.context["page"].rows == [reading]

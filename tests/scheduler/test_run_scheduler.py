@@ -244,14 +244,15 @@ def test_run_now_pause_and_resume_from_the_console(partner, ingest_queue, client
         page = client.get("/console/scheduler/").content.decode()
         assert 'value="resume"' in page
         overview = client.get("/console/").content.decode()
-        assert "collect_sources paused: no partner source will be collected" in overview
+        assert "Scheduler job collect_sources is paused" in overview
+        assert "While it is paused no partner source will be collected." in overview
 
         client.post("/console/scheduler/jobs/collect_sources/", {"action": "resume"})
         assert wait_until(
             lambda: DjangoJob.objects.get(id="collect_sources").next_run_time is not None, timeout=20
         )
         overview = client.get("/console/").content.decode()
-        assert "running" in overview and "collect_sources paused" not in overview
+        assert "running" in overview and "collect_sources is paused" not in overview
     finally:
         returncode, output = stop_worker_process(scheduler)
     assert returncode == 0, output
