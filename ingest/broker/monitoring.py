@@ -35,24 +35,47 @@ class QueueDepth:
     consumers: int | None
 
 
-def _management_queue_stats(names: list[str]) -> dict[str, dict] | None:
-    """Per-queue stats from the RabbitMQ management API, when it is configured."""
+# Rates are sampled by the management API only; they come with the same read as the depths.
+MANAGEMENT_RATE_COLUMNS = {
+    "publish": "message_stats.publish_details.rate",
+    "deliver": "message_stats.deliver_get_details.rate",
+    "ack": "message_stats.ack_details.rate",
+}
+_MANAGEMENT_COLUMNS = ",".join(
+    ["name", "messages_ready", "messages_unacknowledged", "consumers", *MANAGEMENT_RATE_COLUMNS.values()]
+)
+
+
+def _management_queue_stats_read(names: tuple[str, ...]) -> dict[str, dict] | None:
     base = settings.RABBITMQ_MANAGEMENT_URL
     if not base:
         return None
     vhost = urllib.parse.quote(settings.RABBITMQ_VHOST, safe="")
-    request = urllib.request.Request(
-        f"{base.rstrip('/')}/api/queues/{vhost}?columns=name,messages_ready,messages_unacknowledged,consumers"
-    )
+    request = urllib.request.Request(f"{base.rstrip('/')}/api/queues/{vhost}?columns={_MANAGEMENT_COLUMNS}")
     credentials = f"{settings.RABBITMQ_USER}:{settings.RABBITMQ_PASSWORD}".encode()
     request.add_header("Authorization", "Basic " + base64.b64encode(credentials).decode())
     try:
         with urllib.request.urlopen(request, timeout=2) as response:
             queues = json.loads(response.read())
     except (urllib.error.URLError, OSError, ValueError) as error:
-        logger.info("management API unavailable (%s); using AMQP queue counts", error)
+        logger.info("management API unavailable (%s): unacked counts and rates unknown", error)
         return None
-    return {queue["name"]: queue for queue in queues if queue["name"] in names}
+    if not isinstance(queues, list):
+        return None
+    return {
+        queue["name"]: queue for queue in queues if isinstance(queue, dict) and queue.get("name") in names
+    }
+
+
+_MANAGEMENT_READS = RecentResults[dict[str, dict] | None](seconds_setting="BROKER_READ_CACHE_SECONDS")
+
+
+def management_queue_stats(names: list[str]) -> dict[str, dict] | None:
+    """Per-queue stats (unacked, consumers, rates) from the RabbitMQ management API, when it
+    is configured and answers; None otherwise. One HTTP read per BROKER_READ_CACHE_SECONDS
+    serves the depths and the rates alike."""
+    key = (tuple(sorted(set(names))), settings.RABBITMQ_MANAGEMENT_URL)
+    return _MANAGEMENT_READS.get(key, lambda: _management_queue_stats_read(tuple(names)))
 
 
 _BROKER_READS = RecentResults[list[QueueDepth] | None](seconds_setting="BROKER_READ_CACHE_SECONDS")
@@ -114,7 +137,7 @@ def _queue_depths_probe(topology: Topology) -> list[QueueDepth] | None:
     except (pika.exceptions.AMQPError, OSError):
         # Unreachable, or lost while counting: unknown as a whole, never partly counted.
         return None
-    management = _management_queue_stats([name for name, _ in roles]) or {}
+    management = management_queue_stats([name for name, _ in roles]) or {}
     return [
         QueueDepth(
             name,

@@ -3,31 +3,16 @@
 Only the management API samples rates (AMQP gives depths, never rates), so without it
 every rate is unknown: ``queue_rates`` then returns None, never zeros. A queue the API
 lists without ``message_stats`` has had no traffic in the sampled window: its rates are
-0.0. Read at most once per ``BROKER_READ_CACHE_SECONDS`` per process, like the depths.
+0.0. They come with the depths' own management read (``management_queue_stats``), at most
+once per ``BROKER_READ_CACHE_SECONDS`` per process.
 """
 
 from __future__ import annotations
 
-import base64
-import json
-import logging
-import urllib.error
-import urllib.parse
-import urllib.request
 from dataclasses import dataclass
 
-from django.conf import settings
-
+from ingest.broker.monitoring import MANAGEMENT_RATE_COLUMNS, management_queue_stats
 from ingest.broker.topology import Topology
-from ingest.probe_cache import RecentResults
-
-logger = logging.getLogger(__name__)
-
-RATE_COLUMNS = {
-    "publish": "message_stats.publish_details.rate",
-    "deliver": "message_stats.deliver_get_details.rate",
-    "ack": "message_stats.ack_details.rate",
-}
 
 
 @dataclass(frozen=True)
@@ -47,30 +32,13 @@ def _rate(queue: dict, column: str) -> float:
 
 
 def _management_queue_rates(names: list[str]) -> dict[str, QueueRates] | None:
-    base = settings.RABBITMQ_MANAGEMENT_URL
-    if not base:
-        return None
-    vhost = urllib.parse.quote(settings.RABBITMQ_VHOST, safe="")
-    columns = ",".join(["name", *RATE_COLUMNS.values()])
-    request = urllib.request.Request(f"{base.rstrip('/')}/api/queues/{vhost}?columns={columns}")
-    credentials = f"{settings.RABBITMQ_USER}:{settings.RABBITMQ_PASSWORD}".encode()
-    request.add_header("Authorization", "Basic " + base64.b64encode(credentials).decode())
-    try:
-        with urllib.request.urlopen(request, timeout=2) as response:
-            queues = json.loads(response.read())
-    except (urllib.error.URLError, OSError, ValueError) as error:
-        logger.info("management API unavailable (%s): queue rates unknown", error)
-        return None
-    if not isinstance(queues, list):
+    stats = management_queue_stats(names)
+    if stats is None:
         return None
     return {
-        queue["name"]: QueueRates(*(_rate(queue, column) for column in RATE_COLUMNS.values()))
-        for queue in queues
-        if isinstance(queue, dict) and queue.get("name") in names
+        name: QueueRates(*(_rate(queue, column) for column in MANAGEMENT_RATE_COLUMNS.values()))
+        for name, queue in stats.items()
     }
-
-
-_QUEUE_RATES = RecentResults[dict[str, QueueRates] | None](seconds_setting="BROKER_READ_CACHE_SECONDS")
 
 
 def queue_rates(topology: Topology | None = None) -> dict[str, QueueRates] | None:
@@ -80,7 +48,4 @@ def queue_rates(topology: Topology | None = None) -> dict[str, QueueRates] | Non
     rates are unknown, not zero.
     """
     topology = topology or Topology.from_settings()
-    return _QUEUE_RATES.get(
-        (topology, settings.RABBITMQ_MANAGEMENT_URL),
-        lambda: _management_queue_rates(topology.queue_names),
-    )
+    return _management_queue_rates(topology.queue_names)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import time
+import urllib.request
 
 import pika
 import pytest
@@ -30,9 +31,27 @@ def broker_connections(monkeypatch):
     monkeypatch.setattr(pika, "BlockingConnection", counting)
     _DATABASE_CHECK.clear()
     monitoring._BROKER_READS.clear()
+    monitoring._MANAGEMENT_READS.clear()
     yield opened
     _DATABASE_CHECK.clear()
     monitoring._BROKER_READS.clear()
+    monitoring._MANAGEMENT_READS.clear()
+
+
+@pytest.fixture
+def management_reads(monkeypatch):
+    """The RabbitMQ management API's queue listings this process really requested."""
+    requested: list[str] = []
+    real = urllib.request.urlopen
+
+    def counting(request, *args, **kwargs):
+        url = request.full_url if isinstance(request, urllib.request.Request) else str(request)
+        if "/api/queues/" in url:
+            requested.append(url)
+        return real(request, *args, **kwargs)
+
+    monkeypatch.setattr(urllib.request, "urlopen", counting)
+    return requested
 
 
 @pytest.fixture
@@ -80,7 +99,7 @@ def test_a_broker_outage_shows_once_the_cached_answer_is_old(settings, broker_co
 
 
 def test_readyz_metrics_and_the_overview_share_one_broker_read_within_its_age(
-    settings, ingest_queue, operator_client, broker_reads, broker_connections
+    settings, ingest_queue, operator_client, broker_reads, broker_connections, management_reads
 ):
     settings.BROKER_READ_CACHE_SECONDS = 5
     prober, scraper = APIClient(), Client()
@@ -93,6 +112,8 @@ def test_readyz_metrics_and_the_overview_share_one_broker_read_within_its_age(
     assert operator_client.get("/console/").status_code == 200
 
     assert len(broker_reads) == 1
+    # Depths and the overview's per-queue rates come from one management API listing.
+    assert len(management_reads) == 1, management_reads
     assert broker_connections == [name for name in broker_connections if "monitoring" in name]
     assert len(broker_connections) == 1
     text = metrics.content.decode()
