@@ -209,7 +209,7 @@ def main() -> None:
 
     from ingest.broker.connection import open_connection
     from ingest.broker.topology import Topology, topology_declare
-    from ingest.models import DeadLetter, Device, DeviceEvent
+    from ingest.models import Alert, DeadLetter, Device, DeviceEvent
 
     fill(args.readings, args.dead_letters)
     user, _ = get_user_model().objects.get_or_create(
@@ -221,6 +221,7 @@ def main() -> None:
     quiet, _ = Device.objects.get_or_create(serial_no="CONSOLE-QUIET", defaults={"device_type": "door"})
     dead = DeadLetter.objects.order_by("-pk").first()
     event_id = DeviceEvent.objects.filter(device=device).values_list("pk", flat=True).first()
+    alert_id = Alert.objects.order_by("-pk").values_list("pk", flat=True).first()
     deep = DeadLetter.objects.order_by("pk")[1000].pk
     pages = {
         "overview": "/console/",
@@ -241,7 +242,8 @@ def main() -> None:
         + "&until="
         + time.strftime("%Y-%m-%dT%H:%M", time.gmtime(time.time() - 7 * 86400 + 3600)),
         "device events by resident": f"/console/records/events/?resident={device.resident_id}",
-        "alerts (open first)": "/console/records/alerts/",
+        "alerts (open first)": "/console/alerts/",
+        "alert page": f"/console/alerts/{alert_id}/",
         "devices": "/console/records/devices/",
         "device events (by occurrence)": "/console/records/events/",
         "resident page": f"/console/residents/{device.resident_id}/",
@@ -253,6 +255,9 @@ def main() -> None:
         "chart page, resident": f"/console/charts/resident/{device.resident_id}/",
         "chart data, resident, 7 d": f"/console/charts/resident/{device.resident_id}/data/?window=7d",
         "chart data, device with none": f"/console/charts/device/{quiet.pk}/data/",
+        "retry tiers": "/console/retries/",
+        "audit": "/console/audit/",
+        "bulk jobs": "/console/jobs/",
     }
     if not args.requeue_only:
         time_pages(client, pages, args.repeat)
