@@ -60,18 +60,20 @@ urlpatterns = [
     path("devices/<int:pk>/", care.DeviceView.as_view(), name="device"),
     path("events/<int:pk>/", care.EventView.as_view(), name="event"),
     path(
-        "devices/<int:pk>/keys/issued/<str:token>/",
+        "devices/<int:pk>/keys/issued/<slug:token>/",
         care.DeviceKeyHandoverView.as_view(),
         name="device-key-handover",
     ),
     path(
-        "devices/<int:pk>/keys/<str:prefix>/revoke/",
+        "devices/<int:pk>/keys/<slug:prefix>/revoke/",
         care.DeviceKeyRevokeOneView.as_view(),
         name="device-key-revoke-one",
     ),
-    path("failed/bulk/plans/<str:token>/", bulk.BulkPlanView.as_view(), name="bulk-plan"),
+    path("failed/bulk/plans/<slug:token>/", bulk.BulkPlanView.as_view(), name="bulk-plan"),
     path(
-        "failed/bulk/plans/<str:token>/confirm/", bulk.BulkPlanConfirmView.as_view(), name="bulk-plan-confirm"
+        "failed/bulk/plans/<slug:token>/confirm/",
+        bulk.BulkPlanConfirmView.as_view(),
+        name="bulk-plan-confirm",
     ),
     path("jobs/<int:pk>/resume/", bulk.BulkJobResumeView.as_view(), name="job-resume"),
 ]

@@ -58,9 +58,10 @@ def signed_webhook_post(body: bytes, *, source: str = "carelink", secret: str = 
 class OnCallReceiver:
     """An on-call system's webhook endpoint: answers with the given statuses, in turn."""
 
-    def __init__(self, statuses: list[int]) -> None:
+    def __init__(self, statuses: list[int | str]) -> None:
         self.statuses = list(statuses)
         self.deliveries: list[dict] = []
+        self.redirected_gets: list[str] = []
         receiver = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -75,7 +76,21 @@ class OnCallReceiver:
                     payload, verified = json.loads(body), False
                 receiver.deliveries.append({"headers": headers, "payload": payload, "verified": verified})
                 status = (receiver.statuses.pop(0) if receiver.statuses else 200) if verified else 401
+                if status == "garbage":  # not HTTP at all: a broken proxy in front of the hook
+                    self.wfile.write(b"NONSENSE\r\n\r\n")
+                    self.close_connection = True
+                    return
                 self.send_response(status)
+                if 300 <= status < 400:
+                    self.send_header("Location", "/hooks/moved")
+                    self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def do_GET(self):  # noqa: N802 - http.server's naming
+                # Where a followed redirect would land: a bodiless GET that "succeeds".
+                receiver.redirected_gets.append(self.path)
+                self.send_response(200)
+                self.send_header("Content-Length", "0")
                 self.end_headers()
 
             def log_message(self, *args):

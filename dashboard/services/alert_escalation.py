@@ -14,6 +14,7 @@ the receiver can drop the repeat that a crash between its answer and our commit 
 
 from __future__ import annotations
 
+import http.client
 import json
 import logging
 import time
@@ -116,33 +117,46 @@ class DeliveryOutcome:
     error: str = ""
 
 
+class _RefuseRedirects(urllib.request.HTTPRedirectHandler):
+    """A 3xx is the hook's answer, not a new address: followed, urllib would turn the signed
+    POST into a bodiless GET elsewhere, and its 200 would read as a delivery."""
+
+    def redirect_request(self, req, fp, code, msg, headers, newurl):
+        return None  # urllib then raises HTTPError(code): a failed attempt, retried later
+
+
+_NO_REDIRECTS = urllib.request.build_opener(_RefuseRedirects)
+
+
 def escalation_deliver(*, url: str, secret: str, delivery_id: str, payload: dict) -> DeliveryOutcome:
     """POST the signed payload once; any 2xx is success."""
     body = json.dumps(payload, separators=(",", ":")).encode()
     timestamp = int(time.time())
-    request = urllib.request.Request(
-        url,
-        data=body,
-        method="POST",
-        headers={
-            "Content-Type": "application/json",
-            "User-Agent": "iot_care-escalation/1",
-            HEADER_ID: delivery_id,
-            HEADER_TIMESTAMP: str(timestamp),
-            HEADER_SIGNATURE: webhook_sign(
-                secret=secret, delivery_id=delivery_id, timestamp=timestamp, body=body
-            ),
-        },
-    )
     try:
-        with urllib.request.urlopen(request, timeout=settings.ALERT_ESCALATION_TIMEOUT_SECONDS) as response:
+        # Signing inside: a secret that is not whsec_<base64> (InvalidWebhookSecret, a
+        # ValueError) is a recorded failed attempt the alert page shows, not a crashed job.
+        request = urllib.request.Request(
+            url,
+            data=body,
+            method="POST",
+            headers={
+                "Content-Type": "application/json",
+                "User-Agent": "iot_care-escalation/1",
+                HEADER_ID: delivery_id,
+                HEADER_TIMESTAMP: str(timestamp),
+                HEADER_SIGNATURE: webhook_sign(
+                    secret=secret, delivery_id=delivery_id, timestamp=timestamp, body=body
+                ),
+            },
+        )
+        with _NO_REDIRECTS.open(request, timeout=settings.ALERT_ESCALATION_TIMEOUT_SECONDS) as response:
             response.read(4096)
             return DeliveryOutcome(succeeded=200 <= response.status < 300, http_status=response.status)
     except urllib.error.HTTPError as error:
         return DeliveryOutcome(
             succeeded=False, http_status=error.code, error=str(error.reason)[:ERROR_MAX_LENGTH]
         )
-    except (urllib.error.URLError, OSError, ValueError) as error:
+    except (urllib.error.URLError, OSError, ValueError, http.client.HTTPException) as error:
         reason = getattr(error, "reason", error)
         return DeliveryOutcome(succeeded=False, error=f"{type(error).__name__}: {reason}"[:ERROR_MAX_LENGTH])
 

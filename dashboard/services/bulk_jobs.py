@@ -197,10 +197,17 @@ def bulk_plan_confirm(
     return job
 
 
+def _job_locked(job_id: int) -> BulkJob:
+    try:
+        return BulkJob.objects.select_for_update().get(pk=job_id)
+    except BulkJob.DoesNotExist:
+        raise ApplicationError(f"no bulk job {job_id}", code="not_found") from None
+
+
 def bulk_job_cancel(*, job_id: int, actor: AbstractBaseUser) -> BulkJob:
     """Ask a job to stop after its current chunk (a queued or paused job stops at once)."""
     with transaction.atomic():
-        job = BulkJob.objects.select_for_update().get(pk=job_id)
+        job = _job_locked(job_id)
         if not job.is_active:
             raise ApplicationError(f"job {job_id} is already {job.status}", code="conflict")
         job.cancel_requested = True
@@ -215,7 +222,7 @@ def bulk_job_cancel(*, job_id: int, actor: AbstractBaseUser) -> BulkJob:
 def bulk_job_resume(*, job_id: int, actor: AbstractBaseUser) -> BulkJob:
     """Continue a paused job where it stopped; its failure rate is measured afresh from here."""
     with transaction.atomic():
-        job = BulkJob.objects.select_for_update().get(pk=job_id)
+        job = _job_locked(job_id)
         if job.status != BulkJob.Status.PAUSED:
             raise ApplicationError(f"job {job_id} is {job.status}, not paused", code="conflict")
         job.status = BulkJob.Status.QUEUED

@@ -206,7 +206,8 @@ def _alert_events(*, after: int):
 
 def _stream_start(request) -> int:
     for value in (request.headers.get("Last-Event-ID"), request.GET.get("after")):
-        if value and value.isdigit() and len(value) < 19:
+        # isascii: "²".isdigit() is true, and int("²") a ValueError (a 500).
+        if value and value.isascii() and value.isdigit() and len(value) < 19:
             return int(value)
     return 0
 

@@ -73,6 +73,49 @@ def test_a_hook_answering_500_is_retried_by_a_later_run_and_every_attempt_is_rec
 
 
 @pytest.mark.django_db
+def test_a_redirecting_hook_is_a_failed_attempt_never_a_delivery(hook_settings):
+    # Followed, the POST would become a bodiless GET elsewhere, "succeed", and mark the alert
+    # escalated while the on-call system never got it.
+    alert = _overdue_alert()
+    with OnCallReceiver([302]).running() as receiver:
+        hook_settings.ALERT_ESCALATION_WEBHOOK_URL = receiver.url
+        run = alert_escalations_run(now=timezone.now())
+
+    assert run.failed == [alert.pk] and run.sent == []
+    assert receiver.redirected_gets == []
+    escalation = AlertEscalation.objects.get(pk=alert.pk)
+    assert escalation.status == "retrying"
+    [attempt] = escalation.attempt_log.all()
+    assert (attempt.succeeded, attempt.http_status) == (False, 302)
+
+
+@pytest.mark.django_db
+def test_a_reply_that_is_not_http_is_a_recorded_failed_attempt(hook_settings):
+    alert = _overdue_alert()
+    with OnCallReceiver(["garbage"]).running() as receiver:
+        hook_settings.ALERT_ESCALATION_WEBHOOK_URL = receiver.url
+        run = alert_escalations_run(now=timezone.now())
+
+    assert run.failed == [alert.pk]
+    escalation = AlertEscalation.objects.get(pk=alert.pk)
+    assert (escalation.status, escalation.attempts) == ("retrying", 1)
+    assert escalation.attempt_log.get().succeeded is False
+
+
+@pytest.mark.django_db
+def test_a_secret_that_is_no_webhook_secret_is_a_recorded_failed_attempt(hook_settings):
+    alert = _overdue_alert()
+    hook_settings.ALERT_ESCALATION_WEBHOOK_SECRET = "just-a-password"
+    with OnCallReceiver([200]).running() as receiver:
+        hook_settings.ALERT_ESCALATION_WEBHOOK_URL = receiver.url
+        run = alert_escalations_run(now=timezone.now())
+
+    assert run.failed == [alert.pk] and receiver.deliveries == []
+    escalation = AlertEscalation.objects.get(pk=alert.pk)
+    assert escalation.status == "retrying" and "whsec_" in escalation.last_error
+
+
+@pytest.mark.django_db
 def test_an_unreachable_hook_is_recorded_as_failed_and_tried_again_later(hook_settings):
     alert = _overdue_alert()
     with socket.socket() as closed:
