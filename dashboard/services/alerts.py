@@ -34,6 +34,17 @@ def _audit_detail(alert: Alert, note: str) -> str:
     return alert.message[:500] + (f"\nNote: {note}" if note else "")
 
 
+def _alert_action_record(*, alert: Alert, action: str, actor: AbstractBaseUser, note: str) -> None:
+    """What every carer's action on an alert leaves: its note, no escalation still to send, the audit."""
+    AlertAction.objects.create(
+        alert=alert, action=action, actor=actor, actor_name=actor.get_username(), note=note
+    )
+    _escalation_cancel(alert.pk)
+    audit_record(
+        actor=actor, action=f"{action} alert", target=f"alert {alert.pk}", detail=_audit_detail(alert, note)
+    )
+
+
 @transaction.atomic
 def alert_acknowledge(*, alert_id: int, actor: AbstractBaseUser, note: str = "") -> Alert:
     """Mark an open alert acknowledged, recording who, when and their note."""
@@ -46,20 +57,7 @@ def alert_acknowledge(*, alert_id: int, actor: AbstractBaseUser, note: str = "")
             f"Alert {alert_id} is not open: someone else may have acted on it.", code="conflict"
         )
     alert = Alert.objects.get(pk=alert_id)
-    AlertAction.objects.create(
-        alert=alert,
-        action=AlertAction.Action.ACKNOWLEDGED,
-        actor=actor,
-        actor_name=actor.get_username(),
-        note=note,
-    )
-    _escalation_cancel(alert_id)
-    audit_record(
-        actor=actor,
-        action="acknowledged alert",
-        target=f"alert {alert.pk}",
-        detail=_audit_detail(alert, note),
-    )
+    _alert_action_record(alert=alert, action=AlertAction.Action.ACKNOWLEDGED, actor=actor, note=note)
     return alert
 
 
@@ -79,15 +77,5 @@ def alert_resolve(*, alert_id: int, actor: AbstractBaseUser, note: str = "") -> 
         alert.acknowledged_at, alert.acknowledged_by = timezone.now(), actor.get_username()
         update_fields += ["acknowledged_at", "acknowledged_by"]
     alert.save(update_fields=update_fields)
-    AlertAction.objects.create(
-        alert=alert,
-        action=AlertAction.Action.RESOLVED,
-        actor=actor,
-        actor_name=actor.get_username(),
-        note=note,
-    )
-    _escalation_cancel(alert_id)
-    audit_record(
-        actor=actor, action="resolved alert", target=f"alert {alert.pk}", detail=_audit_detail(alert, note)
-    )
+    _alert_action_record(alert=alert, action=AlertAction.Action.RESOLVED, actor=actor, note=note)
     return alert
