@@ -150,12 +150,23 @@ def readings_page(
             [[d for d, _ in series], [m for _, m in series], *params, size + 1, size + 1],
         )
         ids = [row[0] for row in database.fetchall()]
+    return page_of_ids(
+        SensorReading.objects.select_related("device"), ids, time_field="measured_at", size=size
+    )
+
+
+def page_of_ids(queryset: QuerySet, ids: list[int], *, time_field: str, size: int) -> Page:
+    """The rows of ``ids`` (at most ``size`` + 1, newest first by ``time_field``) as a page.
+
+    For pages whose ids were found by a merge of per-series index scans: the rows are
+    loaded by key and ordered here, and one more than the page says whether another follows.
+    """
     rows = sorted(
-        SensorReading.objects.select_related("device").filter(pk__in=ids),
-        key=lambda reading: (reading.measured_at, reading.pk),
+        queryset.filter(pk__in=ids),
+        key=lambda row: (getattr(row, time_field), row.pk),
         reverse=True,
     )
     if len(rows) <= size:
         return Page(rows, None)
     last = rows[size - 1]
-    return Page(rows[:size], Cursor(last.pk, last.measured_at).to_text())
+    return Page(rows[:size], Cursor(last.pk, getattr(last, time_field)).to_text())

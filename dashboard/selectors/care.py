@@ -14,7 +14,7 @@ from django.db import connection
 from django.db.models import Q
 
 from dashboard.filters import Cursor
-from dashboard.paging import PAGE_SIZE, Page, device_metrics, readings_page
+from dashboard.paging import PAGE_SIZE, Page, device_metrics, page_of_ids, readings_page
 from ingest.models import Alert, AlertStatus, Device, DeviceAPIKey, DeviceEvent, Resident, SensorReading
 from ingest.refusals import Refusal, device_refusals
 
@@ -144,12 +144,6 @@ def events_page(*, devices, filters: dict, cursor: Cursor | None, size: int = PA
             [device_ids, *params, size + 1, size + 1],
         )
         ids = [row[0] for row in cursor_.fetchall()]
-    rows = sorted(
-        DeviceEvent.objects.select_related("device__resident").filter(pk__in=ids),
-        key=lambda event: (event.occurred_at, event.pk),
-        reverse=True,
+    return page_of_ids(
+        DeviceEvent.objects.select_related("device__resident"), ids, time_field="occurred_at", size=size
     )
-    if len(rows) <= size:
-        return Page(rows, None)
-    last = rows[size - 1]
-    return Page(rows[:size], Cursor(last.pk, last.occurred_at).to_text())
