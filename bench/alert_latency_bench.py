@@ -35,7 +35,18 @@ os.environ.setdefault("BENCH_QUEUE_NAME", "bench-alerts")
 os.environ.setdefault("BENCH_PORT", "8791")
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from ingest_bench import BIN, PORT, PYTHON, bench_setup, percentile, reset_state, start, stop, wait_for_http  # noqa: E402
+from ingest_bench import (  # noqa: E402
+    BIN,
+    PORT,
+    PYTHON,
+    bench_setup,
+    ingest_post,
+    percentile,
+    reset_state,
+    start,
+    stop,
+    wait_for_http,
+)
 
 CHROMIUM = os.environ.get("CHROMIUM_PATH", "/usr/bin/chromium")
 CHROMIUM_ARGS = ["--headless=new", "--no-sandbox", "--disable-gpu", "--no-first-run"]
@@ -74,19 +85,10 @@ def resident_give(device_id: int) -> None:
     Device.objects.filter(pk=device_id).update(resident=resident)
 
 
-def critical_event_post(connection: http.client.HTTPConnection, key: str, event_type: str) -> int:
-    body = json.dumps(
+def critical_event_body(event_type: str) -> bytes:
+    return json.dumps(
         {"events": [{"event_type": event_type, "severity": 3, "occurred_at": datetime.now(UTC).isoformat()}]}
-    )
-    connection.request(
-        "POST",
-        "/api/v1/ingest/",
-        body=body,
-        headers={"Content-Type": "application/json", "Authorization": f"Api-Key {key}"},
-    )
-    response = connection.getresponse()
-    response.read()
-    return response.status
+    ).encode()
 
 
 def measure(args) -> list[float]:
@@ -110,7 +112,7 @@ def measure(args) -> list[float]:
         for number in range(1, args.events + 1):
             event_type = CRITICAL_EVENTS[number % 2]
             posted_at_ms = time.time() * 1000
-            status = critical_event_post(device, keys[0], event_type)
+            status = ingest_post(device, critical_event_body(event_type), keys[0])
             if status != 202:
                 raise SystemExit(f"the device's POST got {status}")
             page.wait_for_function(
