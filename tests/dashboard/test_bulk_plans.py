@@ -176,30 +176,6 @@ def test_a_requeue_of_good_messages_completes(operator, ingest_queue):
     assert set(DeadLetter.objects.filter(status="requeued")) == set(letters)
 
 
-@RUNS_JOBS
-def test_the_broker_down_during_a_job_fails_it_with_the_reason_and_loses_nothing(
-    operator, operator_client, settings, ingest_queue
-):
-    from ingest.broker.publisher import publisher_reset
-
-    DeadLetterFactory.create_batch(3)
-    job = bulk_job_planned(actor=operator, action="requeue")
-    broker_port = settings.RABBITMQ_PORT
-    settings.RABBITMQ_PORT = 1
-    publisher_reset()
-    try:
-        bulk_job_run(job=job)
-    finally:
-        settings.RABBITMQ_PORT = broker_port
-        publisher_reset()
-
-    assert DeadLetter.objects.filter(status="dead").count() == 3
-    page = operator_client.get(f"/console/jobs/{job.pk}/").content.decode()
-    assert 'id="job-status">failed' in page
-    assert "broker did not confirm" in page
-    assert 'id="cancel-job"' not in page  # finished: nothing to cancel
-
-
 def test_audit_filters_by_who_what_which_object_and_when(operator, viewer_client):
     DeadLetterFactory.create_batch(2)
     job = bulk_job_planned(actor=operator, action="requeue")

@@ -226,7 +226,9 @@ def test_a_cancelled_job_stops_and_a_queued_one_never_starts(operator):
 
 
 @RUNS_JOBS
-def test_a_job_whose_broker_is_down_fails_and_marks_nothing(operator, settings, ingest_queue):
+def test_a_job_whose_broker_is_down_fails_and_marks_nothing(
+    operator, operator_client, settings, ingest_queue
+):
     from ingest.broker.publisher import publisher_reset
 
     DeadLetterFactory.create_batch(3)
@@ -242,6 +244,11 @@ def test_a_job_whose_broker_is_down_fails_and_marks_nothing(operator, settings, 
     assert job.status == BulkJob.Status.FAILED
     assert "broker did not confirm" in job.error
     assert DeadLetter.objects.filter(status="requeued").count() == 0
+    assert DeadLetter.objects.filter(status="dead").count() == 3  # nothing lost
+    page = operator_client.get(f"/console/jobs/{job.pk}/").content.decode()
+    assert 'id="job-status">failed' in page
+    assert "broker did not confirm" in page
+    assert 'id="cancel-job"' not in page  # finished: nothing to cancel
 
 
 @RUNS_JOBS
