@@ -66,6 +66,17 @@ class FetchTally:
         self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}{self.PATH}"
 
     def caller_pid(self, client_port: int) -> int | None:
+        # The caller waits for our answer, so its socket stays open while we look. But
+        # /proc/net/tcp is read in chunks while other sockets come and go, and the kernel may
+        # skip a line between two reads: look again before calling the caller unknown.
+        for _ in range(20):
+            pid = self._caller_pid_once(client_port)
+            if pid is not None:
+                return pid
+            time.sleep(0.005)
+        return None
+
+    def _caller_pid_once(self, client_port: int) -> int | None:
         local = f"0100007F:{client_port:04X}"
         inode = None
         for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
