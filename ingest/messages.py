@@ -33,6 +33,8 @@ _ERROR_MESSAGE = "x-error-message"
 _TRACEBACK = "x-traceback"
 _ORIGINAL_QUEUE = "x-original-queue"
 _ORIGINAL_ROUTING_KEY = "x-original-routing-key"
+# Set by RabbitMQ itself when it dead-letters a message (newest entry first).
+_BROKER_DEATHS = "x-death"
 
 ERROR_MESSAGE_MAX_CHARS = 4000
 TRACEBACK_MAX_CHARS = 16_000
@@ -82,13 +84,46 @@ class FailureEnvelope:
 
     @classmethod
     def from_headers(cls, headers: Mapping[str, Any]) -> FailureEnvelope:
-        return cls(
+        envelope = cls(
             failures=_failure_times(headers.get(_FAILURES)),
             error_class=_header_text(headers.get(_ERROR_CLASS)),
             error_message=_header_text(headers.get(_ERROR_MESSAGE)),
             traceback=_header_text(headers.get(_TRACEBACK)),
             original_queue=_header_text(headers.get(_ORIGINAL_QUEUE)),
             original_routing_key=_header_text(headers.get(_ORIGINAL_ROUTING_KEY)),
+        )
+        if envelope.error_class:
+            return envelope
+        return envelope.broker_dead_lettered(headers.get(_BROKER_DEATHS))
+
+    def broker_dead_lettered(self, deaths: Any) -> FailureEnvelope:
+        """The broker's own reason, for a message it dead-lettered without the worker's say.
+
+        A quorum queue does that past ``x-delivery-limit`` (see ``broker.topology``): the
+        console then shows why, and where the message came from, like any failure.
+        """
+        latest = deaths[0] if isinstance(deaths, list | tuple) and deaths else None
+        if not isinstance(latest, Mapping):
+            return self
+        reason = _header_text(latest.get("reason"))
+        queue = _header_text(latest.get("queue"))
+        routing_keys = latest.get("routing-keys")
+        explanations = {
+            "delivery_limit": "delivered more times than the queue's x-delivery-limit without an ack "
+            "(a worker stopped each time while holding it)",
+        }
+        return replace(
+            self,
+            error_class=f"rabbitmq.dead_lettered.{reason or 'unknown'}",
+            error_message=f"RabbitMQ dead-lettered it from {queue or 'a queue'}: "
+            + explanations.get(reason, f"reason {reason or 'not given'}"),
+            original_queue=self.original_queue or queue,
+            original_routing_key=self.original_routing_key
+            or (
+                _header_text(routing_keys[0])
+                if isinstance(routing_keys, list | tuple) and routing_keys
+                else ""
+            ),
         )
 
     def after_failure(self, error: BaseException, *, at: datetime) -> FailureEnvelope:

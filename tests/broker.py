@@ -16,6 +16,7 @@ from django.conf import settings
 from django.utils import timezone
 
 from ingest.broker.connection import open_connection
+from ingest.broker.monitoring import management_urls
 from ingest.broker.publisher import OutgoingMessage, get_publisher
 from ingest.messages import DEVICE_BATCH, DeviceBatch
 
@@ -75,7 +76,7 @@ def publish_device_batch(
 
 def _management_request(method: str, path: str, body: dict | None = None) -> dict | None:
     """A call to RabbitMQ's management API (the HTTP API at ``RABBITMQ_MANAGEMENT_URL``)."""
-    base = (settings.RABBITMQ_MANAGEMENT_URL or "http://127.0.0.1:15672").rstrip("/")
+    base = ([*management_urls(), "http://127.0.0.1:15672"])[0]
     request = urllib.request.Request(
         f"{base}/api/{path}",
         method=method,

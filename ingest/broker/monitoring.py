@@ -46,20 +46,31 @@ _MANAGEMENT_COLUMNS = ",".join(
 )
 
 
-def _management_queue_stats_read(names: tuple[str, ...]) -> dict[str, dict] | None:
-    base = settings.RABBITMQ_MANAGEMENT_URL
-    if not base:
-        return None
-    vhost = urllib.parse.quote(settings.RABBITMQ_VHOST, safe="")
-    request = urllib.request.Request(f"{base.rstrip('/')}/api/queues/{vhost}?columns={_MANAGEMENT_COLUMNS}")
+def management_urls() -> list[str]:
+    """The management API of every node, in preference order (``RABBITMQ_MANAGEMENT_URL``)."""
+    return [url.strip().rstrip("/") for url in settings.RABBITMQ_MANAGEMENT_URL.split(",") if url.strip()]
+
+
+def management_get(path: str) -> object | None:
+    """GET ``/api/<path>`` from the first node whose management API answers; None if none does.
+
+    Any node of a cluster answers for all of it, so a node that is down is only skipped.
+    """
     credentials = f"{settings.RABBITMQ_USER}:{settings.RABBITMQ_PASSWORD}".encode()
-    request.add_header("Authorization", "Basic " + base64.b64encode(credentials).decode())
-    try:
-        with urllib.request.urlopen(request, timeout=2) as response:
-            queues = json.loads(response.read())
-    except (urllib.error.URLError, OSError, ValueError) as error:
-        logger.info("management API unavailable (%s): unacked counts and rates unknown", error)
-        return None
+    for base in management_urls():
+        request = urllib.request.Request(f"{base}/api/{path}")
+        request.add_header("Authorization", "Basic " + base64.b64encode(credentials).decode())
+        try:
+            with urllib.request.urlopen(request, timeout=2) as response:
+                return json.loads(response.read())
+        except (urllib.error.URLError, OSError, ValueError) as error:
+            logger.info("management API at %s unavailable (%s)", base, error)
+    return None
+
+
+def _management_queue_stats_read(names: tuple[str, ...]) -> dict[str, dict] | None:
+    vhost = urllib.parse.quote(settings.RABBITMQ_VHOST, safe="")
+    queues = management_get(f"queues/{vhost}?columns={_MANAGEMENT_COLUMNS}")
     if not isinstance(queues, list):
         return None
     return {

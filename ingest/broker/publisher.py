@@ -38,7 +38,14 @@ from django.conf import settings
 from pika.adapters.select_connection import IOLoop
 from pika.spec import Basic
 
-from .connection import BrokerUnavailable, connection_parameters
+from .connection import (
+    Backoff,
+    BrokerNode,
+    BrokerUnavailable,
+    broker_nodes,
+    connection_parameters,
+    node_rotation,
+)
 from .topology import Topology
 
 logger = logging.getLogger(__name__)
@@ -58,6 +65,10 @@ CALLER_GRACE_SECONDS = 1.0
 # busy for a whole broker round trip at full rate, small enough to bound memory and the
 # number of copies that may be duplicated when a connection drops.
 PUBLISH_MANY_WINDOW = 4000
+# After every node of the cluster refused a connection, callers are answered at once for
+# this long (growing while it lasts) instead of each one knocking on every node again.
+RECONNECT_BACKOFF_INITIAL_SECONDS = 0.1
+RECONNECT_BACKOFF_CAP_SECONDS = 2.0
 
 
 @dataclass(frozen=True)
@@ -241,6 +252,13 @@ class _ConnectionLoop:
         self._waiting: collections.deque[_Pending] = collections.deque()  # not yet sent
         self._in_flight: collections.OrderedDict[int, _Pending] = collections.OrderedDict()
         self._connection: pika.SelectConnection | None = None
+        self._node: BrokerNode | None = None  # the node of ``_connection``
+        self._nodes_refused = 0  # nodes that refused in a row, this round
+        self._round_started = 0.0  # when this round of connection attempts began
+        self._reconnect_backoff = Backoff(
+            initial=RECONNECT_BACKOFF_INITIAL_SECONDS, cap=RECONNECT_BACKOFF_CAP_SECONDS
+        )
+        self._reconnect_not_before = 0.0
         self._channel = None  # set once confirm mode is on and the topology declared
         self._next_tag = 1
         self._thread = threading.Thread(target=self._run, name="broker-publisher", daemon=True)
@@ -336,11 +354,18 @@ class _ConnectionLoop:
     # Connection and channel set-up, one step per broker answer.
 
     def _connect(self) -> None:
+        wait = self._reconnect_not_before - time.monotonic()
+        if wait > 0:
+            self._fail_waiting(f"broker unreachable on every node; trying again in {wait:.1f} s")
+            return
+        self._node = node_rotation.ordered()[0]
+        if self._nodes_refused == 0:
+            self._round_started = time.monotonic()
         try:
             self._connection = pika.SelectConnection(
                 # Bounded set-up: connection_attempts=1, socket_timeout and stack_timeout
                 # (TCP connect, then the whole AMQP handshake) are the publish timeout.
-                connection_parameters(heartbeat=HEARTBEAT_SECONDS, role="publisher"),
+                connection_parameters(self._node, heartbeat=HEARTBEAT_SECONDS, role="publisher"),
                 on_open_callback=self._on_connection_open,
                 on_open_error_callback=self._on_connection_open_error,
                 on_close_callback=self._on_connection_closed,
@@ -354,6 +379,9 @@ class _ConnectionLoop:
         if connection is not self._connection:
             connection.close()  # an attempt given up on that opened after all
             return
+        node_rotation.reached(self._node)
+        self._nodes_refused = 0
+        self._reconnect_backoff.reset()
         connection.channel(on_open_callback=self._on_channel_open)
 
     def _on_channel_open(self, channel) -> None:
@@ -384,7 +412,24 @@ class _ConnectionLoop:
         if connection is not self._connection:
             return
         self._connection = None
-        logger.warning("broker unreachable: %r (%d message(s) waiting)", error, len(self._waiting))
+        node_rotation.failed(self._node)
+        self._nodes_refused += 1
+        if self._nodes_refused < len(broker_nodes()):
+            # A cluster: the next node may well answer, within the same callers' deadlines.
+            logger.warning("broker node %s unreachable (%r): trying the next one", self._node, error)
+            self._connect()
+            return
+        self._nodes_refused = 0
+        # Rounds begin at most once per backoff delay: a round that failed fast (refused
+        # everywhere) is followed by a pause; one that took its timeouts, by none.
+        delay = self._reconnect_backoff.next_delay()
+        self._reconnect_not_before = self._round_started + delay
+        logger.warning(
+            "broker unreachable on every node: %r (%d message(s) waiting; next attempt in %.1f s)",
+            error,
+            len(self._waiting),
+            max(0.0, self._reconnect_not_before - time.monotonic()),
+        )
         self._fail_waiting(f"broker unreachable: {error!r}")
 
     def _on_connection_closed(self, connection, reason) -> None:
@@ -466,6 +511,7 @@ class _ConnectionLoop:
                 # A connection attempt that outlived a caller's deadline is not waited for
                 # by the next caller: that one gets a fresh attempt.
                 self._abort_connection("connection not ready in time")
+                node_rotation.failed(self._node)  # a node that hangs: try the next one
                 self._connection = None
                 self._send_waiting()
         if not self._stopping:
@@ -473,6 +519,10 @@ class _ConnectionLoop:
 
     def _connection_lost(self, reason: str, *, fail_waiting: bool) -> None:
         """Forget the connection; fail what was in flight on it (and, if asked, what waits)."""
+        if self._connection is not None:
+            # The node went away, hung or broke the channel: the next connection starts at
+            # the next node of a cluster (with one node, at the same one).
+            node_rotation.failed(self._node)
         self._connection = None
         self._channel = None
         in_flight, self._in_flight = self._in_flight, collections.OrderedDict()

@@ -31,8 +31,9 @@ from dataclasses import dataclass, field
 
 from django.db import connections
 
+from ingest.broker.connection import Backoff
 from ingest.broker.topology import Topology
-from ingest.worker.consumer import Backoff, BatchConsumer, Delivery, StopRequested
+from ingest.worker.consumer import BatchConsumer, Delivery, StopRequested
 from ingest.worker.dead_letter_recorder import DEAD_LETTER_BATCH_SIZE, DeadLetterRecorderHandler
 from ingest.worker.failure_router import FailedDelivery, FailureRouter
 from ingest.worker.ingest_handler import BatchOutcome, IngestBatchHandler

@@ -27,7 +27,7 @@ import pika
 import pika.exceptions
 from pika.adapters.blocking_connection import BlockingChannel
 
-from ingest.broker.connection import open_connection
+from ingest.broker.connection import Backoff, connection_node, node_rotation, open_connection
 from ingest.messages import message_id_of
 
 logger = logging.getLogger(__name__)
@@ -47,23 +47,6 @@ class Delivery:
     headers: dict
     routing_key: str
     body: bytes
-
-
-@dataclass
-class Backoff:
-    """Capped exponential backoff: 0.5 s, 1 s, 2 s ... up to ``cap``."""
-
-    initial: float = 0.5
-    cap: float = 30.0
-    attempt: int = 0
-
-    def next_delay(self) -> float:
-        delay = min(self.cap, self.initial * (2**self.attempt))
-        self.attempt += 1
-        return delay
-
-    def reset(self) -> None:
-        self.attempt = 0
 
 
 @dataclass
@@ -170,40 +153,48 @@ class BatchConsumer:
     def _consume(self) -> None:
         broker = open_connection(role=self.role)
         try:
-            channel = broker.channel()
-            self.handler.declare(channel)
-            # Small until the first batch shows how large the messages are (_prefetch_fit).
-            self._prefetch_count = self.prefetch or max(1, self.batch_size // 4)
-            channel.basic_qos(prefetch_count=self._prefetch_count)
-            publish_channel = broker.channel()
-            publish_channel.confirm_delivery()
-            held: list[Delivery] = []
-            self._subscribe(channel, held)
-            self._broker_backoff.reset()  # connected: the next outage starts from a short wait
-            logger.info("consuming from %s (batch %d)", ", ".join(self.handler.queues), self.batch_size)
-            session = ConsumerSession(
-                connection=broker,
-                publish_channel=publish_channel,
-                wait=lambda seconds: self.wait(seconds, broker=broker),
-            )
-            progressed = True
-            while not self._stop_requested:
-                self._fill(broker, held, wait_for_more=not progressed)
-                if not held:
-                    self.handler.tick(held)
-                    if self._finish_when_idle:
-                        return
-                    continue
-                progressed = self._handle(channel, held, session)
-                self.handler.tick(held)
-                if not progressed and self._finish_when_idle and not held:
-                    return
-            # Stop requested: what was delivered meanwhile is finished and acked, not dropped.
-            while held and self._handle(channel, held, session):
-                pass
+            self._consume_on(broker)
+        except BROKER_ERRORS:
+            # The node went away or broke the connection: the next attempt starts at the
+            # node after it (a cluster keeps the queues on the others).
+            node_rotation.failed(connection_node(broker))
+            raise
         finally:
             if broker.is_open:
                 broker.close()
+
+    def _consume_on(self, broker: pika.BlockingConnection) -> None:
+        channel = broker.channel()
+        self.handler.declare(channel)
+        # Small until the first batch shows how large the messages are (_prefetch_fit).
+        self._prefetch_count = self.prefetch or max(1, self.batch_size // 4)
+        channel.basic_qos(prefetch_count=self._prefetch_count)
+        publish_channel = broker.channel()
+        publish_channel.confirm_delivery()
+        held: list[Delivery] = []
+        self._subscribe(channel, held)
+        self._broker_backoff.reset()  # connected: the next outage starts from a short wait
+        logger.info("consuming from %s (batch %d)", ", ".join(self.handler.queues), self.batch_size)
+        session = ConsumerSession(
+            connection=broker,
+            publish_channel=publish_channel,
+            wait=lambda seconds: self.wait(seconds, broker=broker),
+        )
+        progressed = True
+        while not self._stop_requested:
+            self._fill(broker, held, wait_for_more=not progressed)
+            if not held:
+                self.handler.tick(held)
+                if self._finish_when_idle:
+                    return
+                continue
+            progressed = self._handle(channel, held, session)
+            self.handler.tick(held)
+            if not progressed and self._finish_when_idle and not held:
+                return
+        # Stop requested: what was delivered meanwhile is finished and acked, not dropped.
+        while held and self._handle(channel, held, session):
+            pass
 
     def _handle(self, channel: BlockingChannel, held: list[Delivery], session: ConsumerSession) -> bool:
         batch = self._next_batch(held)

@@ -22,6 +22,7 @@ from django.conf import settings
 from django.db import DatabaseError, close_old_connections, connection
 from django.utils import timezone
 
+from ingest.broker.connection import Backoff
 from ingest.broker.topology import Topology, topology_declare
 from ingest.models import DeadLetter
 from ingest.services.dead_letters import (
@@ -30,7 +31,7 @@ from ingest.services.dead_letters import (
     dead_letter_recorder_check_in,
     dead_letters_record,
 )
-from ingest.worker.consumer import BROKER_ERRORS, Backoff, ConsumerSession, Delivery, StopRequested
+from ingest.worker.consumer import BROKER_ERRORS, ConsumerSession, Delivery, StopRequested
 from ingest.worker.ingest_handler import is_message_fault
 from ingest.worker.totals import WorkerTotals
 

@@ -24,10 +24,11 @@ from django.db import DatabaseError, DataError, IntegrityError, close_old_connec
 
 from config.observability import message_context
 from ingest import metrics
+from ingest.broker.connection import Backoff
 from ingest.broker.topology import Topology, topology_declare
 from ingest.messages import PipelineMessage, UndecodableMessage, message_decode
 from ingest.services.message_store import StoreOutcome, messages_store
-from ingest.worker.consumer import BROKER_ERRORS, Backoff, ConsumerSession, Delivery, StopRequested
+from ingest.worker.consumer import BROKER_ERRORS, ConsumerSession, Delivery, StopRequested
 from ingest.worker.failure_router import FailedDelivery, FailureRouter
 from ingest.worker.totals import WorkerTotals
 

@@ -12,7 +12,7 @@ from rest_framework.test import APIClient
 
 from ingest.broker.connection import open_connection
 from ingest.broker.publisher import publisher_reset
-from ingest.broker.topology import Topology, topology_declare, topology_delete
+from ingest.broker.topology import DEAD_QUEUE_DELIVERY_LIMIT, Topology, topology_declare, topology_delete
 from ingest.models import DeadLetter, IngestMessage, SensorReading
 from ingest.services.devices import device_key_issue
 from tests.broker import publish_device_batch, queued_messages
@@ -102,11 +102,7 @@ def test_quorum_queues_carry_messages_and_retries_to_the_dead_letters(own_topolo
         connection.channel().queue_declare(
             topology.queue,
             durable=True,
-            arguments={
-                "x-queue-type": "classic",
-                "x-max-length": topology.max_length,
-                "x-overflow": "reject-publish",
-            },
+            arguments={**topology.queue_arguments()[topology.queue], "x-queue-type": "classic"},
         )
     connection.close()
     assert _post_reading(_client_for(DeviceFactory())).status_code == 202
@@ -145,3 +141,56 @@ def test_a_retry_that_comes_due_is_kept_even_when_the_main_queue_is_full(own_top
     assert wait_until(lambda: queue_depth(topology.due_queue) == 1, timeout=10)
     assert queue_depth(topology.queue) == 1
     assert queue_depth(topology.retry_queue(1)) == 0
+
+
+def test_every_quorum_queue_names_its_delivery_limit_and_only_the_dead_queue_has_no_route_onwards():
+    topology = Topology(queue="q", queue_type="quorum", retry_delays=(1.0, 5.0), delivery_limit=50)
+    arguments = topology.queue_arguments()
+
+    # No queue is left to a broker default (RabbitMQ 4.x: 20, and then dropped without a route).
+    assert {name: queue["x-delivery-limit"] for name, queue in arguments.items()} == {
+        "q": 50,
+        "q.retry.1s": 50,
+        "q.retry.5s": 50,
+        "q.due": 50,
+        "q.dead": DEAD_QUEUE_DELIVERY_LIMIT,
+    }
+    for consumed in ("q", "q.due"):
+        assert arguments[consumed]["x-dead-letter-routing-key"] == "q.dead"
+        assert arguments[consumed]["x-dead-letter-strategy"] == "at-least-once"
+        assert arguments[consumed]["x-overflow"] == "reject-publish"  # what at-least-once needs
+    assert "x-dead-letter-exchange" not in arguments["q.dead"]
+    # Classic queues have no delivery limit: none is declared.
+    assert all("x-delivery-limit" not in queue for queue in Topology(queue="q").queue_arguments().values())
+
+
+def test_a_delivery_limit_below_one_is_refused():
+    with pytest.raises(ValueError, match="RABBITMQ_DELIVERY_LIMIT"):
+        Topology(queue="q", queue_type="quorum", delivery_limit=0)
+
+
+@pytest.mark.usefixtures("committed_db")
+def test_a_message_returned_past_the_delivery_limit_is_recorded_as_a_dead_letter_with_the_brokers_reason(
+    own_topology,
+):
+    """The broker's backstop ends where the product's own failures do: in the console."""
+    topology = own_topology("limit", RABBITMQ_QUEUE_TYPE="quorum", RABBITMQ_DELIVERY_LIMIT=1)
+    message = publish_device_batch(
+        device_id=123_456, readings=[{"metric": "x", "value": 1.0, "measured_at": timezone.now()}]
+    )
+    # Taken and given back without an ack, as by a worker killed while holding it.
+    connection = open_connection()
+    channel = connection.channel()
+    for _ in range(2):
+        method, _properties, _body = channel.basic_get(topology.queue, auto_ack=False)
+        assert method is not None
+        channel.basic_nack(method.delivery_tag, requeue=True)
+    connection.close()
+
+    with worker_thread(topology):
+        assert wait_until(lambda: DeadLetter.objects.exists())
+
+    dead = DeadLetter.objects.get()
+    assert dead.message_id == message.message_id
+    assert dead.error_class == "rabbitmq.dead_lettered.delivery_limit"
+    assert topology.queue in dead.error_message and "x-delivery-limit" in dead.error_message
