@@ -20,7 +20,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from dashboard.models import BulkJob
-from ingest.broker.monitoring import QueueDepth, queue_depths
+from ingest.broker.monitoring import QueueDepth, broker_node_statuses, queue_depths
 from ingest.broker.rates import QueueRates
 from ingest.models import IngestMessage
 from ingest.selectors.dead_letters import dead_letter_recording_stall
@@ -62,6 +62,8 @@ class QueueRow:
     unacked: int | None
     consumers: int | None
     rates: QueueRates | None
+    replicas: int | None = None
+    replicas_online: int | None = None
 
     @property
     def link(self) -> str:
@@ -76,7 +78,14 @@ def queue_rows(queues: list[QueueDepth] | None, rates: dict[str, QueueRates] | N
         return None
     return [
         QueueRow(
-            queue.name, queue.role, queue.ready, queue.unacked, queue.consumers, (rates or {}).get(queue.name)
+            queue.name,
+            queue.role,
+            queue.ready,
+            queue.unacked,
+            queue.consumers,
+            (rates or {}).get(queue.name),
+            queue.replicas,
+            queue.replicas_online,
         )
         for queue in queues
     ]
@@ -91,6 +100,7 @@ def health_banners(*, queues: list[QueueDepth] | None | object = _NOT_READ) -> l
         queues = queue_depths()
     return [
         *_broker_banners(queues),
+        *_cluster_banners(queues),
         *_dead_letter_banners(queues),
         *_stale_processing_banners(queues),
         *_scheduler_banners(),
@@ -121,6 +131,37 @@ def _broker_banners(queues: list[QueueDepth] | None) -> list[HealthBanner]:
         for queue in queues
         if queue.role in _CONSUMED_QUEUES and not queue.consumers
     ]
+
+
+def _cluster_banners(queues: list[QueueDepth] | None) -> list[HealthBanner]:
+    """A broker node down, a quorum queue short of replicas: still working, one step from not."""
+    if queues is None:
+        return []  # the broker-unreachable banner says it all
+    banners = [
+        HealthBanner(
+            "broker-node-down",
+            f"Broker node {node.name} is down",
+            "The cluster carries on while a majority of each queue's replicas is online."
+            " Start the node again: it rejoins the cluster and its queues by itself.",
+            reverse("dashboard:overview") + "#queues",
+            "queues",
+        )
+        for node in broker_node_statuses() or []
+        if not node.running
+    ]
+    banners += [
+        HealthBanner(
+            "queue-replicas-missing",
+            f"{queue.name} has {queue.replicas_online or 0} of {queue.replicas} replicas online",
+            f"It accepts and delivers messages while {queue.replicas // 2 + 1} are online;"
+            " with fewer, devices get 503 until the nodes are back.",
+            reverse("dashboard:overview") + "#queues",
+            "queues",
+        )
+        for queue in queues
+        if queue.replicas_missing
+    ]
+    return banners
 
 
 def _dead_letter_banners(queues: list[QueueDepth] | None) -> list[HealthBanner]:

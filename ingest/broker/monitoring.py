@@ -33,6 +33,20 @@ class QueueDepth:
     ready: int | None
     unacked: int | None
     consumers: int | None
+    # A quorum queue's replicas (from the management API; None for a classic queue or
+    # when the API could not be read): how many there are and how many are online.
+    replicas: int | None = None
+    replicas_online: int | None = None
+
+    @property
+    def replicas_missing(self) -> bool:
+        return self.replicas is not None and (self.replicas_online or 0) < self.replicas
+
+
+@dataclass(frozen=True)
+class BrokerNodeStatus:
+    name: str
+    running: bool
 
 
 # Rates are sampled by the management API only; they come with the same read as the depths.
@@ -42,7 +56,15 @@ MANAGEMENT_RATE_COLUMNS = {
     "ack": "message_stats.ack_details.rate",
 }
 _MANAGEMENT_COLUMNS = ",".join(
-    ["name", "messages_ready", "messages_unacknowledged", "consumers", *MANAGEMENT_RATE_COLUMNS.values()]
+    [
+        "name",
+        "messages_ready",
+        "messages_unacknowledged",
+        "consumers",
+        "members",
+        "online",
+        *MANAGEMENT_RATE_COLUMNS.values(),
+    ]
 )
 
 
@@ -87,6 +109,28 @@ def management_queue_stats(names: list[str]) -> dict[str, dict] | None:
     serves the depths and the rates alike."""
     key = (tuple(sorted(set(names))), settings.RABBITMQ_MANAGEMENT_URL)
     return _MANAGEMENT_READS.get(key, lambda: _management_queue_stats_read(tuple(names)))
+
+
+_NODE_READS = RecentResults[list[BrokerNodeStatus] | None](seconds_setting="BROKER_READ_CACHE_SECONDS")
+
+
+def broker_node_statuses() -> list[BrokerNodeStatus] | None:
+    """Every node of the broker's cluster and whether it runs (management API); None if unknown.
+
+    A node that was stopped or killed stays listed by the others, not running.
+    """
+    return _NODE_READS.get(settings.RABBITMQ_MANAGEMENT_URL, _broker_node_statuses_read)
+
+
+def _broker_node_statuses_read() -> list[BrokerNodeStatus] | None:
+    nodes = management_get("nodes?columns=name,running")
+    if not isinstance(nodes, list):
+        return None
+    return [
+        BrokerNodeStatus(str(node.get("name")), bool(node.get("running")))
+        for node in nodes
+        if isinstance(node, dict) and node.get("name")
+    ]
 
 
 _BROKER_READS = RecentResults[list[QueueDepth] | None](seconds_setting="BROKER_READ_CACHE_SECONDS")
@@ -149,13 +193,19 @@ def _queue_depths_probe(topology: Topology) -> list[QueueDepth] | None:
         # Unreachable, or lost while counting: unknown as a whole, never partly counted.
         return None
     management = management_queue_stats([name for name, _ in roles]) or {}
-    return [
-        QueueDepth(
-            name,
-            role,
-            counted[name][0],
-            management.get(name, {}).get("messages_unacknowledged"),
-            counted[name][1],
+    depths = []
+    for name, role in roles:
+        stats = management.get(name, {})
+        members, online = stats.get("members"), stats.get("online")
+        depths.append(
+            QueueDepth(
+                name,
+                role,
+                counted[name][0],
+                stats.get("messages_unacknowledged"),
+                counted[name][1],
+                replicas=len(members) if isinstance(members, list) else None,
+                replicas_online=len(online) if isinstance(online, list) else None,
+            )
         )
-        for name, role in roles
-    ]
+    return depths

@@ -25,7 +25,9 @@ def broker_connections(monkeypatch):
     real = pika.BlockingConnection
 
     def counting(parameters, *args, **kwargs):
-        opened.append(parameters.client_properties["connection_name"])
+        # One node's parameters, or (open_connection) every node's, tried in order.
+        first = parameters[0] if isinstance(parameters, list) else parameters
+        opened.append(first.client_properties["connection_name"])
         return real(parameters, *args, **kwargs)
 
     monkeypatch.setattr(pika, "BlockingConnection", counting)
