@@ -23,7 +23,8 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from ingest.broker.topology import Topology
+from dashboard.selectors.health import health_banners
+from ingest.broker.topology import Topology, topology_delete
 from ingest.models import IngestMessage, SensorReading
 from ingest.services.devices import device_key_issue
 from tests.factories import DeviceFactory
@@ -140,7 +141,7 @@ def pipeline(rabbitmq_cluster, request) -> Iterator[Pipeline]:
     )
     environment = {
         "RABBITMQ_HOSTS": rabbitmq_cluster.hosts,
-        "RABBITMQ_MANAGEMENT_URL": rabbitmq_cluster.management_urls,
+        "RABBITMQ_MANAGEMENT_URL": rabbitmq_cluster.management_url,
         "RABBITMQ_QUEUE_TYPE": "quorum",
         "RABBITMQ_PUBLISH_TIMEOUT_SECONDS": str(PUBLISH_TIMEOUT),
         "TEST_RABBITMQ_QUEUE_NAME": topology.queue,
@@ -151,13 +152,27 @@ def pipeline(rabbitmq_cluster, request) -> Iterator[Pipeline]:
     try:
         with gunicorn_server(topology, workers=2, **environment) as port:
             # The worker declares the topology at its start, through the first node.
-            assert rabbitmq_cluster.wait_until(
-                lambda: rabbitmq_cluster.queue_online_members(topology.queue) == 3
+            rabbitmq_cluster.wait_until(
+                lambda: len(rabbitmq_cluster.queue_online_members(topology.queue)) == 3, 60
             )
             yield Pipeline(rabbitmq_cluster, topology, port, key, device.pk)
     finally:
         stop_worker_process(worker, timeout=30)
-        rabbitmq_cluster.queues_delete(topology.queue_names)
+        _topology_delete(rabbitmq_cluster, topology)
+
+
+def _topology_delete(cluster, topology: Topology) -> None:
+    """Remove the test's queues from the cluster, through whichever node answers."""
+    for node in (1, 2, 3):
+        try:
+            connection = cluster.connection(node)
+        except Exception:  # noqa: BLE001 - that node is down: another one will do
+            continue
+        try:
+            topology_delete(channel=connection.channel(), topology=topology)
+        finally:
+            connection.close()
+        return
 
 
 def _stored_exactly_once(pipeline: Pipeline, load: Load) -> dict:
@@ -224,7 +239,7 @@ def test_killing_the_main_queues_leader_under_load_loses_nothing_and_duplicates_
         resumed_at = min(o.answered_at for o in load.between(killed_at) if o.status == 202)
         time.sleep(3)
         cluster.restart(leader)
-        rejoined = cluster.wait_until(lambda: cluster.queue_online_members(queue) == 3, timeout=90)
+        rejoined = cluster.wait_until(lambda: len(cluster.queue_online_members(queue)) == 3, timeout=90)
         rejoined_at = time.monotonic()
         time.sleep(2)
 
@@ -251,7 +266,16 @@ def test_killing_the_main_queues_leader_under_load_loses_nothing_and_duplicates_
     assert figures["new_leader"] != leader
 
 
-def test_stopping_a_minority_node_pauses_nothing(pipeline):
+def _banner_kinds(settings, pipeline: Pipeline) -> set[str]:
+    """The console's health banners, read in this process from the cluster itself."""
+    settings.RABBITMQ_HOSTS = pipeline.cluster.hosts.split(",")
+    settings.RABBITMQ_MANAGEMENT_URL = pipeline.cluster.management_url
+    settings.RABBITMQ_QUEUE_NAME = pipeline.topology.queue
+    settings.RABBITMQ_QUEUE_TYPE = "quorum"
+    return {banner.kind for banner in health_banners()}
+
+
+def test_stopping_a_minority_node_pauses_nothing(pipeline, settings):
     cluster, queue = pipeline.cluster, pipeline.topology.queue
     leader = cluster.queue_leader(queue)
     # Neither the leader nor node 1, which every process of the pipeline connected to
@@ -264,8 +288,11 @@ def test_stopping_a_minority_node_pauses_nothing(pipeline):
         cluster.stop_app(follower)
         time.sleep(5)
         ended_at = time.monotonic()
+        # The operator is told, though nothing stopped: one more node and it would.
+        banners_while_stopped = _banner_kinds(settings, pipeline)
         cluster.start_app(follower)
-        assert cluster.wait_until(lambda: cluster.queue_online_members(queue) == 3, timeout=60)
+        cluster.wait_until(lambda: len(cluster.queue_online_members(queue)) == 3, timeout=60)
+        banners_after = _banner_kinds(settings, pipeline)
 
     during = load.between(stopped_at, ended_at)
     figures = {
@@ -277,6 +304,8 @@ def test_stopping_a_minority_node_pauses_nothing(pipeline):
     }
     _report("stop-minority", figures)
 
+    assert {"broker-node-down", "queue-replicas-missing"} <= banners_while_stopped
+    assert not {"broker-node-down", "queue-replicas-missing", "broker-unreachable"} & banners_after
     assert figures["while_stopped"]["statuses"] == {"202": len(during)}, figures
     assert figures["longest_gap_without_202_s"] < 1.0, figures
     assert figures["lost"] == 0 and figures["duplicated_rows"] == 0, figures
@@ -295,7 +324,7 @@ def test_with_a_majority_stopped_the_api_refuses_with_503_and_accepts_again_afte
         readiness = _readiness_answer(pipeline.port)
         cluster.start_app(2)
         cluster.start_app(3)
-        assert cluster.wait_until(lambda: cluster.queue_online_members(queue) == 3, timeout=60)
+        cluster.wait_until(lambda: len(cluster.queue_online_members(queue)) == 3, timeout=60)
         back_at = time.monotonic()
         assert wait_until(lambda: any(o.status == 202 for o in load.between(back_at)), timeout=30)
 
