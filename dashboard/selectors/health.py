@@ -19,6 +19,7 @@ from django.db.models.functions import RowNumber
 from django.urls import reverse
 from django.utils import timezone
 
+from config.replica import replica_status
 from dashboard.models import BulkJob
 from ingest.broker.monitoring import QueueDepth, queue_depths
 from ingest.broker.rates import QueueRates
@@ -91,6 +92,7 @@ def health_banners(*, queues: list[QueueDepth] | None | object = _NOT_READ) -> l
         queues = queue_depths()
     return [
         *_broker_banners(queues),
+        *_replica_banners(),
         *_dead_letter_banners(queues),
         *_stale_processing_banners(queues),
         *_scheduler_banners(),
@@ -120,6 +122,22 @@ def _broker_banners(queues: list[QueueDepth] | None) -> list[HealthBanner]:
         )
         for queue in queues
         if queue.role in _CONSUMED_QUEUES and not queue.consumers
+    ]
+
+
+def _replica_banners() -> list[HealthBanner]:
+    replica = replica_status()
+    if replica is None or replica.usable:
+        return []
+    return [
+        HealthBanner(
+            "replica-fallback",
+            "Console pages read from the primary database",
+            replica.problem[:1].upper() + replica.problem[1:] + ": the read replica is not used until it is"
+            " back and caught up, and the primary carries the console's reads meanwhile.",
+            reverse("dashboard:overview") + "#replica",
+            "replication",
+        )
     ]
 
 
