@@ -111,7 +111,6 @@ max_wal_senders = 5
 wal_keep_size = 256MB
 hot_standby = on
 fsync = off                    # a throwaway pair: speed over crash safety
-synchronous_commit = off
 full_page_writes = off
 EOF
   # Trust on loopback and the cluster's socket only, replication included.

@@ -80,7 +80,7 @@ class ReplicaCluster:
     def wait_replicated(self) -> None:
         """Until the replica has replayed everything the primary has written so far."""
         with self.primary() as primary:
-            target = primary.execute("SELECT pg_current_wal_flush_lsn()").fetchone()[0]
+            target = primary.execute("SELECT pg_current_wal_insert_lsn()").fetchone()[0]
         assert wait_until(
             lambda: self.on_replica("SELECT pg_last_wal_replay_lsn() >= %s::pg_lsn", [target])[0][0]
         ), "the replica did not catch up"
