@@ -12,13 +12,15 @@ import subprocess
 import sys
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass
+from contextlib import contextmanager
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import psycopg
 import pytest
 import requests
 
+from ingest.broker.topology import Topology
 from tests.web import free_port, gunicorn_server
 from tests.workers import PROJECT_ROOT, wait_until
 
@@ -136,10 +138,17 @@ class ReplicaSite:
     port: int
     device_id: int
     device_key: str
-    app_environment: dict[str, str]
+    topology: Topology
+    web_environment: dict[str, str]
 
     def url(self, path: str) -> str:
         return f"http://127.0.0.1:{self.port}{path}"
+
+    @contextmanager
+    def other_web(self, **settings: str) -> Iterator[ReplicaSite]:
+        """One more gunicorn (one worker) on the same databases, with some settings changed."""
+        with gunicorn_server(self.topology, workers=1, **{**self.web_environment, **settings}) as port:
+            yield replace(self, port=port)
 
     def login(self) -> requests.Session:
         """A browser logged in as the staff operator, past the pin of its login."""
@@ -164,27 +173,26 @@ class ReplicaSite:
 @pytest.fixture(scope="module")
 def replica_site(replica_cluster, broker_topology) -> Iterator[ReplicaSite]:
     """gunicorn reading the console from the replica: the primary migrated and seeded first."""
-    app_environment = {
+    manage_environment = {
         **os.environ,
         "DJANGO_SETTINGS_MODULE": "config.settings.test",
         "DATABASE_URL": replica_cluster.primary_url,
         "TEST_RABBITMQ_QUEUE_NAME": broker_topology.queue,
     }
-    app_environment.pop("TEST_DATABASE_REPLICA_URL", None)
-    manage(app_environment, "bootstrap_db")
-    manage(app_environment, "migrate", "--no-input", "-v", "0")
-    seeded = manage(app_environment, "shell", "-c", _SEED).split()
+    manage_environment.pop("TEST_DATABASE_REPLICA_URL", None)
+    manage(manage_environment, "bootstrap_db")
+    manage(manage_environment, "migrate", "--no-input", "-v", "0")
+    seeded = manage(manage_environment, "shell", "-c", _SEED).split()
     device_id, device_key = int(seeded[seeded.index("DEVICE") + 1]), seeded[seeded.index("DEVICE") + 2]
     replica_cluster.wait_replicated()
-    with gunicorn_server(
-        broker_topology,
-        workers=2,
-        DATABASE_URL=replica_cluster.primary_url,
-        TEST_DATABASE_REPLICA_URL=replica_cluster.replica_url,
+    web_environment = {
+        "DATABASE_URL": replica_cluster.primary_url,
+        "TEST_DATABASE_REPLICA_URL": replica_cluster.replica_url,
         # Checked on every page (a test stops the replica and looks at once); a lag of
         # paused replay is still "usable", so that the page shows what the replica has.
-        DATABASE_REPLICA_CHECK_SECONDS="0",
-        DATABASE_REPLICA_MAX_LAG_SECONDS="3600",
-        DATABASE_REPLICA_PIN_SECONDS=str(PIN_SECONDS),
-    ) as port:
-        yield ReplicaSite(replica_cluster, port, device_id, device_key, app_environment)
+        "DATABASE_REPLICA_CHECK_SECONDS": "0",
+        "DATABASE_REPLICA_MAX_LAG_SECONDS": "3600",
+        "DATABASE_REPLICA_PIN_SECONDS": str(PIN_SECONDS),
+    }
+    with gunicorn_server(broker_topology, workers=2, **web_environment) as port:
+        yield ReplicaSite(replica_cluster, port, device_id, device_key, broker_topology, web_environment)

@@ -33,7 +33,9 @@ def replay_paused(replica_site: ReplicaSite):
 
 def _resident_insert(site: ReplicaSite, name: str) -> int:
     with site.cluster.primary() as primary:
-        return primary.execute("INSERT INTO residents (full_name) VALUES (%s) RETURNING id", [name]).fetchone()[0]
+        return primary.execute(
+            "INSERT INTO residents (full_name) VALUES (%s) RETURNING id", [name]
+        ).fetchone()[0]
 
 
 def _alert_insert(site: ReplicaSite, message: str) -> int:
@@ -121,21 +123,26 @@ def test_the_api_and_the_worker_write_the_primary_while_replay_is_paused(
     )
     assert accepted.status_code == 202, accepted.text
 
-    worker = start_command_process(broker_topology, "consume_queue", DATABASE_URL=replica_site.cluster.primary_url)
+    worker = start_command_process(
+        broker_topology, "consume_queue", DATABASE_URL=replica_site.cluster.primary_url
+    )
     try:
 
         def stored_on_primary() -> bool:
             with replica_site.cluster.primary() as primary:
-                return primary.execute(
-                    "SELECT count(*) FROM sensor_readings WHERE metric = 'replica_probe'"
-                ).fetchone()[0] == 1
+                return (
+                    primary.execute(
+                        "SELECT count(*) FROM sensor_readings WHERE metric = 'replica_probe'"
+                    ).fetchone()[0]
+                    == 1
+                )
 
         assert wait_until(stored_on_primary, timeout=30)
     finally:
         stop_worker_process(worker)
-    assert replica_site.cluster.on_replica("SELECT count(*) FROM sensor_readings WHERE metric = 'replica_probe'") == [
-        (0,)
-    ]
+    assert replica_site.cluster.on_replica(
+        "SELECT count(*) FROM sensor_readings WHERE metric = 'replica_probe'"
+    ) == [(0,)]
 
 
 def test_the_overview_shows_the_lag_of_paused_replay(replica_site, replay_paused):
@@ -161,6 +168,48 @@ def test_an_idle_primary_is_no_lag(replica_site):
     assert re.search(r'id="replica-lag">([\d.]+) s<', overview.text).group(1) == "0.0"
 
 
+def test_a_replica_too_far_behind_leaves_the_console_on_the_primary(replica_site):
+    cluster = replica_site.cluster
+    name = f"Resident {uuid.uuid4().hex[:10]}"
+    with replica_site.other_web(DATABASE_REPLICA_MAX_LAG_SECONDS="1") as strict:
+        browser = strict.login()
+        cluster.wait_replicated()
+        assert 'data-kind="replica-fallback"' not in _page(browser, strict, "/console/").text  # caught up
+        cluster.replay_pause()
+        try:
+            _resident_insert(replica_site, name)
+            time.sleep(1.5)  # the replica's last replayed commit is older than the bound now
+            listed = _page(browser, strict, "/console/records/residents/")
+            overview = _page(browser, strict, "/console/")
+        finally:
+            cluster.replay_resume()
+
+    assert name in listed.text
+    assert 'data-kind="replica-fallback"' in listed.text
+    assert re.search(r"The read replica is \d+ s behind \(more than 1 s\)", overview.text)
+    assert "console pages read from the primary" in overview.text
+
+
+def test_a_page_whose_replica_read_fails_is_served_from_the_primary(replica_site):
+    """Between two checks of the replica (cached here for a minute) it goes away: the page
+    that finds out is read again from the primary, and the next check sees the replica down."""
+    cluster = replica_site.cluster
+    with replica_site.other_web(DATABASE_REPLICA_CHECK_SECONDS="60") as cached:
+        browser = cached.login()
+        assert "console pages read from the replica" in _page(browser, cached, "/console/").text
+        cluster.replica_stop()
+        try:
+            name = f"Resident {uuid.uuid4().hex[:10]}"
+            _resident_insert(replica_site, name)
+            listed = _page(browser, cached, "/console/records/residents/")
+            assert listed.status_code == 200
+            assert name in listed.text
+            assert 'data-kind="replica-fallback"' in _page(browser, cached, "/console/").text
+        finally:
+            cluster.script("start")
+    cluster.wait_replicated()
+
+
 def test_a_stopped_replica_leaves_the_console_on_the_primary_with_a_banner(replica_site):
     cluster = replica_site.cluster
     name = f"Resident {uuid.uuid4().hex[:10]}"
@@ -183,5 +232,6 @@ def test_a_stopped_replica_leaves_the_console_on_the_primary_with_a_banner(repli
         cluster.script("start")  # the replica again, for the tests that follow in any order
     cluster.wait_replicated()
     assert wait_until(
-        lambda: 'data-kind="replica-fallback"' not in _page(browser, replica_site, "/console/").text, timeout=20
+        lambda: 'data-kind="replica-fallback"' not in _page(browser, replica_site, "/console/").text,
+        timeout=20,
     )
