@@ -197,8 +197,8 @@ def is_console_read(request) -> bool:
     prefix, authenticating = _console_paths()
     return (
         request.method in SAFE_METHODS
-        and request.path_info.startswith(prefix)
-        and request.path_info not in authenticating
+        and request.path.startswith(prefix)
+        and request.path not in authenticating
     )
 
 
