@@ -101,7 +101,12 @@ def manage(environment: dict[str, str], *args: str) -> str:
     return done.stdout
 
 
-_SEED = f"""
+# A fresh database as deploy/setup.sh makes one (bootstrap_db, migrate), then a staff user and
+# a device key: one process, not three start-ups.
+_PREPARE = f"""
+from django.core.management import call_command
+call_command("bootstrap_db")
+call_command("migrate", interactive=False, verbosity=0)
 from django.contrib.auth import get_user_model
 from ingest.services.devices import device_create, device_key_issue
 get_user_model().objects.create_superuser({OPERATOR[0]!r}, "operator@example.org", {OPERATOR[1]!r})
@@ -180,9 +185,7 @@ def replica_site(replica_cluster, broker_topology) -> Iterator[ReplicaSite]:
         "TEST_RABBITMQ_QUEUE_NAME": broker_topology.queue,
     }
     manage_environment.pop("TEST_DATABASE_REPLICA_URL", None)
-    manage(manage_environment, "bootstrap_db")
-    manage(manage_environment, "migrate", "--no-input", "-v", "0")
-    seeded = manage(manage_environment, "shell", "-c", _SEED).split()
+    seeded = manage(manage_environment, "shell", "-c", _PREPARE).split()
     device_id, device_key = int(seeded[seeded.index("DEVICE") + 1]), seeded[seeded.index("DEVICE") + 2]
     replica_cluster.wait_replicated()
     web_environment = {
