@@ -138,7 +138,7 @@ def measure(args, env) -> dict:
     page_statuses: dict[str, dict[int, int]] = {"replica": {}, "primary": {}}
     lag_seconds: list[float] = []
     lag_bytes: list[int] = []
-    fallbacks = {"replica pages that said they read the primary": 0}
+    fallbacks = {"replica_overviews_reading_primary": 0}
     lock = threading.Lock()
 
     def ingest_client(number: int) -> None:
@@ -189,7 +189,7 @@ def measure(args, env) -> dict:
                     counts = page_statuses[database]
                     counts[status] = counts.get(status, 0) + 1
                     if database == "replica" and name == "overview" and "read from the primary" in body:
-                        fallbacks["replica pages that said they read the primary"] += 1
+                        fallbacks["replica_overviews_reading_primary"] += 1
         ingest_seconds = time.monotonic() - ingest_started
         readings_accepted = sum(accepted) - accepted_before
     finally:
@@ -250,7 +250,10 @@ def print_table(result: dict) -> None:
         f"ingest meanwhile: {ingest['readings_accepted_per_s']:,} readings/s accepted"
         f" ({ingest['clients']} clients x {ingest['batch']}), statuses {ingest['statuses']}"
     )
-    print(f"page statuses: {result['page_statuses']}")
+    print(
+        f"page statuses: {result['page_statuses']}; replica overviews that read the primary:"
+        f" {result['replica_overviews_reading_primary']}; load average {result['load_average_1m']}"
+    )
 
 
 def main() -> None:
@@ -276,7 +279,13 @@ def main() -> None:
         result = measure(args, env)
     finally:
         cluster("stop", *([] if args.keep_cluster else ["--purge"]))
-    result = {"command": shlex.join([sys.argv[0], *sys.argv[1:]]), "cpus": os.cpu_count(), **result}
+    result = {
+        "command": shlex.join([sys.argv[0], *sys.argv[1:]]),
+        "cpus": os.cpu_count(),
+        # Other work on the host skews every figure: the 1-minute load when the run ended.
+        "load_average_1m": round(os.getloadavg()[0], 2),
+        **result,
+    }
     print_table(result)
     REPORT.parent.mkdir(parents=True, exist_ok=True)
     REPORT.write_text(json.dumps(result, indent=2) + "\n")
