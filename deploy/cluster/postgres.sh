@@ -13,8 +13,10 @@
 # (5433), IOT_CARE_PG_REPLICA_PORT (5434), IOT_CARE_PG_BIN (/usr/lib/postgresql/15/bin),
 # IOT_CARE_PG_APP_USER / IOT_CARE_PG_APP_PASSWORD / IOT_CARE_PG_APP_DATABASE (iot_care).
 #
-# Both servers listen on 127.0.0.1 only and trust every local connection: a throwaway
-# pair, never a production setup. The machine's own cluster (5432) is not touched.
+# Run it as root or as postgres (the servers run as postgres). Both listen on 127.0.0.1
+# only and trust every local connection: a throwaway pair, never a production setup. The
+# machine's own cluster (5432) is not touched. A start after a crash (servers killed, pid
+# files left) recovers the same data; a half-made directory is made again.
 #
 # On a real host the primary needs, in postgresql.conf:
 #     wal_level = replica            # the default since PostgreSQL 10
