@@ -73,9 +73,10 @@ REPORT = ROOT / "reports" / "bench" / "replica.json"
 
 
 def cluster(*args: str) -> str:
-    return subprocess.run(
-        [str(CLUSTER_SCRIPT), *args], check=True, capture_output=True, text=True, env=os.environ
-    ).stdout
+    done = subprocess.run([str(CLUSTER_SCRIPT), *args], capture_output=True, text=True, env=os.environ)
+    if done.returncode:
+        raise SystemExit(f"postgres.sh {' '.join(args)} failed:\n{done.stderr}")
+    return done.stdout
 
 
 def operator_create() -> None:
@@ -271,8 +272,8 @@ def main() -> None:
     parser.add_argument("--keep-cluster", action="store_true", help="stop the cluster but keep its data")
     args = parser.parse_args()
 
-    urls = dict(line.split("=", 1) for line in cluster("start").split())
     try:
+        urls = dict(line.split("=", 1) for line in cluster("start").split())
         # The bench database is the cluster's application database, on the primary.
         os.environ["DATABASE_URL"] = urls["DATABASE_URL"]
         env = bench_setup(DATABASE_REPLICA_URL=urls["DATABASE_REPLICA_URL"])
