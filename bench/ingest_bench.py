@@ -481,13 +481,13 @@ def run_versus_naive(args, env) -> None:
     print(f"  ratio project / naive: {rates['project'] / rates['naive']:.2f}x")
 
 
-def production_web(env: dict[str, str], workers: int) -> subprocess.Popen:
+def production_web(env: dict[str, str], workers: int, port: int = PORT) -> subprocess.Popen:
     """The web line of deploy/Procfile: gunicorn with gunicorn.conf.py."""
     process = start(
         [str(BIN / "gunicorn"), "-c", "gunicorn.conf.py", "config.wsgi:application"],
-        {**env, "GUNICORN_BIND": f"127.0.0.1:{PORT}", "GUNICORN_WORKERS": str(workers)},
+        {**env, "GUNICORN_BIND": f"127.0.0.1:{port}", "GUNICORN_WORKERS": str(workers)},
     )
-    wait_for_http(PORT, "/healthz", process, "gunicorn")
+    wait_for_http(port, "/healthz", process, "gunicorn")
     return process
 
 

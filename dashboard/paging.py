@@ -9,9 +9,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from django.db import connection
 from django.db.models import QuerySet
 
+from config.replica import read_connection
 from dashboard.filters import Cursor
 from ingest.models import SensorReading
 
@@ -59,7 +59,7 @@ def keyset_page(
 
 def estimated_row_count(model) -> int:
     """PostgreSQL's own estimate (pg_class.reltuples): instant on any table size."""
-    with connection.cursor() as cursor:
+    with read_connection(model).cursor() as cursor:
         cursor.execute(
             "SELECT reltuples::bigint FROM pg_class WHERE oid = %s::regclass", [model._meta.db_table]
         )
@@ -74,7 +74,7 @@ MAX_SERIES_PER_PAGE = 400
 
 def device_metrics(device_id: int) -> list[str]:
     """The metrics a device has readings of: a skip scan of uq_sensor_readings_point."""
-    with connection.cursor() as cursor:
+    with read_connection(SensorReading).cursor() as cursor:
         cursor.execute(
             """
             WITH RECURSIVE found(metric) AS (
@@ -134,7 +134,7 @@ def readings_page(
         bounds.append("(s.measured_at, s.id) < (%s, %s)")
         params += [cursor.at, cursor.last_id]
     where = "".join(f" AND {bound}" for bound in bounds)
-    with connection.cursor() as database:
+    with read_connection(SensorReading).cursor() as database:
         database.execute(
             f"""
             SELECT page.id FROM unnest(%s::bigint[], %s::varchar[]) AS series(device_id, metric)

@@ -44,6 +44,8 @@ MIDDLEWARE = [
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    # Console reads from the read replica when there is one (config/replica.py).
+    "config.replica.ReplicaReadMiddleware",
     # Pages render, and filters read, times in the zone the viewer chose (browser or UTC).
     "dashboard.timezones.ViewerTimeZoneMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
@@ -104,6 +106,32 @@ DATABASES = {
 # Persistent connections: the worker and gunicorn workers are long-lived processes.
 DATABASES["default"]["CONN_MAX_AGE"] = env.int("DATABASE_CONN_MAX_AGE", default=60)
 DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
+# A streaming standby of the primary for the console's reading pages (config/replica.py);
+# empty: no replica, everything reads the primary.
+DATABASE_REPLICA_URL = env.str("DATABASE_REPLICA_URL", default="")
+# After a browser's unsafe request (an action, a login), its pages read the primary this long.
+DATABASE_REPLICA_PIN_SECONDS = env.float("DATABASE_REPLICA_PIN_SECONDS", default=5)
+# Pages read the primary (and a banner says so) while the replica is further behind than this.
+DATABASE_REPLICA_MAX_LAG_SECONDS = env.float("DATABASE_REPLICA_MAX_LAG_SECONDS", default=30)
+# The replica's state is read at most this often per process, with this connect timeout
+# (libpq counts whole seconds, at least 2): a dead replica costs pages little.
+DATABASE_REPLICA_CHECK_SECONDS = env.float("DATABASE_REPLICA_CHECK_SECONDS", default=2)
+DATABASE_REPLICA_CONNECT_TIMEOUT_SECONDS = env.int("DATABASE_REPLICA_CONNECT_TIMEOUT_SECONDS", default=2)
+
+
+def replica_database(url: str) -> dict:
+    replica = env.db_url_config(url)
+    replica["CONN_MAX_AGE"] = DATABASES["default"]["CONN_MAX_AGE"]
+    replica["CONN_HEALTH_CHECKS"] = True
+    replica.setdefault("OPTIONS", {})["connect_timeout"] = DATABASE_REPLICA_CONNECT_TIMEOUT_SECONDS
+    # Should a test run ever have one: no test database of its own, it is the primary's.
+    replica["TEST"] = {"MIRROR": "default"}
+    return replica
+
+
+if DATABASE_REPLICA_URL:
+    DATABASES["replica"] = replica_database(DATABASE_REPLICA_URL)
+DATABASE_ROUTERS = ["config.replica.ReplicaRouter"]
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 AUTH_PASSWORD_VALIDATORS = [

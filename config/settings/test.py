@@ -16,6 +16,12 @@ STORAGES = {
     "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
 }
 INGEST_BATCH_MAX_WAIT_SECONDS = 0.05
+# No read replica from a developer's .env: the tests of the replica give the processes
+# they start one of their own (TEST_DATABASE_REPLICA_URL).
+DATABASE_REPLICA_URL = env.str("TEST_DATABASE_REPLICA_URL", default="")
+DATABASES.pop("replica", None)  # noqa: F405
+if DATABASE_REPLICA_URL:
+    DATABASES["replica"] = replica_database(DATABASE_REPLICA_URL)  # noqa: F405
 
 SECRET_KEY = SECRET_KEY or "insecure-test-only-key-never-used-in-production"  # noqa: F405
 WHITENOISE_AUTOREFRESH = True  # no collectstatic before tests

@@ -9,9 +9,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from django.db import connection
 from django.utils import timezone
 
+from config.replica import read_connection
 from ingest.models import Alert, AlertStatus, IngestMessage
 
 # --- overview -------------------------------------------------------------------------
@@ -28,7 +28,7 @@ def ingest_rate_series(*, window: timedelta, bucket_minutes: int) -> list[RatePo
     """Processed messages and records per minute, averaged over buckets, oldest first."""
     now = timezone.now()
     start = now - window
-    with connection.cursor() as cursor:
+    with read_connection(IngestMessage).cursor() as cursor:
         cursor.execute(
             f"""
             SELECT to_timestamp(floor(extract(epoch FROM processed_at) / %s) * %s) AS bucket,

@@ -13,10 +13,10 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from django.conf import settings
-from django.db import connection
 from django.db.models import Case, IntegerField, Q, QuerySet, Value, When
 from django.utils import timezone
 
+from config.replica import read_connection
 from dashboard.models import AlertAction, AlertEscalation, AlertEscalationAttempt
 from dashboard.records import RECORDS
 from ingest.models import Alert, AlertStatus, DeviceEvent
@@ -89,7 +89,7 @@ def _inferred_events(alerts: list[Alert]) -> dict[int, DeviceEvent]:
     ]
     if not candidates:
         return {}
-    with connection.cursor() as cursor:
+    with read_connection(DeviceEvent).cursor() as cursor:
         # One index probe per alert (ix_device_events_device_time), in one statement.
         cursor.execute(
             """

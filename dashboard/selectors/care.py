@@ -10,9 +10,9 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 
-from django.db import connection
 from django.db.models import Q
 
+from config.replica import read_connection
 from dashboard.filters import Cursor
 from dashboard.paging import PAGE_SIZE, Page, device_metrics, page_of_ids, readings_page
 from ingest.models import Alert, AlertStatus, Device, DeviceAPIKey, DeviceEvent, Resident, SensorReading
@@ -31,7 +31,7 @@ def latest_readings(*, device_ids: list[int]) -> list[SensorReading]:
     series = [(device_id, metric) for device_id in device_ids for metric in device_metrics(device_id)]
     if not series:
         return []
-    with connection.cursor() as cursor:
+    with read_connection(SensorReading).cursor() as cursor:
         cursor.execute(
             """
             SELECT latest.id FROM unnest(%s::bigint[], %s::varchar[]) AS series(device_id, metric)
@@ -128,7 +128,7 @@ def events_page(*, devices, filters: dict, cursor: Cursor | None, size: int = PA
         bounds.append("(e.occurred_at, e.id) < (%s, %s)")
         params += [cursor.at, cursor.last_id]
     where = "".join(f" AND {bound}" for bound in bounds)
-    with connection.cursor() as cursor_:
+    with read_connection(DeviceEvent).cursor() as cursor_:
         cursor_.execute(
             f"""
             SELECT page.id FROM unnest(%s::bigint[]) AS listed(device_id)

@@ -12,7 +12,8 @@ import math
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from django.db import connection
+from config.replica import read_connection
+from ingest.models import SensorReading
 
 MAX_BUCKETS = 500
 # Bucket widths that make readable ticks and tooltips ("every 5 min", "every 2 h").
@@ -48,7 +49,7 @@ def series_metrics(device_ids: list[int]) -> dict[str, list[int]]:
     """
     if not device_ids:
         return {}
-    with connection.cursor() as cursor:
+    with read_connection(SensorReading).cursor() as cursor:
         cursor.execute(
             """
             WITH RECURSIVE found(device_id, metric) AS (
@@ -139,7 +140,7 @@ def reading_chart(*, devices: dict[int, str], metric: str, since: datetime, unti
     """
     bucket_seconds = bucket_seconds_for(until - since)
     times = bucket_starts(since, until, bucket_seconds)
-    with connection.cursor() as cursor:
+    with read_connection(SensorReading).cursor() as cursor:
         cursor.execute(
             """
             SELECT device_id, date_bin(%s, measured_at, %s) AS bucket,

@@ -19,6 +19,7 @@ from django.db.models.functions import RowNumber
 from django.urls import reverse
 from django.utils import timezone
 
+from config.replica import replica_status
 from dashboard.models import BulkJob
 from ingest.broker.monitoring import QueueDepth, broker_node_statuses, queue_depths
 from ingest.broker.rates import QueueRates
@@ -101,6 +102,7 @@ def health_banners(*, queues: list[QueueDepth] | None | object = _NOT_READ) -> l
     return [
         *_broker_banners(queues),
         *_cluster_banners(queues),
+        *_replica_banners(),
         *_dead_letter_banners(queues),
         *_stale_processing_banners(queues),
         *_scheduler_banners(),
@@ -162,6 +164,22 @@ def _cluster_banners(queues: list[QueueDepth] | None) -> list[HealthBanner]:
         if queue.replicas_missing
     ]
     return banners
+
+
+def _replica_banners() -> list[HealthBanner]:
+    replica = replica_status()
+    if replica is None or replica.usable:
+        return []
+    return [
+        HealthBanner(
+            "replica-fallback",
+            "Console pages read from the primary database",
+            replica.problem[:1].upper() + replica.problem[1:] + ": the read replica is not used until it is"
+            " back and caught up, and the primary carries the console's reads meanwhile.",
+            reverse("dashboard:overview") + "#replica",
+            "replication",
+        )
+    ]
 
 
 def _dead_letter_banners(queues: list[QueueDepth] | None) -> list[HealthBanner]:

@@ -6,6 +6,7 @@ from datetime import timedelta
 
 from django.views.generic import TemplateView
 
+from config.replica import replica_status
 from dashboard.charts import TimeSeries
 from dashboard.filters import OverviewWindowForm
 from dashboard.models import BulkJob
@@ -56,6 +57,7 @@ class OverviewPanelView(StaffRequiredMixin, TemplateView):
                 status__in=[BulkJob.Status.QUEUED, BulkJob.Status.RUNNING, BulkJob.Status.PAUSED]
             ),
             "scheduler": scheduler_status(),
+            "replica": replica_status(),
         }
 
 

@@ -13,12 +13,12 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from django.conf import settings
-from django.db import connection
 from rest_framework import serializers
 
+from config.replica import read_connection
 from ingest.json_input import JsonInputError, json_parse
 from ingest.messages import DEVICE_BATCH, FailureEnvelope, UndecodableMessage, message_decode
-from ingest.models import DeadLetter, DeadLetterAction, Device
+from ingest.models import DeadLetter, DeadLetterAction, Device, SensorReading
 from ingest.record_validation import EventInputSerializer, InvalidValue, instant_parse, reading_validate
 from ingest.selectors.dead_letters import BODY_HEX_MAX_BYTES, BodyView, dead_letter_body_view
 
@@ -309,7 +309,7 @@ def readings_present(dead_letter: DeadLetter) -> ReadingsPresent | None:
     readings = getattr(message, "readings", None)
     if not readings or len(readings) > READINGS_CHECK_MAX:
         return None
-    with connection.cursor() as cursor:
+    with read_connection(SensorReading).cursor() as cursor:
         cursor.execute(
             """
             SELECT count(*) FROM unnest(%s::varchar[], %s::timestamptz[]) AS point(metric, measured_at)
