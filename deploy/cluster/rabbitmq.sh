@@ -178,6 +178,15 @@ EOF
     fi
 }
 
+# The dir is chown'ed and may be removed: refuse one that holds anything but a cluster
+# (a mistyped IOT_CARE_RMQ_CLUSTER_DIR=/tmp must not hand /tmp to rabbitmq).
+require_cluster_dir() {
+    [[ $CLUSTER_DIR == /?* && $CLUSTER_DIR != / ]] || die "IOT_CARE_RMQ_CLUSTER_DIR must be an absolute path below /"
+    if [[ -d $CLUSTER_DIR && -n $(ls -A "$CLUSTER_DIR") && ! -d $CLUSTER_DIR/home ]]; then
+        die "$CLUSTER_DIR is not empty and holds no cluster: choose another IOT_CARE_RMQ_CLUSTER_DIR"
+    fi
+}
+
 write_cluster_files() {
     mkdir -p "$CLUSTER_DIR/home"
     chmod 755 "$CLUSTER_DIR"
@@ -210,8 +219,10 @@ is_our_vm() {
 }
 
 # Erlang VMs carrying node N's name that are not the one in its pid file: leftovers of a
-# crashed run under the same name (its dir may be gone). Matched on the marker argument
-# every node gets, never on "beam.smp" alone, so the machine broker is never touched.
+# crashed run under the same name (its dir may be gone). A node name is unique on a host, so
+# such a VM would stop this cluster's node from starting anyway; `start`, `stop` and `clean`
+# kill it. Matched on the marker argument every node gets, never on "beam.smp" alone, so the
+# machine broker is never touched.
 stray_pids() {
     local name own pid
     name=$(node_name "$1")
@@ -227,9 +238,11 @@ kill_node_vm() {
     local node=$1 pid
     if pid=$(node_pid "$node"); then
         kill -9 "$pid"
-        # The pid file stays, as after a real crash; wait until the VM is gone so the
-        # caller can count on the node being down.
-        while kill -0 "$pid" 2>/dev/null; do sleep 0.1; done
+        # The pid file stays, as after a real crash; wait until the VM is gone (or a zombie
+        # waiting for init to reap it) so the caller can count on the node being down.
+        while [[ -e /proc/$pid && $(cut -d' ' -f3 "/proc/$pid/stat" 2>/dev/null) != Z ]]; do
+            sleep 0.1
+        done
         log "node $node ($(node_name "$node"), pid $pid) killed"
     else
         log "node $node is not running"
@@ -330,13 +343,17 @@ start_cluster() {
         purge_data
     fi
     write_cluster_files
-    local booting=()
+    local booting=() already_running=""
     for node in "${NODES[@]}"; do
-        if ! is_running "$node"; then
+        if is_running "$node"; then
+            already_running+=" $node"
+        else
             boot_node "$node"
             booting+=("$node")
         fi
     done
+    # A running VM may have its app stopped (stop_app); start_app is a no-op otherwise.
+    [[ -z $already_running ]] || ctl_on_nodes_in_parallel "$already_running" start_app
     # Booted side by side: cluster members resuming after a stop wait for each other, and
     # fresh nodes boot faster in parallel than one after the other.
     for node in "${booting[@]}"; do
@@ -360,6 +377,12 @@ start_one_node() {
         # The VM may be up with the app stopped (stop_app): starting the app is what is meant.
         ctl "$node" start_app >/dev/null
     else
+        local other any_other_running=false
+        for other in "${NODES[@]}"; do
+            [[ $other != "$node" ]] && is_running "$other" && any_other_running=true
+        done
+        # Alone, a member waits minutes for peers that are not coming.
+        $any_other_running || die "no other node runs: use 'start' to start the whole cluster"
         for pid in $(stray_pids "$node"); do kill -9 "$pid" || true; done
         write_node_files "$node"
         chown -R rabbitmq:rabbitmq "$(node_dir "$node")"
@@ -400,8 +423,7 @@ kill_cluster() {
 }
 
 purge_data() {
-    # Only ever our own dir: refuse to remove anything that is not a cluster dir.
-    [[ -n $CLUSTER_DIR && $CLUSTER_DIR != / ]] || die "refusing to remove '$CLUSTER_DIR'"
+    require_cluster_dir
     if [[ -d $CLUSTER_DIR ]]; then
         rm -rf "$CLUSTER_DIR"
     fi
@@ -445,6 +467,7 @@ main() {
     case "$command" in
         start)
             require_root
+            require_cluster_dir
             ensure_rabbitmq_installed
             if [[ $# -eq 0 ]]; then
                 start_cluster
@@ -455,6 +478,7 @@ main() {
             ;;
         stop)
             require_root
+            require_cluster_dir
             case "${1:-}" in
                 "") stop_cluster ;;
                 --purge) kill_cluster && purge_data ;;
@@ -463,6 +487,7 @@ main() {
             ;;
         clean)
             require_root
+            require_cluster_dir
             kill_cluster
             purge_data
             ;;
