@@ -14,7 +14,7 @@
 #   deploy/cluster/rabbitmq.sh env              the settings a client needs, e.g.
 #       RABBITMQ_HOSTS=127.0.0.1:5701,127.0.0.1:5702,127.0.0.1:5703
 #       RABBITMQ_MANAGEMENT_URL=http://127.0.0.1:15701,http://127.0.0.1:15702,http://127.0.0.1:15703
-#   NODE is 1, 2 or 3. `eval "$(deploy/cluster/rabbitmq.sh env)"` points a shell at the cluster.
+#   NODE is 1, 2 or 3. `export $(deploy/cluster/rabbitmq.sh env)` points a shell at the cluster.
 #
 # Settings (environment variables, with their defaults):
 #   IOT_CARE_RMQ_CLUSTER_DIR=/tmp/iot-care-rabbitmq-cluster  configs, data, logs, pid files
@@ -70,7 +70,8 @@ log() {
 }
 
 usage() {
-    sed -n '2,16p' "$0" | sed 's/^# \{0,1\}//' >&2
+    # The usage block at the top of this file: from "Usage" to the next empty comment line.
+    sed -n '4,/^#$/p' "$0" | sed -e '/^#$/d' -e 's/^# \{0,1\}//' >&2
 }
 
 node_name() { echo "$CLUSTER_NAME-$1@localhost"; }
@@ -163,10 +164,9 @@ log.console = false
 log.file.level = info
 EOF
     if [[ $node != 1 ]]; then
-        # Nodes 2 and 3 join node 1 by themselves on their first boot, retrying while node 1
-        # is still booting: all three boot side by side, which is about twice as fast as
-        # booting, then stopping the app, joining and restarting it on two nodes.
-        # (`start` still joins by hand any node that ends up outside the cluster.)
+        # Nodes 2 and 3 join node 1 by themselves on their first boot (`start` boots them
+        # once node 1 runs): faster than booting them alone, then stopping the app, joining
+        # and starting the app again. `start` still joins by hand any node left outside.
         cat >>"$dir/rabbitmq.conf" <<EOF
 cluster_formation.peer_discovery_backend = classic_config
 cluster_formation.classic_config.nodes.1 = $(node_name 1)
@@ -218,6 +218,11 @@ is_our_vm() {
     tr '\0' '\n' <"/proc/$pid/cmdline" 2>/dev/null | grep -qxF -- "$name"
 }
 
+# The Erlang VMs started for a node name, matched on the marker argument every node gets.
+vm_pids_named() {
+    pgrep -u rabbitmq -f -- "-iot_care_rmq_node $1( |\$)" || true
+}
+
 # Erlang VMs carrying node N's name that are not the one in its pid file: leftovers of a
 # crashed run under the same name (its dir may be gone). A node name is unique on a host, so
 # such a VM would stop this cluster's node from starting anyway; `start`, `stop` and `clean`
@@ -227,7 +232,7 @@ stray_pids() {
     local name own pid
     name=$(node_name "$1")
     own=$(node_pid "$1" || true)
-    for pid in $(pgrep -u rabbitmq -f -- "-iot_care_rmq_node $name( |$)" || true); do
+    for pid in $(vm_pids_named "$name"); do
         [[ $pid != "$own" ]] && echo "$pid"
     done
 }
@@ -270,7 +275,15 @@ boot_node() {
 }
 
 wait_booted() {
-    local node=$1
+    local node=$1 deadline=$((SECONDS + BOOT_TIMEOUT_SECONDS))
+    # The VM writes its pid file early in its boot. A VM that dies before that would leave
+    # `rabbitmqctl wait` waiting for the file until its timeout, so watch the VM meanwhile.
+    until [[ -s $(pid_file "$node") ]]; do
+        [[ -n $(vm_pids_named "$(node_name "$node")") ]] ||
+            die "node $node crashed while booting; see $(node_dir "$node")/log"
+        ((SECONDS < deadline)) || die "node $node did not start; see $(node_dir "$node")/log"
+        sleep 0.2
+    done
     # `wait` returns once the rabbit app has fully started (or fails if the VM dies).
     if ! ctl "$node" wait --timeout "$BOOT_TIMEOUT_SECONDS" "$(pid_file "$node")" >/dev/null; then
         die "node $node did not start; see $(node_dir "$node")/log"
@@ -348,14 +361,24 @@ start_cluster() {
         if is_running "$node"; then
             already_running+=" $node"
         else
-            boot_node "$node"
             booting+=("$node")
         fi
     done
     # A running VM may have its app stopped (stop_app); start_app is a no-op otherwise.
     [[ -z $already_running ]] || ctl_on_nodes_in_parallel "$already_running" start_app
-    # Booted side by side: cluster members resuming after a stop wait for each other, and
-    # fresh nodes boot faster in parallel than one after the other.
+    if [[ ${booting[0]:-} == 1 && ! -d $(node_dir 1)/mnesia/$(node_name 1) ]]; then
+        # A new cluster: node 1 finishes booting before 2 and 3 boot and join it. A node
+        # that joins while node 1 still migrates its tables to the enabled feature flags
+        # fails its schema check (table_attributes_mismatch on rabbit_user) and crashes.
+        boot_node 1
+        wait_booted 1
+        booting=("${booting[@]:1}")
+    fi
+    # The rest side by side: members resuming after a stop wait for each other's tables,
+    # and nodes 2 and 3 take turns joining node 1 (classic_config peer discovery locks).
+    for node in "${booting[@]}"; do
+        boot_node "$node"
+    done
     for node in "${booting[@]}"; do
         wait_booted "$node"
     done
