@@ -233,7 +233,7 @@ stray_pids() {
     name=$(node_name "$1")
     own=$(node_pid "$1" || true)
     for pid in $(vm_pids_named "$name"); do
-        [[ $pid != "$own" ]] && echo "$pid"
+        if [[ $pid != "$own" ]]; then echo "$pid"; fi
     done
 }
 
