@@ -120,8 +120,7 @@ class RabbitCluster:
         )
         if check and result.returncode != 0:
             raise ClusterScriptError(
-                f"rabbitmq.sh {' '.join(args)} exited {result.returncode}:\n"
-                f"{result.stdout}{result.stderr}"
+                f"rabbitmq.sh {' '.join(args)} exited {result.returncode}:\n{result.stdout}{result.stderr}"
             )
         return result
 
@@ -234,9 +233,7 @@ class RabbitCluster:
     def running_nodes(self) -> set[int]:
         """The nodes the cluster counts as running (rabbit app up)."""
         return {
-            self.node_number(node["name"])
-            for node in self.management_get("nodes")
-            if node.get("running")
+            self.node_number(node["name"]) for node in self.management_get("nodes") if node.get("running")
         }
 
     def queue_info(self, queue: str, vhost: str = "/") -> dict:

@@ -14,7 +14,7 @@
 #   deploy/cluster/rabbitmq.sh env              the settings a client needs, e.g.
 #       RABBITMQ_HOSTS=127.0.0.1:5701,127.0.0.1:5702,127.0.0.1:5703
 #       RABBITMQ_MANAGEMENT_URL=http://127.0.0.1:15701,http://127.0.0.1:15702,http://127.0.0.1:15703
-#   NODE is 1, 2 or 3. `eval "$(deploy/cluster/rabbitmq.sh env)"` points a shell at the cluster.
+#   NODE is 1, 2 or 3. `export $(deploy/cluster/rabbitmq.sh env)` points a shell at the cluster.
 #
 # Settings (environment variables, with their defaults):
 #   IOT_CARE_RMQ_CLUSTER_DIR=/tmp/iot-care-rabbitmq-cluster  configs, data, logs, pid files
@@ -70,7 +70,8 @@ log() {
 }
 
 usage() {
-    sed -n '2,16p' "$0" | sed 's/^# \{0,1\}//' >&2
+    # The usage block at the top of this file: from "Usage" to the next empty comment line.
+    sed -n '4,/^#$/p' "$0" | sed -e '/^#$/d' -e 's/^# \{0,1\}//' >&2
 }
 
 node_name() { echo "$CLUSTER_NAME-$1@localhost"; }
@@ -163,10 +164,9 @@ log.console = false
 log.file.level = info
 EOF
     if [[ $node != 1 ]]; then
-        # Nodes 2 and 3 join node 1 by themselves on their first boot, retrying while node 1
-        # is still booting: all three boot side by side, which is about twice as fast as
-        # booting, then stopping the app, joining and restarting it on two nodes.
-        # (`start` still joins by hand any node that ends up outside the cluster.)
+        # Nodes 2 and 3 join node 1 by themselves on their first boot (`start` boots them
+        # once node 1 runs): faster than booting them alone, then stopping the app, joining
+        # and starting the app again. `start` still joins by hand any node left outside.
         cat >>"$dir/rabbitmq.conf" <<EOF
 cluster_formation.peer_discovery_backend = classic_config
 cluster_formation.classic_config.nodes.1 = $(node_name 1)
@@ -175,6 +175,15 @@ cluster_formation.discovery_retry_interval = 500
 cluster_formation.randomized_startup_delay_range.min = 0
 cluster_formation.randomized_startup_delay_range.max = 0
 EOF
+    fi
+}
+
+# The dir is chown'ed and may be removed: refuse one that holds anything but a cluster
+# (a mistyped IOT_CARE_RMQ_CLUSTER_DIR=/tmp must not hand /tmp to rabbitmq).
+require_cluster_dir() {
+    [[ $CLUSTER_DIR == /?* && $CLUSTER_DIR != / ]] || die "IOT_CARE_RMQ_CLUSTER_DIR must be an absolute path below /"
+    if [[ -d $CLUSTER_DIR && -n $(ls -A "$CLUSTER_DIR") && ! -d $CLUSTER_DIR/home ]]; then
+        die "$CLUSTER_DIR is not empty and holds no cluster: choose another IOT_CARE_RMQ_CLUSTER_DIR"
     fi
 }
 
@@ -209,15 +218,22 @@ is_our_vm() {
     tr '\0' '\n' <"/proc/$pid/cmdline" 2>/dev/null | grep -qxF -- "$name"
 }
 
+# The Erlang VMs started for a node name, matched on the marker argument every node gets.
+vm_pids_named() {
+    pgrep -u rabbitmq -f -- "-iot_care_rmq_node $1( |\$)" || true
+}
+
 # Erlang VMs carrying node N's name that are not the one in its pid file: leftovers of a
-# crashed run under the same name (its dir may be gone). Matched on the marker argument
-# every node gets, never on "beam.smp" alone, so the machine broker is never touched.
+# crashed run under the same name (its dir may be gone). A node name is unique on a host, so
+# such a VM would stop this cluster's node from starting anyway; `start`, `stop` and `clean`
+# kill it. Matched on the marker argument every node gets, never on "beam.smp" alone, so the
+# machine broker is never touched.
 stray_pids() {
     local name own pid
     name=$(node_name "$1")
     own=$(node_pid "$1" || true)
-    for pid in $(pgrep -u rabbitmq -f -- "-iot_care_rmq_node $name( |$)" || true); do
-        [[ $pid != "$own" ]] && echo "$pid"
+    for pid in $(vm_pids_named "$name"); do
+        if [[ $pid != "$own" ]]; then echo "$pid"; fi
     done
 }
 
@@ -227,9 +243,11 @@ kill_node_vm() {
     local node=$1 pid
     if pid=$(node_pid "$node"); then
         kill -9 "$pid"
-        # The pid file stays, as after a real crash; wait until the VM is gone so the
-        # caller can count on the node being down.
-        while kill -0 "$pid" 2>/dev/null; do sleep 0.1; done
+        # The pid file stays, as after a real crash; wait until the VM is gone (or a zombie
+        # waiting for init to reap it) so the caller can count on the node being down.
+        while [[ -e /proc/$pid && $(cut -d' ' -f3 "/proc/$pid/stat" 2>/dev/null) != Z ]]; do
+            sleep 0.1
+        done
         log "node $node ($(node_name "$node"), pid $pid) killed"
     else
         log "node $node is not running"
@@ -257,7 +275,15 @@ boot_node() {
 }
 
 wait_booted() {
-    local node=$1
+    local node=$1 deadline=$((SECONDS + BOOT_TIMEOUT_SECONDS))
+    # The VM writes its pid file early in its boot. A VM that dies before that would leave
+    # `rabbitmqctl wait` waiting for the file until its timeout, so watch the VM meanwhile.
+    until [[ -s $(pid_file "$node") ]]; do
+        [[ -n $(vm_pids_named "$(node_name "$node")") ]] ||
+            die "node $node crashed while booting; see $(node_dir "$node")/log"
+        ((SECONDS < deadline)) || die "node $node did not start; see $(node_dir "$node")/log"
+        sleep 0.2
+    done
     # `wait` returns once the rabbit app has fully started (or fails if the VM dies).
     if ! ctl "$node" wait --timeout "$BOOT_TIMEOUT_SECONDS" "$(pid_file "$node")" >/dev/null; then
         die "node $node did not start; see $(node_dir "$node")/log"
@@ -330,15 +356,29 @@ start_cluster() {
         purge_data
     fi
     write_cluster_files
-    local booting=()
+    local booting=() already_running=""
     for node in "${NODES[@]}"; do
-        if ! is_running "$node"; then
-            boot_node "$node"
+        if is_running "$node"; then
+            already_running+=" $node"
+        else
             booting+=("$node")
         fi
     done
-    # Booted side by side: cluster members resuming after a stop wait for each other, and
-    # fresh nodes boot faster in parallel than one after the other.
+    # A running VM may have its app stopped (stop_app); start_app is a no-op otherwise.
+    [[ -z $already_running ]] || ctl_on_nodes_in_parallel "$already_running" start_app
+    if [[ ${booting[0]:-} == 1 && ! -d $(node_dir 1)/mnesia/$(node_name 1) ]]; then
+        # A new cluster: node 1 finishes booting before 2 and 3 boot and join it. A node
+        # that joins while node 1 still migrates its tables to the enabled feature flags
+        # fails its schema check (table_attributes_mismatch on rabbit_user) and crashes.
+        boot_node 1
+        wait_booted 1
+        booting=("${booting[@]:1}")
+    fi
+    # The rest side by side: members resuming after a stop wait for each other's tables,
+    # and nodes 2 and 3 take turns joining node 1 (classic_config peer discovery locks).
+    for node in "${booting[@]}"; do
+        boot_node "$node"
+    done
     for node in "${booting[@]}"; do
         wait_booted "$node"
     done
@@ -360,6 +400,12 @@ start_one_node() {
         # The VM may be up with the app stopped (stop_app): starting the app is what is meant.
         ctl "$node" start_app >/dev/null
     else
+        local other any_other_running=false
+        for other in "${NODES[@]}"; do
+            [[ $other != "$node" ]] && is_running "$other" && any_other_running=true
+        done
+        # Alone, a member waits minutes for peers that are not coming.
+        $any_other_running || die "no other node runs: use 'start' to start the whole cluster"
         for pid in $(stray_pids "$node"); do kill -9 "$pid" || true; done
         write_node_files "$node"
         chown -R rabbitmq:rabbitmq "$(node_dir "$node")"
@@ -400,8 +446,7 @@ kill_cluster() {
 }
 
 purge_data() {
-    # Only ever our own dir: refuse to remove anything that is not a cluster dir.
-    [[ -n $CLUSTER_DIR && $CLUSTER_DIR != / ]] || die "refusing to remove '$CLUSTER_DIR'"
+    require_cluster_dir
     if [[ -d $CLUSTER_DIR ]]; then
         rm -rf "$CLUSTER_DIR"
     fi
@@ -445,6 +490,7 @@ main() {
     case "$command" in
         start)
             require_root
+            require_cluster_dir
             ensure_rabbitmq_installed
             if [[ $# -eq 0 ]]; then
                 start_cluster
@@ -455,6 +501,7 @@ main() {
             ;;
         stop)
             require_root
+            require_cluster_dir
             case "${1:-}" in
                 "") stop_cluster ;;
                 --purge) kill_cluster && purge_data ;;
@@ -463,6 +510,7 @@ main() {
             ;;
         clean)
             require_root
+            require_cluster_dir
             kill_cluster
             purge_data
             ;;

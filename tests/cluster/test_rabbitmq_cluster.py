@@ -26,9 +26,7 @@ REJOIN_TIMEOUT_SECONDS = 120
 def _declare_quorum_queue(cluster: RabbitCluster, name: str, via_node: int) -> None:
     connection = cluster.connection(via_node)
     try:
-        connection.channel().queue_declare(
-            name, durable=True, arguments={"x-queue-type": "quorum"}
-        )
+        connection.channel().queue_declare(name, durable=True, arguments={"x-queue-type": "quorum"})
     finally:
         connection.close()
 
@@ -76,9 +74,7 @@ def quorum_queue(rabbitmq_cluster):
     """A quorum queue of this test's own, with a replica on every node; deleted after."""
     name = f"test-cluster-{uuid.uuid4().hex[:12]}"
     _declare_quorum_queue(rabbitmq_cluster, name, via_node=1)
-    rabbitmq_cluster.wait_until(
-        lambda: rabbitmq_cluster.queue_online_members(name) == {1, 2, 3}, timeout=30
-    )
+    rabbitmq_cluster.wait_until(lambda: rabbitmq_cluster.queue_online_members(name) == {1, 2, 3}, timeout=30)
     yield name
     _ensure_all_nodes_running(rabbitmq_cluster)
     connection = rabbitmq_cluster.connection(1)
@@ -111,13 +107,17 @@ def test_killed_leader_is_replaced_and_rejoins_on_restart(rabbitmq_cluster, quor
     old_leader = cluster.queue_leader(quorum_queue)
     survivors = set(NODES) - {old_leader}
 
-    cluster.kill(old_leader)
-    killed_at = time.monotonic()
+    kill_issued = time.monotonic()
+    cluster.kill(old_leader)  # returns once the VM is gone
+    killed = time.monotonic()
     new_leader = cluster.wait_until(
         lambda: (leader := cluster.queue_leader(quorum_queue)) in survivors and leader,
         timeout=ELECTION_TIMEOUT_SECONDS,
     )
-    print(f"\nnew leader after kill -9: {time.monotonic() - killed_at:.1f} s")
+    print(
+        f"\nnew leader seen {time.monotonic() - killed:.1f} s after the VM was gone"
+        f" ({killed - kill_issued:.1f} s for the kill command itself)"
+    )
     assert cluster.queue_members(quorum_queue) == {1, 2, 3}, "a crash does not remove a member"
     assert cluster.queue_online_members(quorum_queue) == survivors
 
