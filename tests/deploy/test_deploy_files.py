@@ -273,6 +273,27 @@ def test_a_metrics_folder_that_does_not_exist_yet_is_created(tmp_path):
     assert folder.is_dir()
 
 
+def test_gunicorn_keeps_the_metrics_files_of_running_processes_in_a_shared_folder(tmp_path, monkeypatch):
+    """The folder is shared with the host's other servers and consumers: a server that starts
+    removes only what processes that have ended left behind."""
+    import runpy
+
+    ended = subprocess.Popen(["true"])
+    ended.wait()
+    running = os.getpid()
+    for name in (f"counter_{running}.db", f"histogram_{running}.db", f"counter_{ended.pid}.db", "notes.txt"):
+        (tmp_path / name).write_bytes(b"x")
+    monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", str(tmp_path))
+
+    runpy.run_path(str(ROOT / "gunicorn.conf.py"))["on_starting"](server=None)
+
+    assert sorted(path.name for path in tmp_path.iterdir()) == [
+        f"counter_{running}.db",
+        f"histogram_{running}.db",
+        "notes.txt",
+    ]
+
+
 def test_gunicorn_reopens_the_broker_connection_in_each_worker():
     import runpy
 
