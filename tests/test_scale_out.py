@@ -126,7 +126,9 @@ def _consumer_pids(queue: str) -> list[int]:
     }
     pids = []
     for consumer in details:
-        match = re.search(r"pid=(\d+)", names.get(consumer["channel_details"]["connection_name"], ""))
+        # Until the broker's next statistics round a new consumer's channel details are empty.
+        channel = consumer.get("channel_details") or {}
+        match = re.search(r"pid=(\d+)", names.get(channel.get("connection_name"), ""))
         if match:
             pids.append(int(match.group(1)))
     return pids
