@@ -78,7 +78,9 @@ def test_production_runs_a_three_node_rabbitmq_cluster_with_one_cookie():
         assert node["hostname"] == name  # its node name: rabbit@<hostname>
         assert "environment" not in node or "RABBITMQ_ERLANG_COOKIE" not in _app_environment(node)
         assert f"{name}:/var/lib/rabbitmq" in node["volumes"]
-        [config] = [volume for volume in node["volumes"] if volume.endswith("/etc/rabbitmq/conf.d/20-cluster.conf:ro")]
+        [config] = [
+            volume for volume in node["volumes"] if volume.endswith("/etc/rabbitmq/conf.d/20-cluster.conf:ro")
+        ]
         assert config.split(":")[0] == "./rabbitmq-cluster.conf"
     cluster = {
         key.strip(): value.strip()
@@ -89,7 +91,9 @@ def test_production_runs_a_three_node_rabbitmq_cluster_with_one_cookie():
         )
     }
     assert cluster["cluster_formation.peer_discovery_backend"] == "classic_config"
-    listed = {value for key, value in cluster.items() if key.startswith("cluster_formation.classic_config.nodes.")}
+    listed = {
+        value for key, value in cluster.items() if key.startswith("cluster_formation.classic_config.nodes.")
+    }
     assert listed == {f"rabbit@{name}" for name in RABBITMQ_NODES}
 
 
@@ -158,7 +162,9 @@ def test_systemd_units_are_complete(unit):
     assert parser["Service"]["KillSignal"] == "SIGTERM"
     assert parser["Service"]["User"] == "iot_care"
     # Workers start with their target (iot-care-workers.target), which starts at boot.
-    assert parser["Install"]["WantedBy"] == ("iot-care-workers.target" if "@" in unit else "multi-user.target")
+    assert parser["Install"]["WantedBy"] == (
+        "iot-care-workers.target" if "@" in unit else "multi-user.target"
+    )
     # manage.py defaults to the development settings: each unit names production itself,
     # so an env file that leaves DJANGO_SETTINGS_MODULE out cannot start a unit on them.
     assert "DJANGO_SETTINGS_MODULE=config.settings.prod" in parser["Service"]["Environment"].split()
@@ -196,7 +202,8 @@ def _worker_instance_problems(worker_unit: str, target: str) -> list[str]:
 def test_worker_instances_have_their_own_port_and_name_and_start_with_their_target():
     assert (
         _worker_instance_problems(
-            (SYSTEMD / "iot-care-worker@.service").read_text(), (SYSTEMD / "iot-care-workers.target").read_text()
+            (SYSTEMD / "iot-care-worker@.service").read_text(),
+            (SYSTEMD / "iot-care-workers.target").read_text(),
         )
         == []
     )
