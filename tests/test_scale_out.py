@@ -81,7 +81,6 @@ def scaled_out(django_db_setup, django_db_blocker, broker_topology, tmp_path_fac
     metrics_dir = tmp_path_factory.mktemp("metrics")
     cache_key_prefix = f"{settings.CACHES['default'].get('KEY_PREFIX', 'test')}-{uuid.uuid4().hex[:8]}"
     web_env = {
-        "GUNICORN_WORKERS": "2",
         "PROMETHEUS_MULTIPROC_DIR": str(metrics_dir),
         "TEST_INGEST_DEVICE_RATE": f"{DEVICE_RATE_LIMIT}/minute",
         # One prefix for both servers, as one Redis serves every web host in production.
@@ -96,18 +95,25 @@ def scaled_out(django_db_setup, django_db_blocker, broker_topology, tmp_path_fac
             cluster.start_worker()
         stack.callback(lambda: [stop_worker_process(worker) for worker in cluster.workers])
         cluster.web_ports.append(stack.enter_context(gunicorn_server(broker_topology, workers=2, **web_env)))
+        stack.callback(_cache_keys_delete, f"{cache_key_prefix}:*")  # rate logs, refusal trails
         assert wait_until(lambda: len(_consumer_pids(broker_topology.queue)) == WORKER_COUNT, timeout=60)
         yield cluster
+
+
+def _cache_keys_delete(pattern: str) -> None:
+    client = redis.Redis.from_url(settings.CACHES["default"]["LOCATION"])
+    try:
+        for key in client.scan_iter(pattern):
+            client.delete(key)
+    finally:
+        client.close()
 
 
 @pytest.fixture(autouse=True)
 def no_device_counted_yet(scaled_out):
     """Each test's devices start with an empty rate log: device ids start again at 1 in
     every test (the customer's tables are truncated), while the servers' Redis prefix stays."""
-    client = redis.Redis.from_url(settings.CACHES["default"]["LOCATION"])
-    for key in client.scan_iter(f"{scaled_out.cache_key_prefix}:*rate:device:*"):
-        client.delete(key)
-    client.close()
+    _cache_keys_delete(f"{scaled_out.cache_key_prefix}:*rate:device:*")
 
 
 def _consumer_pids(queue: str) -> list[int]:
@@ -204,14 +210,20 @@ def test_two_web_servers_that_count_in_separate_stores_let_twice_the_limit_throu
     """The failure the shared count prevents, and the check above would catch: a server that
     counts on its own (here: its own key prefix) admits the device's rate once more."""
     _, headers = _device_with_key()
-    with gunicorn_server(
-        scaled_out.topology,
-        workers=1,
-        TEST_INGEST_DEVICE_RATE=f"{DEVICE_RATE_LIMIT}/minute",
-        TEST_CACHE_KEY_PREFIX=f"separate-{uuid.uuid4().hex[:8]}",
-        PROMETHEUS_MULTIPROC_DIR=str(scaled_out.metrics_dir),
-    ) as separate_port:
-        statuses = _post_alternately([scaled_out.web_ports[0], separate_port], headers, 3 * DEVICE_RATE_LIMIT)
+    separate_prefix = f"{scaled_out.cache_key_prefix}-separate"
+    try:
+        with gunicorn_server(
+            scaled_out.topology,
+            workers=1,
+            TEST_INGEST_DEVICE_RATE=f"{DEVICE_RATE_LIMIT}/minute",
+            TEST_CACHE_KEY_PREFIX=separate_prefix,
+            PROMETHEUS_MULTIPROC_DIR=str(scaled_out.metrics_dir),
+        ) as separate_port:
+            statuses = _post_alternately(
+                [scaled_out.web_ports[0], separate_port], headers, 3 * DEVICE_RATE_LIMIT
+            )
+    finally:
+        _cache_keys_delete(f"{separate_prefix}:*")
 
     assert statuses.count(202) == 2 * DEVICE_RATE_LIMIT, statuses
 
