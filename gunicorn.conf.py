@@ -5,7 +5,7 @@ import os
 import shutil
 import tempfile
 
-from config.observability import gunicorn_logging_config
+from config.observability import gunicorn_logging_config, metrics_directory_clear_stale
 
 # Loopback unless told otherwise: the web tier is reached through the proxy (Caddyfile).
 # A container must listen on all of its own interfaces; the image and compose set that.
@@ -41,18 +41,20 @@ _private_metrics_directory = None
 
 
 def on_starting(server):
-    """Metrics of all workers are added up from files; start each server with none left over.
+    """Metrics of all workers are added up from files: start with none of a process gone.
 
-    Only the web server needs the shared folder: without PROMETHEUS_MULTIPROC_DIR it gets a
-    private one, made here, inherited by its workers and removed when it stops.
+    Without PROMETHEUS_MULTIPROC_DIR the server gets a private folder, made here, inherited
+    by its workers and removed when it stops. A folder named by PROMETHEUS_MULTIPROC_DIR may
+    be shared with other servers and consumers of the host that are running now: only the
+    files of processes that have ended are removed (config/observability.py).
     """
     global _private_metrics_directory
     directory = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
     if not directory:
         directory = _private_metrics_directory = tempfile.mkdtemp(prefix="iot_care_metrics_")
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = directory
-    shutil.rmtree(directory, ignore_errors=True)
     os.makedirs(directory, exist_ok=True)
+    metrics_directory_clear_stale(directory)
 
 
 def on_exit(server):

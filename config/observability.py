@@ -11,6 +11,7 @@ import contextlib
 import contextvars
 import json
 import logging
+import os
 import re
 import uuid
 from collections.abc import Mapping
@@ -182,3 +183,27 @@ def metrics_directory_prepare(directory: str) -> str:
     if directory:
         Path(directory).mkdir(parents=True, exist_ok=True)
     return directory
+
+
+def metrics_directory_clear_stale(directory: str) -> None:
+    """Remove the metrics files of processes that no longer run; keep those of live ones.
+
+    The folder may be shared by every process of the host (web servers, consumers): a
+    server that emptied it at start would unlink the files the running processes keep
+    writing to, and their counts would never be read again. prometheus_client names each
+    file ``<kind>_<pid>.db``.
+    """
+    for path in Path(directory).glob("*_*.db"):
+        pid = path.stem.rsplit("_", 1)[1]
+        if pid.isdigit() and not _process_running(int(pid)):
+            path.unlink(missing_ok=True)
+
+
+def _process_running(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True

@@ -51,8 +51,74 @@ def test_only_local_runs_databases_in_containers_and_prod_uses_an_external_one()
     assert {"postgres", "rabbitmq", "migrate"} <= set(_compose("local")["services"])
     prod = _compose("prod")
     assert "postgres" not in prod["services"]
-    assert "rabbitmq" in prod["volumes"]  # the broker's messages survive a restart
+    # Each broker node's messages survive its restart.
+    assert {"rabbitmq-1", "rabbitmq-2", "rabbitmq-3"} <= set(prod["volumes"])
     assert "DATABASE_URL=" in (ROOT / "deploy" / "env" / "prod.env.example").read_text()
+
+
+RABBITMQ_NODES = ["rabbitmq-1", "rabbitmq-2", "rabbitmq-3"]
+
+
+def _app_environment(service: dict) -> dict[str, str]:
+    environment = service.get("environment") or {}
+    if isinstance(environment, list):
+        environment = dict(item.partition("=")[::2] for item in environment)
+    return {name: str(value) for name, value in environment.items()}
+
+
+def test_production_runs_a_three_node_rabbitmq_cluster_with_one_cookie():
+    services = _compose("prod")["services"]
+    nodes = [services[name] for name in RABBITMQ_NODES]
+    # One cookie source for all three (nodes with different cookies cannot cluster), kept
+    # out of the repository: an env file the operator makes from its .example.
+    assert {str(node["env_file"]) for node in nodes} == {"../env/prod.rabbitmq.env"}
+    assert "RABBITMQ_ERLANG_COOKIE=\n" in (ROOT / "deploy" / "env" / "prod.rabbitmq.env.example").read_text()
+    for name, node in zip(RABBITMQ_NODES, nodes, strict=True):
+        assert node["image"].startswith("rabbitmq:") and node["image"].endswith("-management")
+        assert node["hostname"] == name  # its node name: rabbit@<hostname>
+        assert "environment" not in node or "RABBITMQ_ERLANG_COOKIE" not in _app_environment(node)
+        assert f"{name}:/var/lib/rabbitmq" in node["volumes"]
+        [config] = [
+            volume for volume in node["volumes"] if volume.endswith("/etc/rabbitmq/conf.d/20-cluster.conf:ro")
+        ]
+        assert config.split(":")[0] == "./rabbitmq-cluster.conf"
+    cluster = {
+        key.strip(): value.strip()
+        for key, _, value in (
+            line.partition("=")
+            for line in (COMPOSE / "rabbitmq-cluster.conf").read_text().splitlines()
+            if line.strip() and not line.startswith("#")
+        )
+    }
+    assert cluster["cluster_formation.peer_discovery_backend"] == "classic_config"
+    listed = {
+        value for key, value in cluster.items() if key.startswith("cluster_formation.classic_config.nodes.")
+    }
+    assert listed == {f"rabbit@{name}" for name in RABBITMQ_NODES}
+
+
+def test_production_app_services_know_every_broker_node_and_use_quorum_queues():
+    services = _compose("prod")["services"]
+    assert services["worker"]["deploy"]["replicas"] >= 2
+    assert services["web"]["deploy"]["replicas"] >= 2
+    for name in APP_SERVICES | {"migrate"}:
+        environment = _app_environment(services[name])
+        assert environment["RABBITMQ_HOSTS"].split(",") == [f"{node}:5672" for node in RABBITMQ_NODES], name
+        assert environment["RABBITMQ_MANAGEMENT_URL"].split(",") == [
+            f"http://{node}:15672" for node in RABBITMQ_NODES
+        ], name
+        assert environment["RABBITMQ_QUEUE_TYPE"] == "quorum", name
+        assert set(RABBITMQ_NODES) <= set(services[name]["depends_on"]), name
+
+
+def test_a_production_app_service_without_the_broker_nodes_is_caught(monkeypatch):
+    """The check above reads what compose would give the container: an app service that
+    overrides the shared environment with one node fails it."""
+    prod = _compose("prod")
+    prod["services"]["worker"]["environment"] = {"RABBITMQ_HOSTS": "rabbitmq-1:5672"}
+    monkeypatch.setattr(sys.modules[__name__], "_compose", lambda name: prod)
+    with pytest.raises(AssertionError, match="worker"):
+        test_production_app_services_know_every_broker_node_and_use_quorum_queues()
 
 
 @pytest.mark.parametrize("env_file", ["local.env", "dev.env.example", "prod.env.example"])
@@ -95,10 +161,79 @@ def test_systemd_units_are_complete(unit):
     assert parser["Service"]["ExecStart"].startswith("/opt/iot_care/.venv/bin/")
     assert parser["Service"]["KillSignal"] == "SIGTERM"
     assert parser["Service"]["User"] == "iot_care"
-    assert parser["Install"]["WantedBy"] == "multi-user.target"
+    # Workers start with their target (iot-care-workers.target), which starts at boot.
+    assert parser["Install"]["WantedBy"] == (
+        "iot-care-workers.target" if "@" in unit else "multi-user.target"
+    )
     # manage.py defaults to the development settings: each unit names production itself,
     # so an env file that leaves DJANGO_SETTINGS_MODULE out cannot start a unit on them.
     assert "DJANGO_SETTINGS_MODULE=config.settings.prod" in parser["Service"]["Environment"].split()
+
+
+SYSTEMD = ROOT / "deploy" / "systemd"
+
+
+def _unit(text: str) -> configparser.ConfigParser:
+    parser = configparser.ConfigParser(strict=False, interpolation=None)
+    parser.read_string(text)
+    return parser
+
+
+def _worker_instance_problems(worker_unit: str, target: str) -> list[str]:
+    """What would keep N worker instances of one machine from running side by side, or from
+    being told apart; empty when there is nothing."""
+    unit, workers = _unit(worker_unit), _unit(target)
+    problems = []
+    if not re.search(r"--metrics-port %i(\s|$)", unit["Service"]["ExecStart"]):
+        problems.append("ExecStart: each instance must serve its metrics on its own port (%i)")
+    if "%i" not in unit["Service"].get("SyslogIdentifier", ""):
+        problems.append("SyslogIdentifier: each instance needs its own name in the journal (%i)")
+    if "%i" not in unit["Unit"].get("Description", ""):
+        problems.append("Description: systemctl status must tell the instances apart (%i)")
+    if unit["Unit"].get("PartOf") != "iot-care-workers.target":
+        problems.append("PartOf: restarting iot-care-workers.target must restart every instance")
+    if unit["Install"].get("WantedBy") != "iot-care-workers.target":
+        problems.append("WantedBy: an enabled instance must start with iot-care-workers.target")
+    if workers["Install"].get("WantedBy") != "multi-user.target":
+        problems.append("iot-care-workers.target must start at boot")
+    return problems
+
+
+def test_worker_instances_have_their_own_port_and_name_and_start_with_their_target():
+    assert (
+        _worker_instance_problems(
+            (SYSTEMD / "iot-care-worker@.service").read_text(),
+            (SYSTEMD / "iot-care-workers.target").read_text(),
+        )
+        == []
+    )
+
+
+def test_a_worker_unit_that_names_no_instance_is_caught():
+    unit = (SYSTEMD / "iot-care-worker@.service").read_text()
+    shared_port = unit.replace("--metrics-port %i", "--metrics-port 9101").replace(
+        "SyslogIdentifier=iot-care-worker@%i", "SyslogIdentifier=iot-care-worker"
+    )
+    problems = _worker_instance_problems(shared_port, (SYSTEMD / "iot-care-workers.target").read_text())
+    assert [problem.split(":")[0] for problem in problems] == ["ExecStart", "SyslogIdentifier"]
+
+
+@pytest.mark.skipif(shutil.which("systemd-analyze") is None, reason="needs systemd-analyze")
+def test_systemd_accepts_every_unit_and_worker_instances(tmp_path):
+    """``systemd-analyze verify`` on copies whose commands point at this checkout's venv
+    (it refuses a command that does not exist); three worker instances of the template."""
+    for unit in SYSTEMD.iterdir():
+        (tmp_path / unit.name).write_text(
+            unit.read_text().replace("/opt/iot_care/.venv/bin/", f"{Path(sys.executable).parent}/")
+        )
+    names = [
+        *(unit.name for unit in SYSTEMD.iterdir() if "@" not in unit.name),
+        *(f"iot-care-worker@{port}.service" for port in (9101, 9102, 9103)),
+    ]
+    result = subprocess.run(
+        ["systemd-analyze", "verify", *names], cwd=tmp_path, capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 0 and not result.stdout.strip() and not result.stderr.strip(), result
 
 
 def test_production_settings_pass_check_deploy_without_warnings():
@@ -271,6 +406,27 @@ def test_a_metrics_folder_that_does_not_exist_yet_is_created(tmp_path):
     )
     assert result.returncode == 0, result.stderr
     assert folder.is_dir()
+
+
+def test_gunicorn_keeps_the_metrics_files_of_running_processes_in_a_shared_folder(tmp_path, monkeypatch):
+    """The folder is shared with the host's other servers and consumers: a server that starts
+    removes only what processes that have ended left behind."""
+    import runpy
+
+    ended = subprocess.Popen(["true"])
+    ended.wait()
+    running = os.getpid()
+    for name in (f"counter_{running}.db", f"histogram_{running}.db", f"counter_{ended.pid}.db", "notes.txt"):
+        (tmp_path / name).write_bytes(b"x")
+    monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", str(tmp_path))
+
+    runpy.run_path(str(ROOT / "gunicorn.conf.py"))["on_starting"](server=None)
+
+    assert sorted(path.name for path in tmp_path.iterdir()) == [
+        f"counter_{running}.db",
+        f"histogram_{running}.db",
+        "notes.txt",
+    ]
 
 
 def test_gunicorn_reopens_the_broker_connection_in_each_worker():

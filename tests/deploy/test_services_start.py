@@ -98,6 +98,7 @@ def local_environment(declared: dict[str, str], topology, folder: Path) -> dict[
     env.update(
         DATABASE_URL=test_database,
         RABBITMQ_HOST="127.0.0.1",
+        RABBITMQ_HOSTS="127.0.0.1:5672",
         RABBITMQ_PORT="5672",
         RABBITMQ_USER="guest",
         RABBITMQ_PASSWORD="guest",
