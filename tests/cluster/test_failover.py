@@ -31,7 +31,8 @@ from tests.factories import DeviceFactory
 from tests.web import gunicorn_server
 from tests.workers import PROJECT_ROOT, start_command_process, stop_worker_process, wait_until
 
-pytestmark = pytest.mark.usefixtures("committed_db")
+# Each test runs load through failures and then waits for every accepted reading.
+pytestmark = [pytest.mark.usefixtures("committed_db"), pytest.mark.timeout(420)]
 
 PUBLISH_TIMEOUT = 2.0
 # A caller is answered by the publisher's own deadline, plus its grace, plus the request.
@@ -148,7 +149,9 @@ def pipeline(rabbitmq_cluster, request) -> Iterator[Pipeline]:
     }
     device = DeviceFactory()
     _, key = device_key_issue(device=device)
-    worker = start_command_process(topology, "consume_queue", **environment)
+    REPORTS.mkdir(parents=True, exist_ok=True)
+    worker_log = REPORTS / f"{request.node.name}.worker.log"
+    worker = start_command_process(topology, "consume_queue", log_file=worker_log, **environment)
     try:
         with gunicorn_server(topology, workers=2, **environment) as port:
             # The worker declares the topology at its start, through the first node.
@@ -191,7 +194,11 @@ def _stored_exactly_once(pipeline: Pipeline, load: Load) -> dict:
     accepted_points = {outcome.measured_at for outcome in accepted}
     refused_points = {outcome.measured_at for outcome in load.outcomes if outcome.status != 202}
     ledger = IngestMessage.objects.filter(message_id__in=ids)
+    queue = pipeline.cluster.queue_info(pipeline.topology.queue)
     return {
+        "left_on_the_queue": {
+            key: queue.get(key) for key in ("messages_ready", "messages_unacknowledged", "consumers")
+        },
         "accepted": len(accepted),
         "lost": len(accepted_points - stored_points),
         "duplicated_rows": rows - len(stored_points),
@@ -217,13 +224,38 @@ def _answers(outcomes: list[Outcome]) -> dict:
 def _report(name: str, figures: dict) -> None:
     REPORTS.mkdir(parents=True, exist_ok=True)
     (REPORTS / f"{name}.json").write_text(json.dumps(figures, indent=2, default=str))
+    with open(REPORTS / "runs.jsonl", "a") as runs:
+        runs.write(
+            json.dumps({"test": name, "at": datetime.now(UTC).isoformat(), **figures}, default=str) + "\n"
+        )
     print(f"\n{name}: {json.dumps(figures, default=str)}")
+
+
+def _resumed_at(load: Load, since: float) -> float | None:
+    """When the first 202 came after the first refusal since ``since``; None if none yet."""
+    answered = sorted(load.between(since), key=lambda outcome: outcome.answered_at)
+    refused = next((o.answered_at for o in answered if o.status != 202), None)
+    if refused is None:
+        return None
+    return next((o.answered_at for o in answered if o.status == 202 and o.answered_at > refused), None)
 
 
 def _longest_gap_without_202(outcomes: list[Outcome], start: float, end: float) -> float:
     answered = sorted(outcome.answered_at for outcome in outcomes if outcome.status == 202)
     marks = [start, *[at for at in answered if start <= at <= end], end]
     return max(later - earlier for earlier, later in itertools.pairwise(marks))
+
+
+def _timeline(load: Load, since: float, until: float) -> list[str]:
+    """Answers per second after ``since``: "202×40 503×3" for each second, for the report."""
+    seconds: dict[int, dict[str, int]] = {}
+    for outcome in load.between(since, until):
+        second = seconds.setdefault(int(outcome.answered_at - since), {})
+        second[str(outcome.status)] = second.get(str(outcome.status), 0) + 1
+    return [
+        f"{second}s " + " ".join(f"{status}x{count}" for status, count in sorted(seconds[second].items()))
+        for second in sorted(seconds)
+    ]
 
 
 def test_killing_the_main_queues_leader_under_load_loses_nothing_and_duplicates_nothing(pipeline):
@@ -234,31 +266,35 @@ def test_killing_the_main_queues_leader_under_load_loses_nothing_and_duplicates_
         leader = cluster.queue_leader(queue)
         killed_at = time.monotonic()
         cluster.kill(leader)
-        # Resumed: a request sent after the kill is accepted again (by the new leader).
-        assert wait_until(lambda: any(o.status == 202 for o in load.between(killed_at)), timeout=30)
-        resumed_at = min(o.answered_at for o in load.between(killed_at) if o.status == 202)
+        # Resumed: the first 202 after the first refusal the kill caused (requests already
+        # past the node when it died may still be confirmed just after the kill).
+        wait_until(lambda: _resumed_at(load, killed_at) is not None, timeout=60)
         time.sleep(3)
+        restarted_at = time.monotonic()
         cluster.restart(leader)
-        rejoined = cluster.wait_until(lambda: len(cluster.queue_online_members(queue)) == 3, timeout=90)
+        cluster.wait_until(lambda: len(cluster.queue_online_members(queue)) == 3, timeout=90)
         rejoined_at = time.monotonic()
         time.sleep(2)
 
-    during = load.between(killed_at, resumed_at)
+    resumed_at = _resumed_at(load, killed_at)
     figures = {
         "killed_node": leader,
         "new_leader": cluster.queue_leader(queue),
-        "resume_seconds": round(resumed_at - killed_at, 2),
-        "rejoin_seconds_after_restart": round(rejoined_at - killed_at, 2),
+        "resume_seconds": None if resumed_at is None else round(resumed_at - killed_at, 2),
+        "rejoin_seconds_after_restart": round(rejoined_at - restarted_at, 2),
         "longest_gap_without_202_s": round(
-            _longest_gap_without_202(load.outcomes, killed_at, rejoined_at), 2
+            _longest_gap_without_202(load.outcomes, killed_at, restarted_at), 2
         ),
-        "while_failing_over": _answers(during),
+        "after_the_kill": _answers(load.between(killed_at, restarted_at)),
         "whole_run": _answers(load.outcomes),
+        "timeline": _timeline(load, killed_at, restarted_at),
         **_stored_exactly_once(pipeline, load),
     }
     _report("kill-leader", figures)
 
-    assert rejoined, "the restarted node did not rejoin the queue as its third replica"
+    # A new leader is elected within a second; a publisher left on a channel the broker
+    # keeps nacking would not resume before the restart (it took over a minute).
+    assert resumed_at is not None and figures["resume_seconds"] < 30, figures
     assert set(figures["whole_run"]["statuses"]) <= {"202", "503"}, figures
     assert figures["whole_run"]["slowest_answer_s"] < ANSWER_WITHIN, figures
     assert figures["lost"] == 0 and figures["duplicated_rows"] == 0, figures
