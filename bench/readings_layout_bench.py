@@ -5,10 +5,12 @@ Everything happens in a scratch database of its own (``iot_care_layout_bench``, 
 the end unless ``--keep``); the dev, test and bench databases are never touched, and the
 customer's tables are never altered anywhere: the partitioned table is a copy beside them.
 
-Two schemas in the scratch database, each with a table named ``sensor_readings``:
+Three schemas in the scratch database, each with a table named ``sensor_readings``:
 
   plain        ``db/schema.sql`` executed as it is (all six tables, ``sensor_readings``
                exactly as the customer's).
+  indexed      the customer's ``CREATE TABLE sensor_readings`` statement verbatim, plus one
+               index ``(device_id, measured_at)``: what the index alone does.
   partitioned  the same columns, ``PARTITION BY RANGE (measured_at)`` (monthly, or weekly
                with ``--partition week``). A unique constraint on a partitioned table must
                contain the partition key: ``uq_sensor_readings_point (device_id, metric,
@@ -17,7 +19,7 @@ Two schemas in the scratch database, each with a table named ``sensor_readings``
                ``(measured_at)`` index is left out (partition pruning does its work).
                Its foreign key points at ``plain.devices``.
 
-Both get the same ``--rows`` synthetic readings (``--devices`` devices, two metrics each,
+All get the same ``--rows`` synthetic readings (``--devices`` devices, two metrics each,
 spread evenly over ``--days`` days ending now), then it measures, on each:
 
   fill          one ``COPY`` of all rows (rows/s, WAL bytes per row)
@@ -33,7 +35,7 @@ spread evenly over ``--days`` days ending now), then it measures, on each:
 
 The figures are printed as a table and written to reports/bench/readings_layout.json.
 
-    .venv/bin/python bench/readings_layout_bench.py                   # 2 M rows, about 3 minutes here
+    .venv/bin/python bench/readings_layout_bench.py                   # 1.5 M rows, 4-6 minutes here
     .venv/bin/python bench/readings_layout_bench.py --rows 10000000   # more rows
     .venv/bin/python bench/readings_layout_bench.py --partition week --keep
 
@@ -47,6 +49,7 @@ import argparse
 import json
 import os
 import random
+import re
 import statistics
 import sys
 import time
@@ -58,7 +61,12 @@ import psycopg
 
 ROOT = Path(__file__).resolve().parent.parent
 REPORT = ROOT / "reports/bench/readings_layout.json"
-LAYOUTS = ("plain", "partitioned")
+LAYOUTS = ("plain", "indexed", "partitioned")
+# The one index the partitioned layout adds; "indexed" adds it to the unpartitioned table, so
+# that what the index does and what the partitioning does are told apart.
+DEVICE_TIME_INDEX = (
+    "CREATE INDEX ix_sensor_readings_device_time ON {schema}.sensor_readings (device_id, measured_at)"
+)
 METRICS = (("heart_rate", "bpm"), ("temperature", "C"))
 COPY_COLUMNS = "device_id, metric, value, unit, measured_at"
 PGSTATTUPLE = [False]  # set once the scratch database has the extension
@@ -137,6 +145,15 @@ def layouts_create(conn: psycopg.Connection, devices: int, bounds) -> list[int]:
     conn.execute("CREATE SCHEMA plain")
     conn.execute("SET search_path TO plain")
     conn.execute((ROOT / "db/schema.sql").read_text())
+    # indexed: the customer's statement for the table, verbatim, plus the one index.
+    readings_ddl = re.search(
+        r"CREATE TABLE sensor_readings \(.*?\n\);", (ROOT / "db/schema.sql").read_text(), re.S
+    )
+    conn.execute("CREATE SCHEMA indexed")
+    conn.execute("SET search_path TO indexed, plain")
+    conn.execute(readings_ddl.group(0))
+    conn.execute("CREATE INDEX ix_sensor_readings_measured ON indexed.sensor_readings (measured_at)")
+    conn.execute(DEVICE_TIME_INDEX.format(schema="indexed"))
     conn.execute("CREATE SCHEMA partitioned")
     conn.execute(
         """
@@ -154,7 +171,7 @@ def layouts_create(conn: psycopg.Connection, devices: int, bounds) -> list[int]:
         ) PARTITION BY RANGE (measured_at)
         """
     )
-    conn.execute("CREATE INDEX ix_sensor_readings_device_time ON partitioned.sensor_readings (device_id, measured_at)")
+    conn.execute(DEVICE_TIME_INDEX.format(schema="partitioned"))
     for start, end in bounds:
         conn.execute(
             f"CREATE TABLE partitioned.sensor_readings_{start:%Y%m%d} PARTITION OF partitioned.sensor_readings "
@@ -229,7 +246,9 @@ def fill(conn: psycopg.Connection, layout: str, rows) -> dict:
     started = time.perf_counter()
     count = 0
     with conn.transaction(), conn.cursor() as cursor:
-        with cursor.copy(f"COPY {layout}.sensor_readings ({COPY_COLUMNS}) FROM STDIN (FORMAT BINARY)") as copy:
+        with cursor.copy(
+            f"COPY {layout}.sensor_readings ({COPY_COLUMNS}) FROM STDIN (FORMAT BINARY)"
+        ) as copy:
             copy.set_types(["int8", "varchar", "float8", "varchar", "timestamptz"])
             for row in rows:
                 copy.write_row(row)
@@ -264,48 +283,55 @@ def django_connection(url: str):
     return connection
 
 
-def worker_inserts(connection, layout: str, device_ids: list[int], args, after: datetime) -> dict:
-    """The worker's direct COPY and its staging + ON CONFLICT path, batch by batch."""
+def worker_inserts(connection, layout: str, device_ids: list[int], args, start: datetime) -> dict:
+    """The worker's direct COPY and its staging + ON CONFLICT path, batch by batch.
+
+    Fresh points from ``start`` on (after everything stored, in the newest partition, as
+    live traffic is), then the staged path's rows once more: all duplicates.
+    """
     from django.db import transaction
 
     from ingest.services.message_store import _readings_copy_direct, _readings_copy_staged
 
+    with connection.cursor() as wrapper:
+        wrapper.execute(f"SET search_path TO {layout}, plain")
+    paths = (
+        ("copy_direct", _readings_copy_direct, start),
+        ("staging_on_conflict", _readings_copy_staged, start + timedelta(hours=1)),
+        ("staging_all_duplicates", _readings_copy_staged, start + timedelta(hours=1)),
+    )
     figures = {}
-    for offset, (path, insert) in enumerate(
-        (("copy_direct", _readings_copy_direct), ("staging_on_conflict", _readings_copy_staged))
-    ):
-        # Fresh points after everything stored, in the newest partition, as live traffic is.
-        start = after + timedelta(hours=1 + offset)
-        rows = list(synthetic_rows(device_ids, args.insert_rows, start, start + timedelta(minutes=50)))
-        batches = [rows[index : index + args.batch] for index in range(0, len(rows), args.batch)]
-        with connection.cursor() as wrapper:
-            wrapper.execute(f"SET search_path TO {layout}, plain")
+    for path, insert, first in paths:
+        rows = list(synthetic_rows(device_ids, args.insert_rows, first, first + timedelta(minutes=50)))
+        expected = 0 if path == "staging_all_duplicates" else None
         seconds = []
-        for batch in batches:
+        for index in range(0, len(rows), args.batch):
+            batch = rows[index : index + args.batch]
             started = time.perf_counter()
             with transaction.atomic(), connection.cursor() as wrapper:
                 stored = insert(wrapper.cursor, batch)
             seconds.append(time.perf_counter() - started)
-            assert stored in (True, len(batch)), f"{path} stored {stored} of {len(batch)}"
+            assert stored == (len(batch) if expected is None else expected) or stored is True, (path, stored)
         figures[path] = {
-            "rows": len(rows),
-            "batch": args.batch,
             "rows_per_second": round(len(rows) / sum(seconds)),
             "batch_ms_p50": round(1000 * statistics.median(seconds), 2),
             "batch_ms_p95": round(1000 * percentile(seconds, 0.95), 2),
         }
-    # The same rows again: every point already stored, the constraint absorbs them all.
-    rows = list(synthetic_rows(device_ids, args.insert_rows, after + timedelta(hours=2), after + timedelta(hours=2, minutes=50)))
-    batches = [rows[index : index + args.batch] for index in range(0, len(rows), args.batch)]
-    started = time.perf_counter()
-    for batch in batches:
-        with transaction.atomic(), connection.cursor() as wrapper:
-            assert _readings_copy_staged(wrapper.cursor, batch) == 0
-    figures["staging_on_conflict_all_duplicates"] = {
-        "rows": len(rows),
-        "rows_per_second": round(len(rows) / (time.perf_counter() - started)),
-    }
     return figures
+
+
+def median_of(rounds: list[dict]) -> dict:
+    """Each number's median over the rounds (nested dicts alike; other values from the first)."""
+    merged = {}
+    for key, value in rounds[0].items():
+        if isinstance(value, dict):
+            merged[key] = median_of([round_[key] for round_ in rounds])
+        elif isinstance(value, int | float):
+            middle = statistics.median(round_[key] for round_ in rounds)
+            merged[key] = round(middle) if isinstance(value, int) else round(middle, 2)
+        else:
+            merged[key] = value
+    return merged
 
 
 # --- queries --------------------------------------------------------------------------------------
@@ -350,13 +376,15 @@ def query_latencies(conn, sql: str, layout: str, params: list[tuple]) -> dict:
 
 
 def retention(conn, layout: str, bounds) -> dict:
-    """Remove the oldest month: DELETE + VACUUM (plain) or DETACH + DROP (partitioned)."""
+    """Remove the oldest month: DELETE + VACUUM (unpartitioned) or DETACH + DROP (partitioned)."""
     cutoff = next_month(bounds[0][0])
     before = table_stats(conn, layout)
     wal_before = wal_lsn(conn)
     started = time.perf_counter()
-    if layout == "plain":
-        removed = conn.execute(f"DELETE FROM {layout}.sensor_readings WHERE measured_at < %s", [cutoff]).rowcount
+    if layout != "partitioned":
+        removed = conn.execute(
+            f"DELETE FROM {layout}.sensor_readings WHERE measured_at < %s", [cutoff]
+        ).rowcount
     else:
         old = [start for start, end in bounds if end <= cutoff]
         removed = conn.execute(
@@ -393,7 +421,8 @@ def run(args) -> dict:
     base = server_url()
     url = database_url(base, args.database)
     now = datetime.now(UTC).replace(microsecond=0)
-    first, last = now - timedelta(days=args.days), now - timedelta(hours=6)
+    # From the start of a month: the oldest partition is a whole month, as retention finds it.
+    first, last = month_start(now - timedelta(days=args.days)), now - timedelta(hours=12)
     bounds = partition_bounds(first, now + timedelta(days=1), args.partition)
     PGSTATTUPLE[0] = scratch_create(base, args.database)
     report: dict = {
@@ -405,6 +434,7 @@ def run(args) -> dict:
             "partition": args.partition,
             "partitions": len(bounds),
             "batch": args.batch,
+            "repeat": args.repeat,
         }
     }
     try:
@@ -417,21 +447,30 @@ def run(args) -> dict:
             ]
             latest = [(device, end - timedelta(hours=24), end) for device, end in query_ends]
             aggregate_ends = [
-                (device, max(end, first + timedelta(days=30))) for device, end in query_ends[: args.aggregates]
+                (device, max(end, first + timedelta(days=30)))
+                for device, end in query_ends[: args.aggregates]
             ]
             aggregate = [(device, end - timedelta(days=30), end) for device, end in aggregate_ends]
             connection = django_connection(url)
             for layout in LAYOUTS:
-                figures: dict = {}
-                figures["fill_copy"] = fill(conn, layout, synthetic_rows(device_ids, args.rows, first, last))
-                print(f"{layout}: filled {figures['fill_copy']}", flush=True)
-                figures["worker_insert"] = worker_inserts(connection, layout, device_ids, args, last)
-                conn.execute(f"VACUUM ANALYZE {layout}.sensor_readings")
-                query_latencies(conn, LATEST_24H, layout, latest[:20])  # warm the cache alike
-                figures["latest_24h"] = query_latencies(conn, LATEST_24H, layout, latest)
-                figures["aggregate_30d"] = query_latencies(conn, AGGREGATE_30D, layout, aggregate)
-                figures["retention_oldest_month"] = retention(conn, layout, bounds)
-                report[layout] = figures
+                rows = synthetic_rows(device_ids, args.rows, first, last)
+                report[layout] = {"fill_copy": fill(conn, layout, rows)}
+                print(f"{layout}: filled {report[layout]['fill_copy']}", flush=True)
+            # Rounds, the layouts' order alternating: the server's other load falls on both alike.
+            rounds: dict[str, list[dict]] = {layout: [] for layout in LAYOUTS}
+            for number in range(args.repeat):
+                for layout in LAYOUTS if number % 2 == 0 else LAYOUTS[::-1]:
+                    start = last + timedelta(hours=1 + 3 * number)
+                    figures = {"worker_insert": worker_inserts(connection, layout, device_ids, args, start)}
+                    conn.execute(f"VACUUM ANALYZE {layout}.sensor_readings")
+                    query_latencies(conn, LATEST_24H, layout, latest[:20])  # the cache warmed alike
+                    figures["latest_24h"] = query_latencies(conn, LATEST_24H, layout, latest)
+                    figures["aggregate_30d"] = query_latencies(conn, AGGREGATE_30D, layout, aggregate)
+                    rounds[layout].append(figures)
+                    print(f"{layout} round {number + 1}: {json.dumps(figures['worker_insert'])}", flush=True)
+            for layout in LAYOUTS:
+                report[layout].update(median_of(rounds[layout]))
+                report[layout]["retention_oldest_month"] = retention(conn, layout, bounds)
             connection.close()
     finally:
         if not args.keep:
@@ -440,59 +479,65 @@ def run(args) -> dict:
 
 
 def print_table(report: dict) -> None:
-    plain, part = report["plain"], report["partitioned"]
+    columns = [report[layout] for layout in LAYOUTS]
 
-    def line(label: str, left, right, unit: str = "") -> None:
-        print(f"  {label:44} {left:>14} {right:>14} {unit}")
+    def line(label: str, values, unit: str = "") -> None:
+        cells = "".join(f"{value:>14,}" if isinstance(value, int) else f"{value:>14}" for value in values)
+        print(f"  {label:38}{cells} {unit}")
+
+    def mb(stage: str, key: str) -> list:
+        return [round(column["retention_oldest_month"][stage].get(key, 0) / 2**20) for column in columns]
 
     settings = report["settings"]
     print(
         f"\nsensor_readings layouts: {settings['rows']:,} rows, {settings['devices']} devices x "
         f"{settings['metrics_per_device']} metrics over {settings['days']} days, "
-        f"{settings['partitions']} {settings['partition']}ly partitions"
+        f"{settings['partitions']} {settings['partition']}ly partitions; medians of {settings['repeat']} rounds"
     )
-    line("", "plain", "partitioned")
-    line("fill: COPY rows/s", f"{plain['fill_copy']['rows_per_second']:,}", f"{part['fill_copy']['rows_per_second']:,}")
-    line("fill: WAL bytes/row", plain["fill_copy"]["wal_bytes_per_row"], part["fill_copy"]["wal_bytes_per_row"])
-    line("size: bytes/row (table+indexes)", plain["fill_copy"]["bytes_per_row"], part["fill_copy"]["bytes_per_row"])
-    for path, figures in plain["worker_insert"].items():
-        other = part["worker_insert"][path]
-        line(f"worker {path} rows/s", f"{figures['rows_per_second']:,}", f"{other['rows_per_second']:,}")
+    line("", LAYOUTS)
+    line("fill: COPY rows/s", [column["fill_copy"]["rows_per_second"] for column in columns])
+    line("fill: WAL bytes/row", [column["fill_copy"]["wal_bytes_per_row"] for column in columns])
+    line("size: bytes/row (table+indexes)", [column["fill_copy"]["bytes_per_row"] for column in columns])
+    for path in columns[0]["worker_insert"]:
+        line(
+            f"worker {path} rows/s", [column["worker_insert"][path]["rows_per_second"] for column in columns]
+        )
     for name in ("latest_24h", "aggregate_30d"):
         for stat in ("p50_ms", "p95_ms"):
-            line(f"{name} {stat}", plain[name][stat], part[name][stat], "ms")
-        line(f"{name} rows/query", plain[name]["rows_per_query"], part[name]["rows_per_query"])
-    left, right = plain["retention_oldest_month"], part["retention_oldest_month"]
-    line("retention: rows removed", f"{left['removed_rows']:,}", f"{right['removed_rows']:,}")
-    line("retention: DELETE | DETACH+DROP s", left["remove_seconds"], right["remove_seconds"], "s")
-    line("retention: WAL bytes", f"{left['remove_wal_bytes']:,}", f"{right['remove_wal_bytes']:,}")
-    line("retention: VACUUM s", left["vacuum_seconds"], right["vacuum_seconds"], "s")
+            line(f"{name} {stat}", [column[name][stat] for column in columns], "ms")
+        line(f"{name} rows/query", [column[name]["rows_per_query"] for column in columns])
+    retention = [column["retention_oldest_month"] for column in columns]
+    line("retention: rows removed", [figures["removed_rows"] for figures in retention])
+    line("retention: DELETE or DETACH+DROP s", [figures["remove_seconds"] for figures in retention], "s")
+    line("retention: WAL bytes", [figures["remove_wal_bytes"] for figures in retention])
+    line("retention: VACUUM s", [figures["vacuum_seconds"] for figures in retention], "s")
     for stage in ("before", "after_remove", "after_vacuum"):
-        line(
-            f"total MB {stage}",
-            round(left[stage]["total_bytes"] / 2**20),
-            round(right[stage]["total_bytes"] / 2**20),
-        )
-    if "dead_or_free_bytes" in left["after_vacuum"]:
+        line(f"total MB {stage}", mb(stage, "total_bytes"))
+    if "dead_or_free_bytes" in retention[0]["after_vacuum"]:
         for stage in ("after_remove", "after_vacuum"):
-            line(
-                f"heap dead+free MB {stage}",
-                round(left[stage]["dead_or_free_bytes"] / 2**20),
-                round(right[stage]["dead_or_free_bytes"] / 2**20),
-            )
+            line(f"heap dead+free MB {stage}", mb(stage, "dead_or_free_bytes"))
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--rows", type=int, default=2_000_000, help="synthetic readings per layout")
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--rows", type=int, default=1_500_000, help="synthetic readings per layout")
     parser.add_argument("--devices", type=int, default=100)
     parser.add_argument("--days", type=int, default=90, help="span of the readings, ending now")
     parser.add_argument("--partition", choices=["month", "week"], default="month")
-    parser.add_argument("--insert-rows", type=int, default=100_000, help="rows per worker insert path")
+    parser.add_argument(
+        "--insert-rows", type=int, default=50_000, help="rows per worker insert path and round"
+    )
+    parser.add_argument(
+        "--repeat", type=int, default=3, help="rounds of worker inserts and queries (medians)"
+    )
     parser.add_argument("--batch", type=int, default=1000, help="rows per worker transaction")
     parser.add_argument("--queries", type=int, default=200, help="latest-24 h queries")
     parser.add_argument("--aggregates", type=int, default=40, help="30-day aggregate queries")
-    parser.add_argument("--database", default=os.environ.get("LAYOUT_BENCH_DATABASE", "iot_care_layout_bench"))
+    parser.add_argument(
+        "--database", default=os.environ.get("LAYOUT_BENCH_DATABASE", "iot_care_layout_bench")
+    )
     parser.add_argument("--keep", action="store_true", help="keep the scratch database")
     args = parser.parse_args()
     started = time.monotonic()
