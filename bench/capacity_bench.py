@@ -64,7 +64,6 @@ from worker_bench import (  # noqa: E402
     descendants,
     device_batch_body,
     procfile_command,
-    publish_bodies,
     reading_rows,
     stored_rows,
     wait_for_http,
@@ -240,7 +239,16 @@ def run_web(args, env) -> dict:
 def run_worker(args, env) -> dict:
     devices, _ = reset_state()
     rows_by_message = reading_rows(devices, args.messages, args.readings)
-    publish_bodies((device_batch_body(rows[0][0], rows) for rows in rows_by_message), confirm=True)
+    # The product's pipelined publisher: the queue fills in seconds, not one confirm at a time.
+    from ingest.broker.publisher import OutgoingMessage, get_publisher
+    from ingest.messages import DEVICE_BATCH
+
+    outgoing = [
+        OutgoingMessage(message_id, body, DEVICE_BATCH)
+        for message_id, body in (device_batch_body(rows[0][0], rows) for rows in rows_by_message)
+    ]
+    confirmed, error = get_publisher().publish_many(outgoing)
+    assert error is None and len(confirmed) == len(outgoing), error
     total = args.messages * args.readings
     worker = start(procfile_command("worker"), env)
     beam = broker_pids()
