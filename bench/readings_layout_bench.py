@@ -459,15 +459,23 @@ def run(args) -> dict:
             # Rounds, the layouts' order alternating: the server's other load falls on both alike.
             rounds: dict[str, list[dict]] = {layout: [] for layout in LAYOUTS}
             for number in range(args.repeat):
-                for layout in LAYOUTS if number % 2 == 0 else LAYOUTS[::-1]:
-                    start = last + timedelta(hours=1 + 3 * number)
-                    figures = {"worker_insert": worker_inserts(connection, layout, device_ids, args, start)}
+                order = LAYOUTS if number % 2 == 0 else LAYOUTS[::-1]
+                start = last + timedelta(hours=1 + 3 * number)
+                figures = {layout: {} for layout in LAYOUTS}
+                for layout in order:
+                    inserts = worker_inserts(connection, layout, device_ids, args, start)
+                    figures[layout]["worker_insert"] = inserts
+                    print(f"{layout} round {number + 1}: {json.dumps(inserts)}", flush=True)
+                for layout in order:
                     conn.execute(f"VACUUM ANALYZE {layout}.sensor_readings")
+                # The queries of all layouts back to back, after every write and vacuum of the round.
+                for layout in order:
                     query_latencies(conn, LATEST_24H, layout, latest[:20])  # the cache warmed alike
-                    figures["latest_24h"] = query_latencies(conn, LATEST_24H, layout, latest)
-                    figures["aggregate_30d"] = query_latencies(conn, AGGREGATE_30D, layout, aggregate)
-                    rounds[layout].append(figures)
-                    print(f"{layout} round {number + 1}: {json.dumps(figures['worker_insert'])}", flush=True)
+                    figures[layout]["latest_24h"] = query_latencies(conn, LATEST_24H, layout, latest)
+                for layout in order:
+                    figures[layout]["aggregate_30d"] = query_latencies(conn, AGGREGATE_30D, layout, aggregate)
+                for layout in LAYOUTS:
+                    rounds[layout].append(figures[layout])
             for layout in LAYOUTS:
                 report[layout].update(median_of(rounds[layout]))
                 report[layout]["retention_oldest_month"] = retention(conn, layout, bounds)
