@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from urllib.parse import quote
 
+import pika
 from django.conf import settings
 from django.utils import timezone
 
@@ -21,9 +22,12 @@ from ingest.broker.publisher import OutgoingMessage, get_publisher
 from ingest.messages import DEVICE_BATCH, DeviceBatch
 
 
-def queued_messages(queue: str) -> list[tuple]:
-    """Take every message off the queue: ``[(properties, body), ...]``."""
-    connection = open_connection()
+def queued_messages(queue: str, connection: pika.BlockingConnection | None = None) -> list[tuple]:
+    """Take every message off the queue: ``[(properties, body), ...]``.
+
+    Through ``connection`` when given (a node of a test cluster), which is closed after.
+    """
+    connection = connection or open_connection()
     try:
         channel = connection.channel()
         messages = []

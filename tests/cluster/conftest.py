@@ -1,5 +1,5 @@
-"""The real 3-node cluster these failover tests share: one per module, since forming it
-takes about half a minute."""
+"""The real 3-node cluster the tests of this folder share: one per run, since forming it
+takes about half a minute. Every test leaves its three nodes running, as it found them."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import pytest
 from tests.rabbitmq_cluster import RabbitCluster
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def rabbitmq_cluster():
     """A running cluster of this run's own; killed and its dir removed afterwards, even when
     a test (or forming the cluster) fails. ``stop`` fails if any of its VMs survives."""

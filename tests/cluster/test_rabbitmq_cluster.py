@@ -13,6 +13,7 @@ import uuid
 import pika
 import pytest
 
+from tests.broker import queued_messages
 from tests.rabbitmq_cluster import NODES, SCRIPT, RabbitCluster
 
 pytestmark = pytest.mark.timeout(600)
@@ -49,17 +50,7 @@ def _publish_confirmed(cluster: RabbitCluster, queue: str, via_node: int, body: 
 
 
 def _take_all(cluster: RabbitCluster, queue: str, via_node: int) -> list[bytes]:
-    connection = cluster.connection(via_node)
-    try:
-        channel = connection.channel()
-        bodies = []
-        while True:
-            method, _properties, body = channel.basic_get(queue, auto_ack=True)
-            if method is None:
-                return bodies
-            bodies.append(body)
-    finally:
-        connection.close()
+    return [body for _properties, body in queued_messages(queue, connection=cluster.connection(via_node))]
 
 
 def _ensure_all_nodes_running(cluster: RabbitCluster) -> None:
