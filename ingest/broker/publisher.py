@@ -70,8 +70,11 @@ PUBLISH_MANY_WINDOW = 4000
 # A nack may come from a channel that can no longer publish at all: RabbitMQ 3.10 keeps
 # nacking a quorum queue's publishes on a channel whose enqueuer was registered with a
 # leader that died, for as long as the channel lives (measured here: over a minute; a new
-# channel publishes within 0.5 s). So after a nack the connection is replaced, at most
-# this often: a queue that is really full (reject-publish) costs one reconnect a second.
+# channel publishes within 0.5 s). So after a nack the connection is retired, at most this
+# often: nothing more is sent on it, the messages in flight get their own confirms (a
+# broker may nack later messages before it acks earlier ones it is writing to disk), and
+# then the waiting messages go out on a new connection. A queue that is really full
+# (reject-publish) costs one reconnect a second.
 NACK_RECONNECT_EVERY_SECONDS = 1.0
 RECONNECT_BACKOFF_INITIAL_SECONDS = 0.1
 RECONNECT_BACKOFF_CAP_SECONDS = 2.0
@@ -266,6 +269,7 @@ class _ConnectionLoop:
         )
         self._reconnect_not_before = 0.0
         self._nack_reconnected_at = float("-inf")
+        self._retiring = False  # the connection takes no new messages; replaced once drained
         self._channel = None  # set once confirm mode is on and the topology declared
         self._next_tag = 1
         self._thread = threading.Thread(target=self._run, name="broker-publisher", daemon=True)
@@ -321,6 +325,8 @@ class _ConnectionLoop:
     def _send_waiting(self) -> None:
         if not self._waiting:
             return
+        if self._retiring:
+            return  # sent on the next connection, once what is in flight is answered
         if self._channel is None:
             if self._connection is None:
                 self._connect()
@@ -487,9 +493,9 @@ class _ConnectionLoop:
                 self._resolve(pending, refused)
         if refused and time.monotonic() - self._nack_reconnected_at >= NACK_RECONNECT_EVERY_SECONDS:
             self._nack_reconnected_at = time.monotonic()
+            self._retiring = True
+        if self._retiring and not in_flight:
             reason = "the broker refused a message (nack): publishing on a new connection"
-            # What is still in flight here is told it failed (it may yet be queued: the
-            # ledger absorbs such a copy); what waits goes out on the new connection.
             self._abort_connection(reason)
             self._connection_lost(reason, fail_waiting=False)
             self._send_waiting()
@@ -540,6 +546,7 @@ class _ConnectionLoop:
             node_rotation.failed(self._node)
         self._connection = None
         self._channel = None
+        self._retiring = False
         in_flight, self._in_flight = self._in_flight, collections.OrderedDict()
         if in_flight or (fail_waiting and self._waiting):
             logger.warning(

@@ -324,11 +324,15 @@ def test_stopping_a_minority_node_pauses_nothing(pipeline, settings):
         cluster.stop_app(follower)
         time.sleep(5)
         ended_at = time.monotonic()
-        # The operator is told, though nothing stopped: one more node and it would.
-        banners_while_stopped = _banner_kinds(settings, pipeline)
+        # The operator is told, though nothing stopped: one more node and it would. (The
+        # management API notices a replica offline within its stats interval.)
+        missing = {"broker-node-down", "queue-replicas-missing"}
+        cluster.wait_until(lambda: missing <= _banner_kinds(settings, pipeline), timeout=20)
         cluster.start_app(follower)
         cluster.wait_until(lambda: len(cluster.queue_online_members(queue)) == 3, timeout=60)
-        banners_after = _banner_kinds(settings, pipeline)
+        cluster.wait_until(
+            lambda: not (missing | {"broker-unreachable"}) & _banner_kinds(settings, pipeline), 20
+        )
 
     during = load.between(stopped_at, ended_at)
     figures = {
@@ -340,8 +344,6 @@ def test_stopping_a_minority_node_pauses_nothing(pipeline, settings):
     }
     _report("stop-minority", figures)
 
-    assert {"broker-node-down", "queue-replicas-missing"} <= banners_while_stopped
-    assert not {"broker-node-down", "queue-replicas-missing", "broker-unreachable"} & banners_after
     assert figures["while_stopped"]["statuses"] == {"202": len(during)}, figures
     assert figures["longest_gap_without_202_s"] < 1.0, figures
     assert figures["lost"] == 0 and figures["duplicated_rows"] == 0, figures
