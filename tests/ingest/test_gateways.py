@@ -12,13 +12,15 @@ from django.test import Client
 from django.utils import timezone
 from rest_framework.test import APIClient
 
-from ingest.messages import UndecodableMessage, message_decode
+from core.errors import ApplicationError
+from ingest.messages import DeviceBatch, UndecodableMessage, message_decode
 from ingest.models import DeadLetter, DeviceEvent, DeviceStatus, DeviceType, IngestMessage, SensorReading
 from ingest.record_validation import DeviceRecordsSerializer
 from ingest.relaying import NO_HOUSEHOLD, NOT_A_GATEWAY, NOT_IN_HOUSEHOLD, not_active
+from ingest.services.dead_letters import dead_letter_edit_preview
 from ingest.services.devices import device_key_issue
 from tests.broker import publish_raw, queue_depth, queued_messages
-from tests.factories import DeviceFactory, ResidentFactory, UserFactory
+from tests.factories import DeadLetterFactory, DeviceFactory, ResidentFactory, UserFactory
 from tests.workers import wait_until, worker_thread
 
 URL = "/api/v1/ingest/"
@@ -317,3 +319,36 @@ def test_a_relayed_message_delivered_twice_is_stored_once(committed_household, i
     assert SensorReading.objects.filter(device_id=motion.id).count() == 1
     ledger = IngestMessage.objects.get(message_id=message_id)
     assert (ledger.status, ledger.device_id, ledger.relayed_devices) == ("processed", gateway.id, 2)
+
+
+# --- an operator's edit of a gateway's failed message ------------------------------------
+
+
+def _dead_relayed_message(gateway, **records) -> DeadLetter:
+    batch = DeviceBatch(
+        message_id=uuid.uuid4(),
+        device_id=gateway.id,
+        accepted_at=timezone.now(),
+        readings=records.get("readings", []),
+        events=records.get("events", []),
+    )
+    return DeadLetterFactory(message_id=batch.message_id, device_id=gateway.id, body=batch.to_body())
+
+
+@pytest.mark.django_db
+def test_an_edit_of_a_gateways_message_checks_its_devices_again(household):
+    gateway, motion = household["gateway"], household["motion"]
+    reading = {**_reading(), "measured_at": timezone.now() - timedelta(minutes=1)}
+    dead = _dead_relayed_message(
+        gateway, readings=[{**reading, "device": "MOT-0001", "device_id": motion.id}]
+    )
+    original = json.loads(bytes(dead.body))
+
+    fixed = {**original, "readings": [{**original["readings"][0], "value": 80}]}
+    preview = dead_letter_edit_preview(dead_letter_id=dead.pk, edited_body=json.dumps(fixed), reason="typo")
+    assert message_decode(preview.body).readings[0]["device_id"] == motion.id
+
+    moved = {**original, "readings": [{**original["readings"][0], "device": "MOT-NEXT-DOOR"}]}
+    with pytest.raises(ApplicationError) as refused:
+        dead_letter_edit_preview(dead_letter_id=dead.pk, edited_body=json.dumps(moved), reason="move")
+    assert refused.value.fields == {"readings": {0: {"device": [NOT_IN_HOUSEHOLD]}}}
