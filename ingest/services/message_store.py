@@ -16,6 +16,8 @@ the client time of text (1 against 3 microseconds). After a conflict the followi
 use the staging path until one of them meets no duplicate.
 Other rows go in with set-based ``INSERT ... SELECT FROM unnest(...)`` statements: one
 round-trip per table per batch, not one per reading.
+A gateway's message stores each relayed record under the device it names (its
+``device_id``); only such messages pay for looking at each record's device.
 """
 
 from __future__ import annotations
