@@ -20,7 +20,13 @@ from ingest.relaying import NO_HOUSEHOLD, NOT_A_GATEWAY, NOT_IN_HOUSEHOLD, not_a
 from ingest.services.dead_letters import dead_letter_edit_preview
 from ingest.services.devices import device_key_issue
 from tests.broker import publish_raw, queue_depth, queued_messages
-from tests.factories import DeadLetterFactory, DeviceFactory, ResidentFactory, UserFactory
+from tests.factories import (
+    DeadLetterFactory,
+    DeviceFactory,
+    IngestMessageFactory,
+    ResidentFactory,
+    UserFactory,
+)
 from tests.workers import wait_until, worker_thread
 
 URL = "/api/v1/ingest/"
@@ -298,6 +304,8 @@ def test_a_relayed_device_deleted_before_the_store_fails_the_message_into_a_dead
     operator.force_login(UserFactory(username="olivia", role="Console operators"))
     page = operator.get(f"/console/failed/{dead.pk}/").content.decode()
     assert "relayed by gateway GW-0001 for 1 device<" in page
+    listed = operator.get("/console/failed/").content.decode()
+    assert "gateway, relayed for 1 device<" in listed
 
 
 def test_a_relayed_message_delivered_twice_is_stored_once(committed_household, ingest_queue):
@@ -352,3 +360,19 @@ def test_an_edit_of_a_gateways_message_checks_its_devices_again(household):
     with pytest.raises(ApplicationError) as refused:
         dead_letter_edit_preview(dead_letter_id=dead.pk, edited_body=json.dumps(moved), reason="move")
     assert refused.value.fields == {"readings": {0: {"device": [NOT_IN_HOUSEHOLD]}}}
+
+
+@pytest.mark.django_db
+def test_the_retries_page_says_a_waiting_message_is_a_gateways(household):
+    IngestMessageFactory(
+        device=household["gateway"],
+        attempts=1,
+        last_error="django.db.utils.IntegrityError: Key (device_id)=(5) is not present",
+        last_failed_at=timezone.now(),
+        retry_due_at=timezone.now() + timedelta(minutes=5),
+        relayed_devices=2,
+    )
+    operator = Client()
+    operator.force_login(UserFactory(username="olivia", role="Console operators"))
+    page = operator.get("/console/retries/").content.decode()
+    assert "gateway, relayed for 2 devices<" in page
