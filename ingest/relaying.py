@@ -14,6 +14,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from django.db.models import Subquery
+
 from ingest.messages import RECORD_DEVICE, RECORD_DEVICE_ID
 from ingest.models import Device, DeviceStatus, DeviceType
 
@@ -90,10 +92,15 @@ def relayed_devices_resolve(*, sender: Device | None, data: Any) -> RelayedDevic
             wanted.append((kind, index, serial_no))
     if not wanted:
         return relayed
+    # The gateway's household as the database has it now, in the same query: the sender
+    # may be a web process's cached copy from before the gateway moved house.
+    current_household = Device.objects.filter(pk=sender.pk, device_type=DeviceType.GATEWAY).values(
+        "resident_id"
+    )[:1]
     household = {
         serial_no: (device_id, status)
         for serial_no, device_id, status in Device.objects.filter(
-            serial_no__in={serial_no for _, _, serial_no in wanted}, resident_id=sender.resident_id
+            serial_no__in={serial_no for _, _, serial_no in wanted}, resident_id=Subquery(current_household)
         ).values_list("serial_no", "id", "status")
     }
     for kind, index, serial_no in wanted:

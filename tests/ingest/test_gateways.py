@@ -14,7 +14,15 @@ from rest_framework.test import APIClient
 
 from core.errors import ApplicationError
 from ingest.messages import DeviceBatch, UndecodableMessage, message_decode
-from ingest.models import DeadLetter, DeviceEvent, DeviceStatus, DeviceType, IngestMessage, SensorReading
+from ingest.models import (
+    DeadLetter,
+    Device,
+    DeviceEvent,
+    DeviceStatus,
+    DeviceType,
+    IngestMessage,
+    SensorReading,
+)
 from ingest.record_validation import DeviceRecordsSerializer
 from ingest.relaying import NO_HOUSEHOLD, NOT_A_GATEWAY, NOT_IN_HOUSEHOLD, not_active
 from ingest.services.dead_letters import dead_letter_edit_preview
@@ -185,6 +193,21 @@ def test_all_serials_of_a_request_are_resolved_in_one_query(household, django_as
         serializer = DeviceRecordsSerializer(data=records, context={"device": household["gateway"]})
         assert not serializer.is_valid()
     assert serializer.errors == {"events": {1: {"device": [NOT_IN_HOUSEHOLD]}}}
+
+
+@pytest.mark.django_db
+def test_a_gateway_that_moved_house_relays_for_its_new_household_only(household):
+    gateway = household["gateway"]
+    stale_copy = Device.objects.get(pk=gateway.pk)  # as a web process may hold it in its key cache
+    new_home = ResidentFactory()
+    Device.objects.filter(pk=gateway.pk).update(resident=new_home)
+    DeviceFactory(resident=new_home, serial_no="NEW-HOME-1")
+
+    records = {"readings": [_reading("MOT-0001"), _reading("NEW-HOME-1")]}
+    serializer = DeviceRecordsSerializer(data=records, context={"device": stale_copy})
+
+    assert not serializer.is_valid()
+    assert serializer.errors == {"readings": {0: {"device": [NOT_IN_HOUSEHOLD]}}}
 
 
 def test_a_serializer_without_a_sender_refuses_named_devices():
