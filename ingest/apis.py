@@ -76,7 +76,7 @@ class IngestCreateApi(DeviceApi):
     def post(self, request):
         if not isinstance(request.data, dict):
             raise serializers.ValidationError({"non_field_errors": ["The body must be a JSON object."]})
-        serializer = self.InputSerializer(data=request.data)
+        serializer = self.InputSerializer(data=request.data, context={"device": request.user})
         serializer.is_valid(raise_exception=True)
         batch = device_batch_accept(device=request.user, **serializer.validated_data)
         REQUESTS.labels(outcome="accepted").inc()

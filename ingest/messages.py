@@ -11,7 +11,7 @@ import json
 import traceback
 import uuid
 from collections.abc import Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -20,6 +20,12 @@ from ingest.json_input import JSON_MAX_DEPTH, JsonInputError, json_depth_exceeds
 SCHEMA_VERSION = 1
 DEVICE_BATCH = "device_batch"
 WEBHOOK_EVENT = "webhook_event"
+
+# A record a gateway relays names its device: by serial as the gateway sent it, and by id,
+# which the worker stores it under. A record without them is the sending device's own,
+# as in every message from before gateways.
+RECORD_DEVICE = "device"
+RECORD_DEVICE_ID = "device_id"
 
 # A message wraps what was accepted (a webhook's body becomes its "payload"): one level more.
 MESSAGE_MAX_DEPTH = JSON_MAX_DEPTH + 1
@@ -171,15 +177,32 @@ class UndecodableMessage(Exception):
     """The body is not a message this worker understands; retrying cannot help."""
 
 
+def _relayed_device_ids(records: list[dict[str, Any]]) -> set[int]:
+    device_ids = {record[RECORD_DEVICE_ID] for record in records if RECORD_DEVICE_ID in record}
+    for device_id in device_ids:
+        if type(device_id) is not int:
+            raise TypeError(f"a record's {RECORD_DEVICE_ID} is not an integer: {device_id!r}")
+    return device_ids
+
+
 @dataclass(frozen=True)
 class DeviceBatch:
+    """A device's records. ``device_id`` is the sender; a gateway's records may each name
+    another device of its household (``RECORD_DEVICE_ID``), listed in ``relayed_device_ids``."""
+
     message_id: uuid.UUID
     device_id: int
     accepted_at: datetime
     readings: list[dict[str, Any]]
     events: list[dict[str, Any]]
+    relayed_device_ids: frozenset[int] = field(init=False, compare=False)
 
     kind = DEVICE_BATCH
+
+    def __post_init__(self):
+        relayed = _relayed_device_ids(self.readings) | _relayed_device_ids(self.events)
+        relayed.discard(self.device_id)
+        object.__setattr__(self, "relayed_device_ids", frozenset(relayed))
 
     def to_body(self) -> bytes:
         return _dump(

@@ -22,7 +22,8 @@ from drf_spectacular.utils import extend_schema_field, extend_schema_serializer
 from rest_framework import serializers
 
 from ingest.json_input import json_value_problem, text_problem
-from ingest.schema import ReadingDocSerializer
+from ingest.relaying import field_errors_merge, relayed_devices_resolve
+from ingest.schema import RECORD_DEVICE_HELP, ReadingDocSerializer
 
 NAME_PATTERN = re.compile(r"\A[a-z][a-z0-9_]{0,31}\Z")
 NAME_HELP = "a lower-case letter, then up to 31 lower-case letters, digits or '_'"
@@ -177,7 +178,13 @@ class EventInputSerializer(serializers.Serializer):
         return detail
 
 
-@extend_schema_field(EventInputSerializer(many=True))
+class EventDocSerializer(EventInputSerializer):
+    """Documentation of one event: ``device`` is checked with the request (``ingest.relaying``)."""
+
+    device = serializers.CharField(max_length=64, required=False, help_text=RECORD_DEVICE_HELP)
+
+
+@extend_schema_field(EventDocSerializer(many=True))
 class EventsField(serializers.Field):
     """A list of events, each checked by ``EventInputSerializer``, with ListSerializer's errors.
 
@@ -214,11 +221,26 @@ class DeviceRecordsSerializer(serializers.Serializer):
     """A device's readings and events as the ingest API accepts them.
 
     Also what an operator's edit of a failed message must pass: one set of rules for
-    what may reach the worker, whoever sends it.
+    what may reach the worker, whoever sends it. The sender is ``context["device"]``: a
+    gateway may name another device of its household in a record's ``device`` (see
+    ``ingest.relaying``); the record then carries that device's ``device_id`` on.
     """
 
     readings = ReadingsField(required=False, default=list)
     events = EventsField(required=False, default=list)
+
+    def to_internal_value(self, data):
+        # The records' devices are checked even when other fields fail: one answer names
+        # every bad record, whatever is wrong with it.
+        relayed = relayed_devices_resolve(sender=self.context.get("device"), data=data)
+        try:
+            validated = super().to_internal_value(data)
+        except serializers.ValidationError as error:
+            raise serializers.ValidationError(field_errors_merge(error.detail, relayed.errors)) from None
+        if relayed.errors:
+            raise serializers.ValidationError(relayed.errors)
+        relayed.attach(validated)
+        return validated
 
     def validate(self, data):
         total = len(data["readings"]) + len(data["events"])

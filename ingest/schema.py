@@ -28,6 +28,12 @@ def error(description: str) -> OpenApiResponse:
     return OpenApiResponse(ErrorSerializer, description=description)
 
 
+RECORD_DEVICE_HELP = (
+    "a gateway only: the serial number of the active device of its household this record is for "
+    "(left out: the gateway's own record)"
+)
+
+
 class ReadingDocSerializer(serializers.Serializer):
     """Documentation of one reading (validated by ``ingest.record_validation.reading_validate``)."""
 
@@ -35,3 +41,4 @@ class ReadingDocSerializer(serializers.Serializer):
     value = serializers.FloatField(help_text="a finite JSON number")
     unit = serializers.CharField(max_length=16, required=False, allow_null=True)
     measured_at = serializers.DateTimeField(help_text="ISO 8601 with a zone; not in the future, not too old")
+    device = serializers.CharField(max_length=64, required=False, help_text=RECORD_DEVICE_HELP)

@@ -37,6 +37,7 @@ class RetryingMessage:
     error: str
     failed_at: datetime | None
     due_at: datetime
+    relayed_devices: int = 0  # a gateway's message: the other devices it carries records for
 
     @property
     def error_class(self) -> str:
@@ -97,6 +98,7 @@ def _retrying_message(row: IngestMessage) -> RetryingMessage:
         row.last_error,
         row.last_failed_at,
         row.retry_due_at,
+        row.relayed_devices,
     )
 
 

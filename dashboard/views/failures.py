@@ -14,7 +14,7 @@ from dashboard.paging import Page, keyset_page
 from dashboard.selectors.charts import trend_bucket_starts
 from dashboard.views.access import ConsoleActionView, StaffRequiredMixin
 from ingest.selectors.dead_letters import dead_letter_groups, dead_letter_queryset
-from ingest.selectors.failed_message import device_serials_attach
+from ingest.selectors.failed_message import device_serials_attach, relayed_devices_attach
 from ingest.services.dead_letters import dead_letter_discard
 
 REQUEUE = "ingest.requeue_deadletter"
@@ -51,6 +51,7 @@ class DeadLetterListView(FilteredListMixin, StaffRequiredMixin, TemplateView):
         if form.is_valid():
             page = keyset_page(dead_letter_queryset(form.filters()), cursor=form.cursor())
             device_serials_attach(page.rows)
+            relayed_devices_attach(page.rows)
         else:
             page = Page([], None)  # nothing rather than more than was asked for
         return {

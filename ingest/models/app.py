@@ -77,6 +77,9 @@ class IngestMessage(models.Model):
     # Database defaults as well: the worker writes the ledger in SQL of its own.
     failed_deliveries = models.PositiveIntegerField(default=0, db_default=0)
     duplicate_deliveries = models.PositiveIntegerField(default=0, db_default=0)
+    # A gateway's message: how many other devices of its household it carries records for
+    # (``device`` stays the gateway, the sender). The rows themselves name each device.
+    relayed_devices = models.PositiveIntegerField(default=0, db_default=0)
 
     class Meta:
         verbose_name = "ingest message"

@@ -18,7 +18,7 @@ from rest_framework import serializers
 from config.replica import read_connection
 from ingest.json_input import JsonInputError, json_parse
 from ingest.messages import DEVICE_BATCH, FailureEnvelope, UndecodableMessage, message_decode
-from ingest.models import DeadLetter, DeadLetterAction, Device, SensorReading
+from ingest.models import DeadLetter, DeadLetterAction, Device, IngestMessage, SensorReading
 from ingest.record_validation import EventInputSerializer, InvalidValue, instant_parse, reading_validate
 from ingest.selectors.dead_letters import BODY_HEX_MAX_BYTES, BodyView, dead_letter_body_view
 
@@ -274,6 +274,26 @@ def device_serials_attach(dead_letters: list[DeadLetter]) -> list[DeadLetter]:
     )
     for dead_letter in dead_letters:
         dead_letter.device_serial = serials.get(dead_letter.device_id)
+    return dead_letters
+
+
+def relayed_devices_attach(dead_letters: list[DeadLetter]) -> list[DeadLetter]:
+    """Give each dead letter of a page ``relayed_devices`` from the ledger (0: not a gateway's).
+
+    One query for the page, as ``device_serials_attach``.
+    """
+    message_ids = [dead_letter.message_id for dead_letter in dead_letters]
+    relayed = (
+        dict(
+            IngestMessage.objects.filter(message_id__in=message_ids, relayed_devices__gt=0).values_list(
+                "message_id", "relayed_devices"
+            )
+        )
+        if message_ids
+        else {}
+    )
+    for dead_letter in dead_letters:
+        dead_letter.relayed_devices = relayed.get(dead_letter.message_id, 0)
     return dead_letters
 
 

@@ -35,7 +35,7 @@ from ingest.messages import (
     message_decode,
 )
 from ingest.metrics import REQUEUED
-from ingest.models import DeadLetter, DeadLetterAction, DeadLetterRecorder
+from ingest.models import DeadLetter, DeadLetterAction, DeadLetterRecorder, Device
 from ingest.record_validation import DeviceRecordsSerializer
 from ingest.services.ingestion import message_publish_confirmed
 
@@ -308,7 +308,12 @@ def _edited_body_check(dead_letter: DeadLetter, edited_body: str) -> bytes:
     }
     if changed:
         raise _edit_refused(f"an edit may change only the records, not {', '.join(changed)}", changed)
-    records = DeviceRecordsSerializer(data={name: edited[name] for name in EDITABLE_FIELDS if name in edited})
+    # The original sender's rules: a gateway's relayed records are checked again (the
+    # device may have left the household or been retired since).
+    sender = Device.objects.filter(pk=original.device_id).first()
+    records = DeviceRecordsSerializer(
+        data={name: edited[name] for name in EDITABLE_FIELDS if name in edited}, context={"device": sender}
+    )
     if not records.is_valid():
         raise _edit_refused(
             "the edited records are not valid (the ingest API would refuse them)", records.errors

@@ -78,7 +78,12 @@ def pipeline_message_publish(*, message: PipelineMessage) -> None:
 def device_batch_accept(
     *, device: Device, readings: list[dict[str, Any]], events: list[dict[str, Any]]
 ) -> DeviceBatch:
-    """Queue the device's validated records; return only once the broker confirmed them."""
+    """Queue the device's validated records; return only once the broker confirmed them.
+
+    ``readings`` and ``events`` are ``DeviceRecordsSerializer``'s, validated with this
+    device as ``context["device"]``: a gateway's relayed records already name their
+    device (``ingest.relaying``). The message is the sender's, whoever the records are for.
+    """
     accepted_at = timezone.now()
     batch = DeviceBatch(
         message_id=message_id_issue(device_id=device.id, at=accepted_at),

@@ -16,6 +16,8 @@ the client time of text (1 against 3 microseconds). After a conflict the followi
 use the staging path until one of them meets no duplicate.
 Other rows go in with set-based ``INSERT ... SELECT FROM unnest(...)`` statements: one
 round-trip per table per batch, not one per reading.
+A gateway's message stores each relayed record under the device it names (its
+``device_id``); only such messages pay for looking at each record's device.
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ import psycopg.errors
 from django.db import connection, transaction
 from django.utils import timezone
 
-from ingest.messages import DeviceBatch, PipelineMessage, WebhookMessage
+from ingest.messages import RECORD_DEVICE_ID, DeviceBatch, PipelineMessage, WebhookMessage
 from ingest.models import IngestMessage
 
 CRITICAL_SEVERITY = 3
@@ -57,14 +59,17 @@ def _ledger_claim(messages: list[PipelineMessage], processed_at) -> set:
         cursor.execute(
             f"""
             INSERT INTO {ledger_table} AS ledger (message_id, kind, device_id, status, received_at,
-                                                  processed_at, readings, events, attempts, last_error)
-            SELECT message_id, kind, device_id, %s, received_at, %s, readings, events, 0, ''
-            FROM unnest(%s::uuid[], %s::varchar[], %s::bigint[], %s::timestamptz[], %s::int[], %s::int[])
-                AS t(message_id, kind, device_id, received_at, readings, events)
+                                                  processed_at, readings, events, relayed_devices,
+                                                  attempts, last_error)
+            SELECT message_id, kind, device_id, %s, received_at, %s, readings, events, relayed_devices, 0, ''
+            FROM unnest(%s::uuid[], %s::varchar[], %s::bigint[], %s::timestamptz[], %s::int[], %s::int[],
+                        %s::int[])
+                AS t(message_id, kind, device_id, received_at, readings, events, relayed_devices)
             ON CONFLICT (message_id) DO UPDATE
                 -- The records as stored: an edited message carries other counts than it failed with.
                 SET status = EXCLUDED.status, processed_at = EXCLUDED.processed_at, last_error = '',
-                    readings = EXCLUDED.readings, events = EXCLUDED.events
+                    readings = EXCLUDED.readings, events = EXCLUDED.events,
+                    relayed_devices = EXCLUDED.relayed_devices
                 WHERE ledger.status <> EXCLUDED.status
             RETURNING message_id
             """,
@@ -77,6 +82,7 @@ def _ledger_claim(messages: list[PipelineMessage], processed_at) -> set:
                 [message.accepted_at for message in messages],
                 [len(getattr(message, "readings", ())) for message in messages],
                 [len(getattr(message, "events", ())) for message in messages],
+                [len(getattr(message, "relayed_device_ids", ())) for message in messages],
             ],
         )
         return {row[0] for row in cursor.fetchall()}
@@ -120,17 +126,33 @@ class _ReadingsPath:
 
 
 def _reading_rows(batches: list[DeviceBatch]) -> list[tuple]:
-    return [
-        (
-            batch.device_id,
-            reading["metric"],
-            float(reading["value"]),
-            reading.get("unit"),
-            reading["measured_at"],
-        )
-        for batch in batches
-        for reading in batch.readings
-    ]
+    rows = []
+    for batch in batches:
+        if batch.relayed_device_ids:
+            # A gateway's records: each under the device it names, or the gateway's own.
+            rows += [
+                (
+                    reading.get(RECORD_DEVICE_ID, batch.device_id),
+                    reading["metric"],
+                    float(reading["value"]),
+                    reading.get("unit"),
+                    reading["measured_at"],
+                )
+                for reading in batch.readings
+            ]
+        else:
+            device_id = batch.device_id
+            rows += [
+                (
+                    device_id,
+                    reading["metric"],
+                    float(reading["value"]),
+                    reading.get("unit"),
+                    reading["measured_at"],
+                )
+                for reading in batch.readings
+            ]
+    return rows
 
 
 READINGS_TYPES = ["int8", "varchar", "float8", "varchar", "timestamptz"]
@@ -200,7 +222,7 @@ def _events_insert(batches: list[DeviceBatch]) -> int:
     device_ids, types, severities, occurred, details = [], [], [], [], []
     for batch in batches:
         for event in batch.events:
-            device_ids.append(batch.device_id)
+            device_ids.append(event.get(RECORD_DEVICE_ID, batch.device_id))
             types.append(event["event_type"])
             severities.append(event.get("severity", 0))
             occurred.append(event["occurred_at"])
@@ -242,11 +264,15 @@ def _events_insert(batches: list[DeviceBatch]) -> int:
 
 
 def _devices_mark_seen(batches: list[DeviceBatch]) -> None:
-    """Set each device's ``last_seen_at`` to when its newest message was accepted."""
+    """Set each device's ``last_seen_at`` to when its newest message was accepted.
+
+    A gateway's message marks the gateway and every device it relayed records for.
+    """
     latest_by_device: dict[int, object] = {}
     for batch in batches:
-        seen = latest_by_device.get(batch.device_id)
-        latest_by_device[batch.device_id] = max(seen, batch.accepted_at) if seen else batch.accepted_at
+        for device_id in (batch.device_id, *batch.relayed_device_ids):
+            seen = latest_by_device.get(device_id)
+            latest_by_device[device_id] = max(seen, batch.accepted_at) if seen else batch.accepted_at
     device_ids = sorted(latest_by_device)
     with connection.cursor() as cursor:
         # Rows are locked in id order so that concurrent workers cannot deadlock.
@@ -324,6 +350,7 @@ def ingest_message_note_failure(
     error: str,
     failed_at: datetime | None = None,
     retry_due_at: datetime | None = None,
+    relayed_devices: int = 0,
 ) -> None:
     """Record a failed attempt in the ledger: the row is made if none exists yet.
 
@@ -332,6 +359,7 @@ def ingest_message_note_failure(
     ``processed`` (a redelivered copy failed, the first one was stored) keeps its status,
     error and retry times; every failed delivery is counted either way.
     ``retry_due_at`` is when the retry tier gives the message back (None: dead-lettered).
+    ``relayed_devices``: how many other devices a gateway's message carries records for.
     """
     ledger_table = IngestMessage._meta.db_table
     with connection.cursor() as cursor:
@@ -339,8 +367,9 @@ def ingest_message_note_failure(
             f"""
             INSERT INTO {ledger_table} AS ledger (message_id, kind, device_id, status, received_at,
                                                   processed_at, readings, events, attempts, last_error,
-                                                  last_failed_at, retry_due_at, failed_deliveries)
-            VALUES (%s, %s, %s, %s, %s, NULL, %s, %s, %s, %s, %s, %s, 1)
+                                                  last_failed_at, retry_due_at, failed_deliveries,
+                                                  relayed_devices)
+            VALUES (%s, %s, %s, %s, %s, NULL, %s, %s, %s, %s, %s, %s, 1, %s)
             ON CONFLICT (message_id) DO UPDATE
                 SET attempts = CASE WHEN ledger.status = %s THEN ledger.attempts ELSE EXCLUDED.attempts END,
                     last_error = CASE WHEN ledger.status = %s THEN ledger.last_error ELSE EXCLUDED.last_error END,
@@ -362,6 +391,7 @@ def ingest_message_note_failure(
                 error[:2000],
                 failed_at,
                 retry_due_at,
+                relayed_devices,
                 *[IngestMessage.Status.PROCESSED] * 4,
             ],
         )

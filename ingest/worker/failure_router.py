@@ -151,6 +151,7 @@ class FailureRouter:
                 error=error,
                 failed_at=failed_at,
                 retry_due_at=retry_due_at,
+                relayed_devices=len(getattr(message, "relayed_device_ids", ())),
             )
         except DatabaseError:
             logger.warning("could not note the failure of %s in the ledger", failed.delivery.message_id)
