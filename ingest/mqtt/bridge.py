@@ -22,9 +22,11 @@ the ingest consumer when MQTT_ENABLED. rabbitmq_mqtt publishes every QoS 1 messa
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import time
+import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -51,6 +53,13 @@ logger = logging.getLogger(__name__)
 # The dead letter's kind: an MQTT payload as the device sent it (not a pipeline message).
 MQTT_PUBLISH = "mqtt_publish"
 MQTT_BRIDGE_BATCH_SIZE = 200
+_DEAD_LETTER_NAMESPACE = uuid.UUID("0f8e3a5c-6d1b-4c2e-9a7f-3b5d2e1c4a90")
+
+
+def _refused_message_id(delivery: Delivery) -> str:
+    """The same refused publish (a QoS 1 resend) is the same dead letter, not a second one."""
+    digest = hashlib.sha256(delivery.routing_key.encode() + b"\0" + delivery.body).hexdigest()
+    return str(uuid.uuid5(_DEAD_LETTER_NAMESPACE, digest))
 
 
 class MqttPayloadRefused(Exception):
@@ -176,7 +185,7 @@ class MqttBridgeHandler:
             .dead(original_queue=self.queue, original_routing_key=delivery.routing_key)
         )
         outgoing = OutgoingMessage(
-            delivery.message_id, delivery.body, MQTT_PUBLISH, envelope.applied_to(delivery.headers)
+            _refused_message_id(delivery), delivery.body, MQTT_PUBLISH, envelope.applied_to(delivery.headers)
         )
         publish_channel.basic_publish(
             exchange="",
