@@ -94,10 +94,19 @@ distribution_port() { echo $((BASE_PORT + 20000 + $1 - 1)); }
 node_dir() { echo "$CLUSTER_DIR/node$1"; }
 pid_file() { echo "$(node_dir "$1")/rabbitmq.pid"; }
 
+# The nodes in words: "1, 2 and 3", "1 and 2", "1".
+nodes_in_words() {
+    case $CLUSTER_SIZE in
+        1) echo "node 1" ;;
+        2) echo "nodes 1 and 2" ;;
+        *) echo "nodes 1, 2 and 3" ;;
+    esac
+}
+
 require_node() {
-    [[ -n ${1:-} ]] || die "this subcommand needs a node number (1 to $CLUSTER_SIZE)"
+    [[ -n ${1:-} ]] || die "this subcommand needs a node number ($(nodes_in_words))"
     [[ $1 =~ ^[1-3]$ && $1 -le $CLUSTER_SIZE ]] ||
-        die "unknown node '$1': the cluster has nodes 1 to $CLUSTER_SIZE"
+        die "unknown node '$1': the cluster has $(nodes_in_words)"
 }
 
 require_root() {
