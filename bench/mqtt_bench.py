@@ -32,7 +32,6 @@ import os
 import secrets
 import socket
 import sys
-import threading
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -183,7 +182,9 @@ def run_http(logins, per_device: int, base: datetime) -> tuple[float, float]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--devices", type=int, default=50, help="concurrent device connections")
     parser.add_argument("--readings-per-device", type=int, default=100)
     parser.add_argument("--web-workers", type=int, default=4)
@@ -210,7 +211,9 @@ def main() -> None:
             # Different instants per path: neither phase's rows are duplicates of the other's.
             day_ago = datetime.now(UTC) - timedelta(days=1)
             mqtt_acked, mqtt_stored = run_mqtt(logins, args.readings_per_device, mqtt_port, day_ago)
-            http_answered, http_stored = run_http(logins, args.readings_per_device, day_ago + timedelta(hours=1))
+            http_answered, http_stored = run_http(
+                logins, args.readings_per_device, day_ago + timedelta(hours=1)
+            )
         finally:
             stop(web)
             stop(worker)

@@ -132,7 +132,9 @@ class MqttBridgeHandler:
         self.backoff.reset()
         return len(deliveries)
 
-    def _sort(self, deliveries: list[Delivery]) -> tuple[list[RecordsChunk], list[tuple[Delivery, Exception]]]:
+    def _sort(
+        self, deliveries: list[Delivery]
+    ) -> tuple[list[RecordsChunk], list[tuple[Delivery, Exception]]]:
         """The valid payloads as chunks to publish, and the refused ones with their reasons."""
         topics = {delivery.delivery_tag: device_topic_of(delivery.routing_key) for delivery in deliveries}
         serials = {topic.serial_no for topic in topics.values() if topic is not None}

@@ -48,9 +48,9 @@ def mqtt_stack(django_db_setup, django_db_blocker):
                 try:
                     # Until the bridge's queue is bound, the broker drops what devices publish.
                     bridge_consuming = f"consuming from {topology.queue}.mqtt "
-                    assert wait_until(
-                        lambda: bridge_consuming in worker_log.read_text(), timeout=60
-                    ), worker_log.read_text()
+                    assert wait_until(lambda: bridge_consuming in worker_log.read_text(), timeout=60), (
+                        worker_log.read_text()
+                    )
                     yield MqttStack(node, web_port, secret, topology, worker_log)
                 finally:
                     stop_worker_process(worker)

@@ -6,7 +6,7 @@ import pytest
 from django.test import override_settings
 
 from ingest.models import DeviceStatus, DeviceType
-from ingest.services.devices import device_keys_revoke, device_key_issue
+from ingest.services.devices import device_key_issue, device_keys_revoke
 from tests.factories import DeviceFactory, ResidentFactory
 
 pytestmark = pytest.mark.django_db
@@ -77,7 +77,12 @@ def test_a_device_publishes_to_its_own_readings_and_events_only(client):
     resource = {"username": serial, "vhost": "/", "resource": "exchange", "name": "amq.topic"}
     assert ask(client, "resource", **resource, permission="write") == (200, "allow")
     assert ask(client, "resource", **resource, permission="read") == (200, "deny")
-    assert ask(client, "resource", **{**resource, "resource": "queue", "name": "mqtt-subscription-x"}, permission="configure") == (200, "deny")  # noqa: E501
+    assert ask(
+        client,
+        "resource",
+        **{**resource, "resource": "queue", "name": "mqtt-subscription-x"},
+        permission="configure",
+    ) == (200, "deny")  # noqa: E501
 
 
 def test_a_gateway_also_publishes_to_its_households_active_devices(client):
@@ -86,7 +91,9 @@ def test_a_gateway_also_publishes_to_its_households_active_devices(client):
     sensor = DeviceFactory(resident=resident)
     retired = DeviceFactory(resident=resident, status=DeviceStatus.RETIRED)
     neighbour = DeviceFactory()
-    assert ask(client, "topic", **topic_fields(gateway.serial_no, f"devices.{sensor.serial_no}.readings")) == (
+    assert ask(
+        client, "topic", **topic_fields(gateway.serial_no, f"devices.{sensor.serial_no}.readings")
+    ) == (
         200,
         "allow",
     )

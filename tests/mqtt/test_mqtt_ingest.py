@@ -8,13 +8,15 @@ the bridge. The machine's broker is never touched.
 from __future__ import annotations
 
 import json
+import shutil
+import subprocess
 from datetime import UTC, datetime, timedelta
 
 import pytest
 
 from ingest.models import DeadLetter, DeviceEvent, IngestMessage, SensorReading
 from ingest.mqtt.bridge import MQTT_PUBLISH
-from ingest.services.devices import device_keys_revoke, device_key_issue
+from ingest.services.devices import device_key_issue, device_keys_revoke
 from tests.factories import DeviceFactory
 from tests.mqtt.node import DeviceConnection
 from tests.workers import wait_until
@@ -47,13 +49,17 @@ def test_a_device_with_a_good_key_publishes_readings_and_events_that_are_stored_
         connection.close()
 
     assert wait_until(
-        lambda: SensorReading.objects.filter(device=device).exists()
-        and DeviceEvent.objects.filter(device=device).exists(),
+        lambda: (
+            SensorReading.objects.filter(device=device).exists()
+            and DeviceEvent.objects.filter(device=device).exists()
+        ),
         timeout=30,
     ), mqtt_stack.worker_log.read_text()[-3000:]
     # Both copies of the readings message were handled before the count is final.
     assert wait_until(
-        lambda: IngestMessage.objects.filter(device=device, status=IngestMessage.Status.PROCESSED).count() == 2,
+        lambda: (
+            IngestMessage.objects.filter(device=device, status=IngestMessage.Status.PROCESSED).count() == 2
+        ),
         timeout=15,
     )
     assert SensorReading.objects.filter(device=device).count() == 1
@@ -141,5 +147,30 @@ def test_the_products_own_amqp_user_still_logs_in_and_the_endpoints_refuse_a_wro
     fields = "username=x&password=y"
     headers = {"Content-Type": "application/x-www-form-urlencoded"}
     assert http_request(mqtt_stack.web_port, "POST", path.format("wrong"), fields, headers)[0] == 404
-    status, _, answer = http_request(mqtt_stack.web_port, "POST", path.format(mqtt_stack.secret), fields, headers)
+    status, _, answer = http_request(
+        mqtt_stack.web_port, "POST", path.format(mqtt_stack.secret), fields, headers
+    )
     assert (status, answer) == (200, b"deny")
+
+
+@pytest.mark.skipif(not shutil.which("mosquitto_pub"), reason="Debian's mosquitto-clients is not installed")
+def test_mosquitto_pub_as_docs_api_md_shows_it(mqtt_stack):
+    device = DeviceFactory()
+    _, key = device_key_issue(device=device)
+    reading = json.dumps({"metric": "heart_rate", "value": 72.5, "unit": "bpm", "measured_at": recent()})
+
+    def mosquitto_pub(password: str) -> subprocess.CompletedProcess:
+        return subprocess.run(
+            ["mosquitto_pub", "-h", "127.0.0.1", "-p", str(mqtt_stack.mqtt_port), "-V", "mqttv311", "-q", "1"]
+            + ["-i", device.serial_no, "-u", device.serial_no, "-P", password]
+            + ["-t", f"devices/{device.serial_no}/readings", "-m", reading],
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
+
+    refused = mosquitto_pub(key + "x")
+    assert refused.returncode != 0 and "not authorised" in refused.stderr, refused.stderr
+    published = mosquitto_pub(key)
+    assert published.returncode == 0, published.stderr
+    assert wait_until(lambda: SensorReading.objects.filter(device=device).exists(), timeout=30)
