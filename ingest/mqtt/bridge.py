@@ -30,6 +30,7 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
+from django.conf import settings
 from django.db import DatabaseError, close_old_connections
 from django.utils import timezone
 from pika.adapters.blocking_connection import BlockingChannel
@@ -74,8 +75,12 @@ class MqttPayloadRefused(Exception):
 def mqtt_payload_records(body: bytes, *, kind: str) -> dict[str, Any]:
     """The payload as the API's body: ``{"readings": [...], "events": [...]}`` (unvalidated).
 
-    Raises ValueError (with the reason) for what is not JSON of one of the accepted shapes.
+    Raises ValueError (with the reason) for what is not JSON of one of the accepted shapes,
+    or is larger than the API accepts (INGEST_MAX_BODY_BYTES).
     """
+    limit = settings.INGEST_MAX_BODY_BYTES
+    if len(body) > limit:
+        raise ValueError(f"The payload is {len(body)} bytes; the limit is {limit}.")
     try:
         payload = json_parse(body)
     except (JsonInputError, ValueError, UnicodeDecodeError) as error:

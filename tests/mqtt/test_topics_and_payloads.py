@@ -28,3 +28,9 @@ def test_other_payloads_are_refused_with_a_reason(payload):
     with pytest.raises(ValueError) as refusal:
         mqtt_payload_records(payload, kind="readings")
     assert str(refusal.value)
+
+
+def test_payloads_over_the_apis_body_limit_are_refused(settings):
+    settings.INGEST_MAX_BODY_BYTES = 100
+    with pytest.raises(ValueError, match="the limit is 100"):
+        mqtt_payload_records(b'{"metric": "m", "padding": "' + b"x" * 100 + b'"}', kind="readings")
