@@ -112,7 +112,8 @@ class IngestWorker:
         """Consume until asked to stop (or, with ``stop_when_idle``, until the queues are empty).
 
         With ``stop_when_idle`` the recorder (and the MQTT bridge) finish after the ingest
-        consumer, so that what the last batches dead-lettered is recorded too.
+        consumer, so that what the last batches dead-lettered is recorded too; what the
+        bridge queues after that waits in the main queue for the next run.
         """
         if self.stop_requested:
             return self.totals
