@@ -20,7 +20,9 @@ PRODUCTION = {
 
 
 def check(**extra: str) -> subprocess.CompletedProcess:
-    env = {key: value for key, value in os.environ.items() if key not in ("MQTT_ENABLED", "BROKER_AUTH_SECRET")}
+    env = {
+        key: value for key, value in os.environ.items() if key not in ("MQTT_ENABLED", "BROKER_AUTH_SECRET")
+    }
     env.pop("DJANGO_ENV_FILE", None)
     return subprocess.run(
         [sys.executable, "manage.py", "check"],

@@ -11,7 +11,12 @@ from ingest.mqtt.topics import DeviceTopic, device_topic_of
 def test_device_topics_are_read_from_routing_keys():
     assert device_topic_of("devices.SN-1.readings") == DeviceTopic("SN-1", "readings")
     assert device_topic_of("devices.SN-1.events").mqtt_topic == "devices/SN-1/events"
-    for routing_key in ("devices.SN-1.commands", "devices..readings", "devices.a.b.readings", "other.SN-1.events"):
+    for routing_key in (
+        "devices.SN-1.commands",
+        "devices..readings",
+        "devices.a.b.readings",
+        "other.SN-1.events",
+    ):
         assert device_topic_of(routing_key) is None, routing_key
     assert device_topic_of("devices.*.readings") is None  # a wildcard names no device
 
