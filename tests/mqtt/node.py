@@ -6,9 +6,12 @@ names and a directory of its own: the machine's broker is never touched.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+
+import paho.mqtt.client as mqtt
 
 from tests.rabbitmq_cluster import RabbitCluster
 from tests.web import free_port
@@ -71,10 +74,6 @@ class DeviceConnection:
     """A device's MQTT 3.1.1 session (paho-mqtt), logged in with its serial and key."""
 
     def __init__(self, *, port: int, serial_no: str, key: str, client_id: str | None = None) -> None:
-        import threading
-
-        import paho.mqtt.client as mqtt
-
         self.serial_no = serial_no
         self.connack: int | None = None
         self.disconnected = threading.Event()

@@ -14,10 +14,10 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from ingest.models import DeadLetter, DeviceEvent, IngestMessage, SensorReading
+from ingest.models import DeadLetter, DeviceEvent, DeviceType, IngestMessage, SensorReading
 from ingest.mqtt.bridge import MQTT_PUBLISH
 from ingest.services.devices import device_key_issue, device_keys_revoke
-from tests.factories import DeviceFactory
+from tests.factories import DeviceFactory, ResidentFactory
 from tests.mqtt.node import DeviceConnection
 from tests.workers import wait_until
 
@@ -64,6 +64,21 @@ def test_a_device_with_a_good_key_publishes_readings_and_events_that_are_stored_
     )
     assert SensorReading.objects.filter(device=device).count() == 1
     assert DeviceEvent.objects.get(device=device).event_type == "sos"
+
+
+def test_a_gateway_publishes_for_a_device_of_its_household(mqtt_stack):
+    resident = ResidentFactory()
+    gateway = DeviceFactory(resident=resident, device_type=DeviceType.GATEWAY)
+    sensor = DeviceFactory(resident=resident)
+    _, key = device_key_issue(device=gateway)
+    reading = json.dumps({"metric": "spo2", "value": 97, "measured_at": recent()})
+    connection = connected(mqtt_stack, gateway, key)
+    try:
+        assert connection.publish(f"devices/{sensor.serial_no}/readings", reading)
+    finally:
+        connection.close()
+    assert wait_until(lambda: SensorReading.objects.filter(device=sensor).exists(), timeout=30)
+    assert not SensorReading.objects.filter(device=gateway).exists()
 
 
 def test_a_wrong_key_is_refused_at_connect(mqtt_stack):
