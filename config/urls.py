@@ -18,6 +18,8 @@ urlpatterns = [
     path("metrics", metrics_view, name="metrics"),
     path("console/", include("dashboard.urls")),
     path("admin/", admin.site.urls),
+    # Asked by RabbitMQ's HTTP auth backend for MQTT devices; never exposed by Caddy.
+    path("internal/broker-auth/", include("ingest.mqtt.urls")),
 ]
 
 # Errors outside the API's own JSON answers: the console's styled pages with the request id.

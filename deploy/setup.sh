@@ -114,6 +114,62 @@ if [ -n "${RABBITMQ_MANAGEMENT_URL:-}" ] && command -v rabbitmq-plugins >/dev/nu
   rabbitmq-plugins enable rabbitmq_management >/dev/null || log "could not enable it; the console shows ready counts only"
 fi
 
+# --- MQTT through RabbitMQ (opt-in: MQTT_ENABLED=true in .env) ---------------------------
+# Enables rabbitmq_mqtt and rabbitmq_auth_backend_http on the LOCAL broker and points the
+# broker's auth at this web tier (docs/api.md, "MQTT"). Off by default because it changes
+# the machine's broker: its rabbitmq.conf gets a marked block and the broker is restarted
+# once when that block changes. A remote broker is configured by its own operators with
+# the same lines (printed here).
+mqtt_enabled=$(printf '%s' "${MQTT_ENABLED:-false}" | tr '[:upper:]' '[:lower:]')
+if [ "$mqtt_enabled" = true ] || [ "$mqtt_enabled" = 1 ] || [ "$mqtt_enabled" = yes ]; then
+  if [ -z "${BROKER_AUTH_SECRET:-}" ]; then
+    log "adding a fresh BROKER_AUTH_SECRET to .env"
+    BROKER_AUTH_SECRET=$(.venv/bin/python -c 'import secrets; print(secrets.token_urlsafe(32))')
+    export BROKER_AUTH_SECRET
+    if grep -q '^BROKER_AUTH_SECRET=' .env; then
+      sed -i "s|^BROKER_AUTH_SECRET=.*|BROKER_AUTH_SECRET=$BROKER_AUTH_SECRET|" .env
+    else
+      echo "BROKER_AUTH_SECRET=$BROKER_AUTH_SECRET" >> .env
+    fi
+  fi
+  auth_base="http://127.0.0.1:${WEB_PORT:-8000}/internal/broker-auth/$BROKER_AUTH_SECRET"
+  mqtt_block="# iot_care MQTT begin (deploy/setup.sh rewrites this block)
+auth_backends.1 = internal
+auth_backends.2 = http
+auth_http.http_method = post
+auth_http.user_path = $auth_base/user
+auth_http.vhost_path = $auth_base/vhost
+auth_http.resource_path = $auth_base/resource
+auth_http.topic_path = $auth_base/topic
+mqtt.listeners.tcp.1 = 0.0.0.0:${MQTT_PORT:-1883}
+mqtt.allow_anonymous = false
+mqtt.vhost = ${MQTT_VHOST:-/}
+mqtt.exchange = amq.topic
+# iot_care MQTT end"
+  if [ "$RABBITMQ_HOST" != 127.0.0.1 ] && [ "$RABBITMQ_HOST" != localhost ]; then
+    log "MQTT: the broker is remote; give it the plugins rabbitmq_mqtt rabbitmq_auth_backend_http and:"
+    printf '%s\n' "$mqtt_block" | sed "s|127.0.0.1:${WEB_PORT:-8000}|<this web host>:${WEB_PORT:-8000}|" >&2
+  elif [ "$(id -u)" -ne 0 ] && ! sudo -n true 2>/dev/null; then
+    log "MQTT: run setup as root (or with sudo) to configure the local broker"; exit 1
+  else
+    conf=${RABBITMQ_CONFIG_FILE:-/etc/rabbitmq/rabbitmq.conf}
+    current=$(as_root sed -n '/^# iot_care MQTT begin/,/^# iot_care MQTT end/p' "$conf" 2>/dev/null || true)
+    if [ "$current" != "$mqtt_block" ]; then
+      log "MQTT: writing the broker's auth and listener settings to $conf"
+      as_root touch "$conf"
+      as_root sed -i '/^# iot_care MQTT begin/,/^# iot_care MQTT end/d' "$conf"
+      printf '%s\n' "$mqtt_block" | as_root tee -a "$conf" >/dev/null
+      as_root rabbitmq-plugins enable --offline rabbitmq_mqtt rabbitmq_auth_backend_http >/dev/null
+      # rabbitmq.conf is read at boot only: restart the broker once to apply the block.
+      log "MQTT: restarting the local RabbitMQ to apply it"
+      as_root rabbitmqctl stop >/dev/null 2>&1 || true
+      as_root rabbitmq-server -detached || true
+      wait_for_port "$RABBITMQ_HOST" "$RABBITMQ_PORT" RabbitMQ
+    fi
+    wait_for_port 127.0.0.1 "${MQTT_PORT:-1883}" "RabbitMQ's MQTT listener"
+  fi
+fi
+
 # --- Redis (the device rate limit's counters; the tests use it too) ---------------------
 if ! port_open 127.0.0.1 6379; then
   command -v redis-server >/dev/null || apt_install redis-server

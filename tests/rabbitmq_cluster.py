@@ -1,5 +1,6 @@
-"""A throwaway 3-node RabbitMQ cluster for failover tests, driven through
-``deploy/cluster/rabbitmq.sh`` with a directory, node names and ports of this run's own."""
+"""A throwaway 3-node RabbitMQ cluster for failover tests (or a lone node with plugins and
+configuration of its own, for the MQTT tests), driven through ``deploy/cluster/rabbitmq.sh``
+with a directory, node names and ports of this run's own."""
 
 from __future__ import annotations
 
@@ -28,6 +29,7 @@ PORT_OFFSETS = (0, 1, 2, 10000, 10001, 10002, 20000, 20001, 20002, *range(30000,
 # Bases are drawn from a range clear of the machine broker (5672, 15672, 25672, 35672..) and
 # of the script's default (5701): a test run never meets a demo cluster or the real broker.
 BASE_PORT_RANGE = range(5800, 9400, 10)
+DEFAULT_PLUGINS = ("rabbitmq_management",)
 # Boot of 3 nodes side by side on a small, shared machine: normally ~35 s.
 SCRIPT_TIMEOUT_SECONDS = 240
 
@@ -54,8 +56,8 @@ def wait_until(predicate: Callable[[], T], timeout: float, interval: float = 0.2
         time.sleep(interval)
 
 
-def _ports_free(base_port: int) -> bool:
-    for offset in PORT_OFFSETS:
+def _ports_free(base_port: int, offsets: tuple[int, ...] = PORT_OFFSETS) -> bool:
+    for offset in offsets:
         with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
             try:
                 probe.bind(("127.0.0.1", base_port + offset))
@@ -69,7 +71,11 @@ class ClusterScriptError(RuntimeError):
 
 
 class RabbitCluster:
-    """Three local RabbitMQ nodes, numbered 1 to 3, clustered by the script."""
+    """Local RabbitMQ nodes, numbered from 1 (three by default), clustered by the script.
+
+    ``plugins`` and ``extra_config`` (lines appended to every node's ``rabbitmq.conf``)
+    give the nodes what a test needs beyond the management API.
+    """
 
     def __init__(
         self,
@@ -79,15 +85,21 @@ class RabbitCluster:
         base_port: int,
         user: str = "guest",
         password: str = "guest",
+        size: int = len(NODES),
+        plugins: tuple[str, ...] = DEFAULT_PLUGINS,
+        extra_config: str = "",
     ) -> None:
         self.base_dir = base_dir
         self.name = name
         self.base_port = base_port
         self.user = user
         self.password = password
+        self.nodes = tuple(range(1, size + 1))
+        self.plugins = plugins
+        self.extra_config = extra_config
 
     @classmethod
-    def for_this_run(cls) -> RabbitCluster:
+    def for_this_run(cls, **options) -> RabbitCluster:
         """A cluster nobody else uses: a unique name and dir, and a block of free ports."""
         name = f"iotcare-test-{os.getpid()}-{uuid.uuid4().hex[:6]}"
         candidates = list(BASE_PORT_RANGE)
@@ -97,18 +109,28 @@ class RabbitCluster:
             raise RuntimeError("no free block of ports for a test RabbitMQ cluster")
         # Under /tmp, not pytest's tmp_path: the nodes run as the rabbitmq user, who cannot
         # enter root's private pytest directories.
-        return cls(base_dir=Path("/tmp") / name, name=name, base_port=base_port)
+        return cls(base_dir=Path("/tmp") / name, name=name, base_port=base_port, **options)
+
+    @property
+    def extra_config_path(self) -> Path:
+        # Beside the cluster's dir, not in it: the script refuses a non-empty dir without a cluster.
+        return self.base_dir.with_name(f"{self.base_dir.name}.extra.conf")
 
     # The script -----------------------------------------------------------------------
 
     @property
     def script_env(self) -> dict[str, str]:
-        return {
+        environment = {
             **os.environ,
             "IOT_CARE_RMQ_CLUSTER_DIR": str(self.base_dir),
             "IOT_CARE_RMQ_CLUSTER_NAME": self.name,
             "IOT_CARE_RMQ_CLUSTER_BASE_PORT": str(self.base_port),
+            "IOT_CARE_RMQ_CLUSTER_SIZE": str(len(self.nodes)),
+            "IOT_CARE_RMQ_PLUGINS": " ".join(self.plugins),
         }
+        if self.extra_config:
+            environment["IOT_CARE_RMQ_EXTRA_CONFIG"] = str(self.extra_config_path)
+        return environment
 
     def run_script(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
         result = subprocess.run(
@@ -125,11 +147,17 @@ class RabbitCluster:
         return result
 
     def start(self) -> None:
+        if self.extra_config:
+            self.extra_config_path.write_text(self.extra_config)
+            self.extra_config_path.chmod(0o644)  # read by the script (root), never secret here
         self.run_script("start")
 
     def stop(self) -> None:
         """Kill every node and remove the dir; fails if any VM of this cluster survives."""
-        self.run_script("clean")
+        try:
+            self.run_script("clean")
+        finally:
+            self.extra_config_path.unlink(missing_ok=True)
         survivors = self.leftover_processes()
         if survivors:
             raise AssertionError(f"nodes of {self.name} still run: pids {survivors}")
@@ -170,7 +198,7 @@ class RabbitCluster:
         return f"{self.name}-{node}@localhost"
 
     def node_number(self, node_name: str) -> int:
-        for node in NODES:
+        for node in self.nodes:
             if self.node_name(node) == node_name:
                 return node
         raise ValueError(f"{node_name} is not a node of {self.name}")
@@ -184,11 +212,11 @@ class RabbitCluster:
     @property
     def hosts(self) -> str:
         """The value of RABBITMQ_HOSTS that points a client at this cluster."""
-        return ",".join(f"127.0.0.1:{self.amqp_port(node)}" for node in NODES)
+        return ",".join(f"127.0.0.1:{self.amqp_port(node)}" for node in self.nodes)
 
     @property
     def management_urls(self) -> list[str]:
-        return [f"http://127.0.0.1:{self.management_port(node)}" for node in NODES]
+        return [f"http://127.0.0.1:{self.management_port(node)}" for node in self.nodes]
 
     @property
     def management_url(self) -> str:
@@ -214,7 +242,7 @@ class RabbitCluster:
         node does not), skipping the nodes in ``avoid``."""
         token = base64.b64encode(f"{self.user}:{self.password}".encode()).decode()
         errors = []
-        for node in NODES:
+        for node in self.nodes:
             if node in avoid:
                 continue
             request = urllib.request.Request(

@@ -43,3 +43,9 @@ if CACHES["default"]["BACKEND"] != "django.core.cache.backends.redis.RedisCache"
         "CACHE_URL must be a Redis URL (redis://[:password@]host:6379/0 or rediss://...) shared by "
         f"every web process; {CACHES['default']['BACKEND']} cannot hold the device rate limit."  # noqa: F405
     )
+
+if MQTT_ENABLED:  # noqa: F405
+    # Without it the broker's auth endpoints refuse everything, and every device login fails.
+    require("BROKER_AUTH_SECRET")
+# The broker calls its auth endpoints over plain HTTP on the internal network, never via Caddy.
+SECURE_REDIRECT_EXEMPT = [*SECURE_REDIRECT_EXEMPT, r"^internal/broker-auth/"]

@@ -25,3 +25,15 @@ RABBITMQ_PUBLISH_TIMEOUT_SECONDS = env.float("RABBITMQ_PUBLISH_TIMEOUT_SECONDS",
 # The management API; on a cluster one URL per node, comma-separated, tried in order
 # (any node answers for the whole cluster).
 RABBITMQ_MANAGEMENT_URL = env.str("RABBITMQ_MANAGEMENT_URL", default="")
+
+# MQTT through RabbitMQ's own plugins (rabbitmq_mqtt, rabbitmq_auth_backend_http): devices
+# log in with serial and key, which the broker checks through the web tier (ingest/mqtt/).
+# On: the worker (consume_queue) also runs the bridge from <RABBITMQ_QUEUE_NAME>.mqtt.
+MQTT_ENABLED = env.bool("MQTT_ENABLED", default=False)
+# The broker's MQTT listener (documentation and deploy/setup.sh; 1883 is MQTT's own port).
+MQTT_PORT = env.int("MQTT_PORT", default=1883)
+# The vhost MQTT devices are let into (rabbitmq_mqtt's mqtt.vhost).
+MQTT_VHOST = env.str("MQTT_VHOST", default="/")
+# The secret path segment the broker's auth_http URLs carry (/internal/broker-auth/<secret>/…).
+# Empty: the endpoints answer 404 to everyone (production requires it when MQTT_ENABLED).
+BROKER_AUTH_SECRET = env.str("BROKER_AUTH_SECRET", default="")

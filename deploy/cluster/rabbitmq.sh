@@ -22,6 +22,10 @@
 #   IOT_CARE_RMQ_CLUSTER_BASE_PORT=5701                      AMQP 5701-5703, management
 #       15701-15703 (base + 10000), Erlang distribution 25701-25703 (base + 20000), CLI
 #       distribution 35701-35710 (base + 30000)
+#   IOT_CARE_RMQ_CLUSTER_SIZE=3                 nodes (1 to 3); 1 is a lone node, no clustering
+#   IOT_CARE_RMQ_PLUGINS=rabbitmq_management    plugins every node enables (space-separated)
+#   IOT_CARE_RMQ_EXTRA_CONFIG=                  a file whose lines are appended to every node's
+#       rabbitmq.conf (e.g. the MQTT listener and the HTTP auth backend of the MQTT tests)
 # Several clusters (parallel test runs) coexist when each has its own dir, name and base port.
 # Users are the broker defaults (guest/guest, which RabbitMQ allows from loopback only).
 #
@@ -53,7 +57,16 @@ set -euo pipefail
 readonly CLUSTER_DIR="${IOT_CARE_RMQ_CLUSTER_DIR:-/tmp/iot-care-rabbitmq-cluster}"
 readonly CLUSTER_NAME="${IOT_CARE_RMQ_CLUSTER_NAME:-iotcare-rmq}"
 readonly BASE_PORT="${IOT_CARE_RMQ_CLUSTER_BASE_PORT:-5701}"
-readonly NODES=(1 2 3)
+readonly CLUSTER_SIZE="${IOT_CARE_RMQ_CLUSTER_SIZE:-3}"
+[[ $CLUSTER_SIZE =~ ^[1-3]$ ]] || {
+    echo "rabbitmq.sh: IOT_CARE_RMQ_CLUSTER_SIZE must be 1, 2 or 3" >&2
+    exit 2
+}
+readonly PLUGINS="${IOT_CARE_RMQ_PLUGINS:-rabbitmq_management}"
+readonly EXTRA_CONFIG="${IOT_CARE_RMQ_EXTRA_CONFIG:-}"
+NODES=()
+for ((number = 1; number <= CLUSTER_SIZE; number++)); do NODES+=("$number"); done
+readonly NODES
 readonly RABBITMQ_BIN=/usr/lib/rabbitmq/bin
 # A node boots in a few seconds; a cluster member waiting for its peers' tables takes longer.
 readonly BOOT_TIMEOUT_SECONDS=120
@@ -81,12 +94,19 @@ distribution_port() { echo $((BASE_PORT + 20000 + $1 - 1)); }
 node_dir() { echo "$CLUSTER_DIR/node$1"; }
 pid_file() { echo "$(node_dir "$1")/rabbitmq.pid"; }
 
-require_node() {
-    case "${1:-}" in
-        1 | 2 | 3) ;;
-        "") die "this subcommand needs a node number (1, 2 or 3)" ;;
-        *) die "unknown node '$1': the cluster has nodes 1, 2 and 3" ;;
+# The nodes in words: "1, 2 and 3", "1 and 2", "1".
+nodes_in_words() {
+    case $CLUSTER_SIZE in
+        1) echo "node 1" ;;
+        2) echo "nodes 1 and 2" ;;
+        *) echo "nodes 1, 2 and 3" ;;
     esac
+}
+
+require_node() {
+    [[ -n ${1:-} ]] || die "this subcommand needs a node number ($(nodes_in_words))"
+    [[ $1 =~ ^[1-3]$ && $1 -le $CLUSTER_SIZE ]] ||
+        die "unknown node '$1': the cluster has $(nodes_in_words)"
 }
 
 require_root() {
@@ -140,8 +160,8 @@ write_node_files() {
     local node=$1 dir
     dir=$(node_dir "$node")
     mkdir -p "$dir/mnesia" "$dir/log"
-    # Only the management UI/API: the tests read queue leaders and members from it.
-    echo '[rabbitmq_management].' >"$dir/enabled_plugins"
+    # The management UI/API by default: the tests read queue leaders and members from it.
+    echo "[$(echo "$PLUGINS" | xargs | sed 's/ /,/g')]." >"$dir/enabled_plugins"
     # An env file of our own, so the machine broker's /etc/rabbitmq/rabbitmq-env.conf
     # (which names its node rabbit@localhost) is never read by these nodes.
     cat >"$dir/rabbitmq-env.conf" <<EOF
@@ -163,6 +183,10 @@ cluster_partition_handling = pause_minority
 log.console = false
 log.file.level = info
 EOF
+    if [[ -n $EXTRA_CONFIG ]]; then
+        [[ -r $EXTRA_CONFIG ]] || die "IOT_CARE_RMQ_EXTRA_CONFIG: cannot read $EXTRA_CONFIG"
+        cat "$EXTRA_CONFIG" >>"$dir/rabbitmq.conf"
+    fi
     if [[ $node != 1 ]]; then
         # Nodes 2 and 3 join node 1 by themselves on their first boot (`start` boots them
         # once node 1 runs): faster than booting them alone, then stopping the app, joining
@@ -384,13 +408,13 @@ start_cluster() {
     done
     local members not_joined=""
     members=$(cluster_nodes_seen_by 1 all)
-    for node in 2 3; do
+    for node in "${NODES[@]:1}"; do
         lists_node "$members" "$node" || not_joined+=" $node"
     done
     [[ -z $not_joined ]] || join_nodes "$not_joined"
     wait_clustered "${NODES[@]}"
     rm -f "$CLEAN_STOP_MARKER"
-    log "cluster running: $(node_name 1), $(node_name 2), $(node_name 3)"
+    log "cluster running: ${#NODES[@]} node(s) from $(node_name 1)"
 }
 
 start_one_node() {

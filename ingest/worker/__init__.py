@@ -10,7 +10,8 @@
   ``DeadLetter`` table, as its own consumer.
 
 ``IngestWorker`` runs the ingest consumer and the recorder side by side (the recorder
-in a thread, each with its own broker connection); ``consume_queue`` is a thin command
+in a thread, each with its own broker connection), and with MQTT_ENABLED the MQTT bridge
+(``ingest.mqtt.bridge``) in a thread of its own; ``consume_queue`` is a thin command
 around it and tests drive it directly. What it guarantees:
 
 * a message is acked only after the transaction holding its rows committed, or after
@@ -29,10 +30,12 @@ from __future__ import annotations
 import threading
 from dataclasses import dataclass, field
 
+from django.conf import settings
 from django.db import connections
 
 from ingest.broker.connection import Backoff
 from ingest.broker.topology import Topology
+from ingest.mqtt.bridge import MQTT_BRIDGE_BATCH_SIZE, MqttBridgeHandler
 from ingest.worker.consumer import BatchConsumer, Delivery, StopRequested
 from ingest.worker.dead_letter_recorder import DEAD_LETTER_BATCH_SIZE, DeadLetterRecorderHandler
 from ingest.worker.failure_router import FailedDelivery, FailureRouter
@@ -63,6 +66,7 @@ class IngestWorker:
     max_attempts: int = 5
     idle_poll: float = 0.5
     totals: WorkerTotals = field(default_factory=WorkerTotals)
+    mqtt_bridge: bool = field(default_factory=lambda: settings.MQTT_ENABLED)
 
     def __post_init__(self) -> None:
         router = FailureRouter(topology=self.topology, max_attempts=self.max_attempts, totals=self.totals)
@@ -82,47 +86,66 @@ class IngestWorker:
             prefetch=DEAD_LETTER_BATCH_SIZE,
             idle_poll=self.idle_poll,
         )
+        self.side_consumers = [self.recorder]
+        if self.mqtt_bridge:
+            self.side_consumers.append(
+                BatchConsumer(
+                    handler=MqttBridgeHandler(topology=self.topology, totals=self.totals),
+                    role="worker mqtt bridge",
+                    batch_size=MQTT_BRIDGE_BATCH_SIZE,
+                    batch_max_wait=self.batch_max_wait,
+                    idle_poll=self.idle_poll,
+                )
+            )
 
     @property
     def stop_requested(self) -> bool:
         return self.ingest.stop_requested
 
     def request_stop(self) -> None:
-        """Ask both consumers to finish their current batch and return (signal-handler safe)."""
+        """Ask every consumer to finish its current batch and return (signal-handler safe)."""
         self.ingest.request_stop()
-        self.recorder.request_stop()
+        for consumer in self.side_consumers:
+            consumer.request_stop()
 
     def run(self, *, stop_when_idle: bool = False) -> WorkerTotals:
         """Consume until asked to stop (or, with ``stop_when_idle``, until the queues are empty).
 
-        With ``stop_when_idle`` the recorder finishes after the ingest consumer, so that
-        what the last batches dead-lettered is recorded too.
+        With ``stop_when_idle`` the recorder (and the MQTT bridge) finish after the ingest
+        consumer, so that what the last batches dead-lettered is recorded too; what the
+        bridge queues after that waits in the main queue for the next run.
         """
         if self.stop_requested:
             return self.totals
-        recorder_failure: list[BaseException] = []
+        side_failure: list[BaseException] = []
 
-        def record_dead_letters() -> None:
+        def run_side(consumer: BatchConsumer) -> None:
             try:
-                self.recorder.run()
+                consumer.run()
             except BaseException as error:  # raised in the caller's thread below
-                recorder_failure.append(error)
+                side_failure.append(error)
                 self.ingest.request_stop()
             finally:
                 connections.close_all()
 
-        recorder = threading.Thread(target=record_dead_letters, name="dead-letter-recorder", daemon=True)
-        recorder.start()
+        threads = [
+            threading.Thread(target=run_side, args=(consumer,), name=consumer.role, daemon=True)
+            for consumer in self.side_consumers
+        ]
+        for thread in threads:
+            thread.start()
         finished = False
         try:
             self.ingest.run(stop_when_idle=stop_when_idle)
             finished = True
         finally:
-            if finished and stop_when_idle and not self.stop_requested:
-                self.recorder.finish_when_idle()
-            else:
-                self.recorder.request_stop()
-            recorder.join()
-        if recorder_failure:
-            raise recorder_failure[0]
+            for consumer in self.side_consumers:
+                if finished and stop_when_idle and not self.stop_requested:
+                    consumer.finish_when_idle()
+                else:
+                    consumer.request_stop()
+            for thread in threads:
+                thread.join()
+        if side_failure:
+            raise side_failure[0]
         return self.totals

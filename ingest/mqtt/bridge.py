@@ -1,0 +1,212 @@
+"""The MQTT bridge: what devices published, taken from ``<q>.mqtt`` into the pipeline.
+
+A handler for the generic ``BatchConsumer``, run by the worker (``consume_queue``) beside
+the ingest consumer when MQTT_ENABLED. rabbitmq_mqtt publishes every QoS 1 message to
+``amq.topic`` and confirms it to the device once it is in the durable ``<q>.mqtt`` queue
+(bound to ``devices.*.readings`` and ``devices.*.events``). For each batch the bridge:
+
+* validates each payload with the API's validation (``DeviceRecordsSerializer``, the
+  topic's device as the sender). A payload is the API's JSON body
+  (``{"readings": [...], "events": [...]}``), or for the topic's kind one bare record
+  (an object) or a list of them;
+* publishes the valid ones, confirmed, to the main queue through the one accept path
+  (``records_chunks_accept_once``), under content-derived ids: a publish the device sends
+  again (QoS 1 redelivery, a retry after a lost PUBACK) has the same id, and the ledger
+  stores it once;
+* sends each invalid one, or one for a device that is not active, to ``<q>.dead`` with a
+  ``FailureEnvelope`` whose error message carries the field errors: the dead-letter
+  recorder keeps it in the ``DeadLetter`` table, shown in the console like any failure;
+* and only then acks the batch. A broker or database outage leaves the batch unacked and
+  waits (capped backoff): nothing is lost, and what was published twice is absorbed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import time
+import uuid
+from dataclasses import dataclass, field
+from typing import Any
+
+from django.conf import settings
+from django.db import DatabaseError, close_old_connections
+from django.utils import timezone
+from pika.adapters.blocking_connection import BlockingChannel
+
+from core.errors import ApplicationError
+from ingest import metrics
+from ingest.broker.connection import Backoff
+from ingest.broker.publisher import OutgoingMessage
+from ingest.broker.topology import Topology, topology_declare
+from ingest.json_input import JsonInputError, json_parse
+from ingest.messages import FailureEnvelope
+from ingest.models import Device, DeviceStatus
+from ingest.mqtt.topics import BRIDGE_BINDINGS, MQTT_EXCHANGE, bridge_queue_name, device_topic_of
+from ingest.record_validation import DeviceRecordsSerializer
+from ingest.services.ingestion import RecordsChunk, records_chunks_accept_once
+from ingest.worker.consumer import ConsumerSession, Delivery
+from ingest.worker.totals import WorkerTotals
+
+logger = logging.getLogger(__name__)
+
+# The dead letter's kind: an MQTT payload as the device sent it (not a pipeline message).
+MQTT_PUBLISH = "mqtt_publish"
+MQTT_BRIDGE_BATCH_SIZE = 200
+_DEAD_LETTER_NAMESPACE = uuid.UUID("0f8e3a5c-6d1b-4c2e-9a7f-3b5d2e1c4a90")
+
+
+def _refused_message_id(delivery: Delivery) -> str:
+    """The same refused publish (a QoS 1 resend) is the same dead letter, not a second one."""
+    digest = hashlib.sha256(delivery.routing_key.encode() + b"\0" + delivery.body).hexdigest()
+    return str(uuid.uuid5(_DEAD_LETTER_NAMESPACE, digest))
+
+
+class MqttPayloadRefused(Exception):
+    """A published payload the API would have answered 400 (or 403) to; str() is JSON."""
+
+    def __init__(self, *, routing_key: str, fields: dict[str, Any]) -> None:
+        self.routing_key = routing_key
+        self.fields = fields
+        super().__init__(json.dumps({"routing_key": routing_key, "fields": fields}, default=str))
+
+
+def mqtt_payload_records(body: bytes, *, kind: str) -> dict[str, Any]:
+    """The payload as the API's body: ``{"readings": [...], "events": [...]}`` (unvalidated).
+
+    Raises ValueError (with the reason) for what is not JSON of one of the accepted shapes,
+    or is larger than the API accepts (INGEST_MAX_BODY_BYTES).
+    """
+    limit = settings.INGEST_MAX_BODY_BYTES
+    if len(body) > limit:
+        raise ValueError(f"The payload is {len(body)} bytes; the limit is {limit}.")
+    try:
+        payload = json_parse(body)
+    except (JsonInputError, ValueError, UnicodeDecodeError) as error:
+        raise ValueError(f"Not JSON: {error}") from None
+    if isinstance(payload, dict) and ("readings" in payload or "events" in payload):
+        return payload
+    if isinstance(payload, dict):
+        return {kind: [payload]}
+    if isinstance(payload, list):
+        return {kind: payload}
+    raise ValueError("Must be a JSON object (the API's body or one record) or a list of records.")
+
+
+@dataclass
+class MqttBridgeHandler:
+    topology: Topology
+    totals: WorkerTotals
+    backoff: Backoff = field(default_factory=Backoff)
+    not_before: float = 0.0
+
+    @property
+    def queue(self) -> str:
+        return bridge_queue_name(self.topology)
+
+    @property
+    def queues(self) -> tuple[str, ...]:
+        return (self.queue,)
+
+    def declare(self, channel: BlockingChannel) -> None:
+        # The main and dead queues first: the bridge publishes to both.
+        topology_declare(channel=channel, topology=self.topology)
+        channel.queue_declare(queue=self.queue, durable=True, arguments=self.topology.type_arguments)
+        for binding in BRIDGE_BINDINGS:
+            channel.queue_bind(queue=self.queue, exchange=MQTT_EXCHANGE, routing_key=binding)
+
+    def consume_batch(
+        self, deliveries: list[Delivery], session: ConsumerSession, upcoming: list[Delivery]
+    ) -> int:
+        if time.monotonic() < self.not_before:
+            return 0
+        close_old_connections()
+        try:
+            chunks, refused = self._sort(deliveries)
+            if chunks:
+                records_chunks_accept_once(chunks=chunks)
+        except (DatabaseError, ApplicationError) as error:
+            # An outage, never the messages' fault: nothing is acked, the batch comes again.
+            delay = self.backoff.next_delay()
+            self.not_before = time.monotonic() + delay
+            logger.warning("mqtt bridge: %r; batch kept, trying again in %.1fs", error, delay)
+            return 0
+        for delivery, error in refused:
+            self._dead_letter(delivery, error, publish_channel=session.publish_channel)
+        self.backoff.reset()
+        return len(deliveries)
+
+    def _sort(
+        self, deliveries: list[Delivery]
+    ) -> tuple[list[RecordsChunk], list[tuple[Delivery, Exception]]]:
+        """The valid payloads as chunks to publish, and the refused ones with their reasons."""
+        topics = {delivery.delivery_tag: device_topic_of(delivery.routing_key) for delivery in deliveries}
+        serials = {topic.serial_no for topic in topics.values() if topic is not None}
+        devices = {
+            device.serial_no: device
+            for device in Device.objects.filter(serial_no__in=serials, status=DeviceStatus.ACTIVE)
+        }
+        chunks: list[RecordsChunk] = []
+        refused: list[tuple[Delivery, Exception]] = []
+        for delivery in deliveries:
+            topic = topics[delivery.delivery_tag]
+            device = devices.get(topic.serial_no) if topic is not None else None
+            try:
+                if device is None:
+                    raise MqttPayloadRefused(
+                        routing_key=delivery.routing_key,
+                        fields={"device": ["Not the topic of an active device."]},
+                    )
+                chunks.append(self._chunk(delivery, device=device, kind=topic.kind))
+            except MqttPayloadRefused as error:
+                refused.append((delivery, error))
+        return chunks, refused
+
+    @staticmethod
+    def _chunk(delivery: Delivery, *, device: Device, kind: str) -> RecordsChunk:
+        try:
+            records = mqtt_payload_records(delivery.body, kind=kind)
+        except ValueError as error:
+            raise MqttPayloadRefused(
+                routing_key=delivery.routing_key, fields={"non_field_errors": [str(error)]}
+            ) from None
+        serializer = DeviceRecordsSerializer(data=records, context={"device": device})
+        if not serializer.is_valid():
+            raise MqttPayloadRefused(routing_key=delivery.routing_key, fields=serializer.errors)
+        data = serializer.validated_data
+        return RecordsChunk(
+            device=device,
+            # The topic, not the payload, says whose data it is: the same records on
+            # another device's topic are other data.
+            origin=f"mqtt:{device.serial_no}:{kind}",
+            readings=data["readings"],
+            events=data["events"],
+        )
+
+    def _dead_letter(self, delivery: Delivery, error: Exception, *, publish_channel: BlockingChannel) -> None:
+        """To ``<q>.dead`` at once and confirmed (a payload is no better on a second try)."""
+        envelope = (
+            FailureEnvelope.from_headers(delivery.headers)
+            .after_failure(error, at=timezone.now())
+            .dead(original_queue=self.queue, original_routing_key=delivery.routing_key)
+        )
+        outgoing = OutgoingMessage(
+            _refused_message_id(delivery), delivery.body, MQTT_PUBLISH, envelope.applied_to(delivery.headers)
+        )
+        publish_channel.basic_publish(
+            exchange="",
+            routing_key=self.topology.dead_queue,
+            body=outgoing.body,
+            properties=outgoing.properties(),
+            mandatory=True,
+        )
+        self.totals.dead_lettered += 1
+        metrics.DEAD_LETTERED.inc()
+        logger.error("mqtt bridge: %s dead-lettered: %s", delivery.routing_key, str(error)[:500])
+
+    def tick(self, held: list[Delivery]) -> None:
+        pass
+
+    def close(self) -> None:
+        pass

@@ -1,0 +1,191 @@
+"""Devices over MQTT through RabbitMQ's own plugin, end to end with a real client (paho-mqtt).
+
+The module's stack (conftest): a RabbitMQ node of its own with rabbitmq_mqtt and
+rabbitmq_auth_backend_http, gunicorn answering its auth questions, and a worker running
+the bridge. The machine's broker is never touched.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from ingest.models import DeadLetter, DeviceEvent, DeviceType, IngestMessage, SensorReading
+from ingest.mqtt.bridge import MQTT_PUBLISH
+from ingest.services.devices import device_key_issue, device_keys_revoke
+from tests.factories import DeviceFactory, ResidentFactory
+from tests.mqtt.node import DeviceConnection
+from tests.workers import wait_until
+
+pytestmark = [pytest.mark.usefixtures("committed_db"), pytest.mark.timeout(300)]
+
+
+def recent(minutes: int = 5) -> str:
+    return (datetime.now(UTC) - timedelta(minutes=minutes)).isoformat()
+
+
+def connected(stack, device, key: str) -> DeviceConnection:
+    connection = DeviceConnection(port=stack.mqtt_port, serial_no=device.serial_no, key=key)
+    assert connection.connect(), f"login refused (CONNACK {connection.connack})"
+    return connection
+
+
+def test_a_device_with_a_good_key_publishes_readings_and_events_that_are_stored_once(mqtt_stack):
+    device = DeviceFactory()
+    _, key = device_key_issue(device=device)
+    body = json.dumps({"readings": [{"metric": "heart_rate", "value": 71, "measured_at": recent()}]})
+    bare_event = json.dumps({"event_type": "sos", "severity": 3, "occurred_at": recent(2)})
+    connection = connected(mqtt_stack, device, key)
+    try:
+        assert connection.publish(f"devices/{device.serial_no}/readings", body)
+        assert connection.publish(f"devices/{device.serial_no}/events", bare_event)
+        # The same publish again (a resend after a lost PUBACK): the ledger absorbs it.
+        assert connection.publish(f"devices/{device.serial_no}/readings", body)
+    finally:
+        connection.close()
+
+    assert wait_until(
+        lambda: (
+            SensorReading.objects.filter(device=device).exists()
+            and DeviceEvent.objects.filter(device=device).exists()
+        ),
+        timeout=30,
+    ), mqtt_stack.worker_log.read_text()[-3000:]
+    # Both copies of the readings message were handled before the count is final.
+    assert wait_until(
+        lambda: (
+            IngestMessage.objects.filter(device=device, status=IngestMessage.Status.PROCESSED).count() == 2
+        ),
+        timeout=15,
+    )
+    assert SensorReading.objects.filter(device=device).count() == 1
+    assert DeviceEvent.objects.get(device=device).event_type == "sos"
+
+
+def test_a_gateway_publishes_for_a_device_of_its_household(mqtt_stack):
+    resident = ResidentFactory()
+    gateway = DeviceFactory(resident=resident, device_type=DeviceType.GATEWAY)
+    sensor = DeviceFactory(resident=resident)
+    _, key = device_key_issue(device=gateway)
+    reading = json.dumps({"metric": "spo2", "value": 97, "measured_at": recent()})
+    connection = connected(mqtt_stack, gateway, key)
+    try:
+        assert connection.publish(f"devices/{sensor.serial_no}/readings", reading)
+    finally:
+        connection.close()
+    assert wait_until(lambda: SensorReading.objects.filter(device=sensor).exists(), timeout=30)
+    assert not SensorReading.objects.filter(device=gateway).exists()
+
+
+def test_a_wrong_key_is_refused_at_connect(mqtt_stack):
+    device, other = DeviceFactory(), DeviceFactory()
+    _, key = device_key_issue(device=device)
+    _, other_key = device_key_issue(device=other)
+    for wrong in (key + "x", other_key):
+        connection = DeviceConnection(port=mqtt_stack.mqtt_port, serial_no=device.serial_no, key=wrong)
+        try:
+            assert not connection.connect()
+            assert connection.connack not in (None, 0)  # 4 or 5: bad login, not authorised
+        finally:
+            connection.close()
+
+
+def test_another_devices_topic_is_refused(mqtt_stack):
+    device, other = DeviceFactory(), DeviceFactory()
+    _, key = device_key_issue(device=device)
+    body = json.dumps({"readings": [{"metric": "heart_rate", "value": 99, "measured_at": recent()}]})
+    connection = connected(mqtt_stack, device, key)
+    try:
+        delivered = connection.publish(f"devices/{other.serial_no}/readings", body, timeout=5)
+        # RabbitMQ closes a connection that publishes where it may not: no PUBACK.
+        assert not delivered
+        assert connection.disconnected.wait(10)
+    finally:
+        connection.close()
+    # And a subscription is no way in either: a fresh session may not read the topic.
+    listener = connected(mqtt_stack, device, key)
+    try:
+        result, _ = listener.client.subscribe(f"devices/{device.serial_no}/readings", qos=1)
+        assert listener.disconnected.wait(10) or result != 0
+    finally:
+        listener.close()
+    assert not wait_until(lambda: SensorReading.objects.filter(device=other).exists(), timeout=3)
+
+
+def test_a_bad_payload_becomes_a_failed_message_with_its_field_errors(mqtt_stack):
+    device = DeviceFactory()
+    _, key = device_key_issue(device=device)
+    bad = json.dumps({"readings": [{"metric": "heart_rate", "value": "fast", "measured_at": recent()}]})
+    connection = connected(mqtt_stack, device, key)
+    try:
+        assert connection.publish(f"devices/{device.serial_no}/readings", bad)
+        assert connection.publish(f"devices/{device.serial_no}/readings", b"not json")
+    finally:
+        connection.close()
+
+    assert wait_until(lambda: DeadLetter.objects.filter(kind=MQTT_PUBLISH).count() == 2, timeout=30), (
+        mqtt_stack.worker_log.read_text()[-3000:]
+    )
+    letters = {bytes(letter.body): letter for letter in DeadLetter.objects.filter(kind=MQTT_PUBLISH)}
+    invalid = letters[bad.encode()]
+    assert invalid.original_routing_key == f"devices.{device.serial_no}.readings"
+    assert invalid.original_queue == f"{mqtt_stack.topology.queue}.mqtt"
+    fields = json.loads(invalid.error_message)["fields"]
+    assert "value" in fields["readings"]["0"]
+    assert "Not JSON" in letters[b"not json"].error_message
+    assert not SensorReading.objects.filter(device=device).exists()
+
+
+def test_a_revoked_key_is_refused_at_the_next_connect(mqtt_stack):
+    device = DeviceFactory()
+    _, key = device_key_issue(device=device)
+    connected(mqtt_stack, device, key).close()
+    device_keys_revoke(device=device)
+    connection = DeviceConnection(port=mqtt_stack.mqtt_port, serial_no=device.serial_no, key=key)
+    try:
+        assert not connection.connect()
+    finally:
+        connection.close()
+
+
+def test_the_products_own_amqp_user_still_logs_in_and_the_endpoints_refuse_a_wrong_secret(mqtt_stack):
+    from tests.web import http_request
+
+    connection = mqtt_stack.node.node.connection(1)  # guest: the broker's internal users come first
+    assert connection.is_open
+    connection.close()
+    path = "/internal/broker-auth/{}/user"
+    fields = "username=x&password=y"
+    headers = {"Content-Type": "application/x-www-form-urlencoded"}
+    assert http_request(mqtt_stack.web_port, "POST", path.format("wrong"), fields, headers)[0] == 404
+    status, _, answer = http_request(
+        mqtt_stack.web_port, "POST", path.format(mqtt_stack.secret), fields, headers
+    )
+    assert (status, answer) == (200, b"deny")
+
+
+@pytest.mark.skipif(not shutil.which("mosquitto_pub"), reason="Debian's mosquitto-clients is not installed")
+def test_mosquitto_pub_as_docs_api_md_shows_it(mqtt_stack):
+    device = DeviceFactory()
+    _, key = device_key_issue(device=device)
+    reading = json.dumps({"metric": "heart_rate", "value": 72.5, "unit": "bpm", "measured_at": recent()})
+
+    def mosquitto_pub(password: str) -> subprocess.CompletedProcess:
+        return subprocess.run(
+            ["mosquitto_pub", "-h", "127.0.0.1", "-p", str(mqtt_stack.mqtt_port), "-V", "mqttv311", "-q", "1"]
+            + ["-i", device.serial_no, "-u", device.serial_no, "-P", password]
+            + ["-t", f"devices/{device.serial_no}/readings", "-m", reading],
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
+
+    refused = mosquitto_pub(key + "x")
+    assert refused.returncode != 0 and "bad user name or password" in refused.stderr, refused.stderr
+    published = mosquitto_pub(key)
+    assert published.returncode == 0, published.stderr
+    assert wait_until(lambda: SensorReading.objects.filter(device=device).exists(), timeout=30)
