@@ -229,6 +229,26 @@ DEVICE_KEY_CACHE_SECONDS = env.float("DEVICE_KEY_CACHE_SECONDS", default=1)
 DEVICE_KEY_CACHE_MAX_KEYS = env.int("DEVICE_KEY_CACHE_MAX_KEYS", default=10_000)
 CACHE_TIMEOUT_SECONDS = env.float("CACHE_TIMEOUT_SECONDS", default=0.5)
 
+# gRPC streaming ingest (manage.py serve_grpc; ingest/grpc/). Plain HTTP/2 on loopback:
+# TLS ends at Caddy, which forwards /iot_care.ingest.v1.IngestStream/* over h2c.
+GRPC_BIND = env.str("GRPC_BIND", default="127.0.0.1")
+GRPC_PORT = env.int("GRPC_PORT", default=50051)
+# One chunk (or answer) at most this large; a chunk holds at most INGEST_MAX_RECORDS records.
+GRPC_MAX_MESSAGE_BYTES = env.int("GRPC_MAX_MESSAGE_BYTES", default=4 * 1024 * 1024)
+# Concurrent streams per process (each holds a server thread); more are refused (RESOURCE_EXHAUSTED).
+GRPC_MAX_STREAMS = env.int("GRPC_MAX_STREAMS", default=32)
+# Chunks of one stream published but not yet answered: the confirms of that many are awaited together.
+GRPC_STREAM_WINDOW = env.int("GRPC_STREAM_WINDOW", default=32)
+# Threads of the process that validate and publish chunks (shared by every stream).
+GRPC_PUBLISH_THREADS = env.int("GRPC_PUBLISH_THREADS", default=16)
+# Pings on idle connections (through NATs and proxies), and how long an answer may take.
+GRPC_KEEPALIVE_SECONDS = env.int("GRPC_KEEPALIVE_SECONDS", default=30)
+GRPC_KEEPALIVE_TIMEOUT_SECONDS = env.int("GRPC_KEEPALIVE_TIMEOUT_SECONDS", default=10)
+# A stream whose client set no deadline ends after this long (the client resumes on a new one).
+GRPC_STREAM_MAX_SECONDS = env.int("GRPC_STREAM_MAX_SECONDS", default=3600)
+# On SIGTERM, open streams get this long to finish before they are cancelled.
+GRPC_SHUTDOWN_GRACE_SECONDS = env.float("GRPC_SHUTDOWN_GRACE_SECONDS", default=10)
+
 # Worker batching, retries and dead letters.
 INGEST_BATCH_SIZE = env.int("INGEST_BATCH_SIZE", default=200)
 INGEST_BATCH_MAX_WAIT_SECONDS = env.float("INGEST_BATCH_MAX_WAIT_SECONDS", default=0.2)

@@ -73,6 +73,31 @@ def _ndjson_records(handle: io.TextIOBase) -> Iterator[tuple[int, dict | str]]:
         yield line_number, record if isinstance(record, dict) else "not a JSON object"
 
 
+def file_open(*, path: Path, file_format: str) -> io.TextIOBase:
+    return path.open("r", encoding="utf-8", newline="" if file_format == "csv" else None)
+
+
+def file_records(*, handle: io.TextIOBase, file_format: str) -> Iterator[tuple[int, dict | str]]:
+    """``(line number, record)`` for each line, or ``(line number, why it is not a record)``."""
+    parse = _csv_records if file_format == "csv" else _ndjson_records
+    return parse(handle)
+
+
+def record_check(record: dict, *, now) -> tuple[str, dict | None, dict | None]:
+    """``(kind, valid record, errors)`` by the API's own rules; kind is "reading" or "event"."""
+    if "event_type" in record:
+        split = device_records_split({"events": [record]})
+        valid = split.events[0] if split.events else None
+        return "event", valid, (split.rejections[0]["errors"] if split.rejections else None)
+    # The API's own check, called directly: readings are most of a large file.
+    valid, errors = reading_validate(record, now=now)
+    return "reading", valid, errors
+
+
+def errors_text(errors: dict) -> str:
+    return "; ".join(f"{name}: {' '.join(map(str, messages))}" for name, messages in errors.items())
+
+
 class _Devices:
     def __init__(self, default_serial: str | None) -> None:
         self.default_serial = default_serial
@@ -131,9 +156,8 @@ def file_import(
     devices = _Devices(device_serial)
     chunks: dict[int, RecordsChunk] = {}
     total_bytes = path.stat().st_size
-    parse = _csv_records if file_format == "csv" else _ndjson_records
-    with path.open("r", encoding="utf-8", newline="" if file_format == "csv" else None) as handle:
-        for line_number, record in parse(handle):
+    with file_open(path=path, file_format=file_format) as handle:
+        for line_number, record in file_records(handle=handle, file_format=file_format):
             summary.lines += 1
             if summary.lines % 1000 == 0:
                 now = timezone.now()
@@ -144,19 +168,9 @@ def file_import(
             if device is None:
                 summary.bad_lines.append((line_number, problem))
                 continue
-            kind = "event" if "event_type" in record else "reading"
-            if kind == "reading":
-                # The API's own check, called directly: readings are most of a large file.
-                valid, errors = reading_validate(record, now=now)
-            else:
-                split = device_records_split({"events": [record]})
-                valid = split.events[0] if split.events else None
-                errors = split.rejections[0]["errors"] if split.rejections else None
+            kind, valid, errors = record_check(record, now=now)
             if errors:
-                reasons = "; ".join(
-                    f"{name}: {' '.join(map(str, messages))}" for name, messages in errors.items()
-                )
-                summary.bad_lines.append((line_number, reasons))
+                summary.bad_lines.append((line_number, errors_text(errors)))
                 continue
             chunk = chunks.get(device.id)
             if chunk is None:

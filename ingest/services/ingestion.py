@@ -155,6 +155,9 @@ class RecordsChunk:
     origin: str
     readings: list[dict[str, Any]]
     events: list[dict[str, Any]]
+    # A source that already derived the chunk's content id (with ``content_message_id``)
+    # gives it, so that the records are not hashed a second time.
+    message_id: uuid.UUID | None = None
 
     @property
     def size(self) -> int:
@@ -216,9 +219,8 @@ def _chunk_group_accept_once(chunks: Sequence[RecordsChunk]) -> ChunksAccepted:
         (
             chunk,
             DeviceBatch(
-                message_id=content_message_id(
-                    origin=chunk.origin, readings=chunk.readings, events=chunk.events
-                ),
+                message_id=chunk.message_id
+                or content_message_id(origin=chunk.origin, readings=chunk.readings, events=chunk.events),
                 device_id=chunk.device.id,
                 accepted_at=accepted_at,
                 readings=chunk.readings,

@@ -153,6 +153,7 @@ def test_the_dockerfile_is_multi_stage_and_runs_as_a_non_root_user():
         "iot-care-worker@.service",
         "iot-care-scheduler.service",
         "iot-care-jobs.service",
+        "iot-care-grpc.service",
     ],
 )
 def test_systemd_units_are_complete(unit):

@@ -151,6 +151,9 @@ def readiness_for(command: list[str], env: dict[str, str]) -> tuple[str, dict[st
         return "log:scheduler .* (became leader|on standby)", {}
     if "run_console_jobs" in joined:
         return "log:console job runner started", {}
+    if "serve_grpc" in joined:
+        # Every interface of a container; here a free port on loopback.
+        return "log:serving gRPC ingest on", {"GRPC_BIND": "127.0.0.1", "GRPC_PORT": str(free_port())}
     if "docker-entrypoint-migrate.sh" in joined:
         return "exit", {}
     raise AssertionError(f"no readiness check known for {command}")
@@ -199,6 +202,7 @@ def caddy_service(label: str, service: dict, declared: dict, compose_path: Path,
         "UPSTREAM": f"127.0.0.1:{free_port()}",
         "HTTP_PORT": str(free_port()),
         "HTTPS_PORT": str(https_port),
+        "GRPC_HTTPS_PORT": str(free_port()),
         "CADDY_ADMIN": "off",
         "XDG_DATA_HOME": str(folder / "caddy-data"),
         "XDG_CONFIG_HOME": str(folder / "caddy-config"),
