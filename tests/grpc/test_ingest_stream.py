@@ -161,8 +161,11 @@ def test_over_the_device_rate_is_resource_exhausted_with_retry_after(stub, inges
     caches["default"].delete(f"rate:device:{{{device.id}}}")
     code, answered, error = _status_of(stub, [reading_chunk(seq) for seq in range(4)], api_key_metadata(key))
     assert code == grpc.StatusCode.RESOURCE_EXHAUSTED
-    # Exactly the rate's two chunks were queued; answered in order are those before the
-    # first refused one (chunks of groups in flight together are counted concurrently).
+    # Exactly the rate's two chunks were queued (the second's confirm may still be on its
+    # way when the stream ends); answered in order are those before the first refused one
+    # (chunks of groups in flight together are counted concurrently).
+    assert wait_until(lambda: queue_depth(ingest_queue.queue) == 2, timeout=5)
+    time.sleep(0.5)
     assert queue_depth(ingest_queue.queue) == 2
     assert [result.seq for result in answered] in ([0, 1], [0])
     assert int(dict(error.trailing_metadata())["retry-after"]) >= 1
