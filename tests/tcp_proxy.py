@@ -2,13 +2,16 @@
 
 It stands in for a broker whose connection went half-open (a dead peer, a silent
 firewall, a hung node): the client's writes succeed, nothing comes back, and no FIN or
-RST ever tells it so. Threads and blocking sockets only.
+RST ever tells it so. With a ``delay`` it is a long link instead: bytes that arrive while
+a delay runs go out together after it, so messages in flight together share one round
+trip and messages sent one at a time each pay their own. Threads and blocking sockets only.
 """
 
 from __future__ import annotations
 
 import socket
 import threading
+import time
 
 
 class TcpProxy:
@@ -18,8 +21,9 @@ class TcpProxy:
     stay open); ``resume_forwarding()`` forwards again, on old and new connections alike.
     """
 
-    def __init__(self, target: tuple[str, int]) -> None:
+    def __init__(self, target: tuple[str, int], *, delay: float = 0.0) -> None:
         self.target = target
+        self.delay = delay
         self._forwarding = threading.Event()
         self._forwarding.set()
         self._closed = threading.Event()
@@ -81,6 +85,8 @@ class TcpProxy:
                 break
             if not self._forwarding.is_set():
                 continue  # dropped: the sender's write succeeded, the peer never hears of it
+            if self.delay:
+                time.sleep(self.delay)
             try:
                 sink.sendall(data)
             except OSError:

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import socket
-import time
 from datetime import timedelta
 
 import grpc
@@ -13,38 +11,6 @@ from django.utils import timezone
 from ingest.grpc import ingest_stream_pb2 as pb
 from ingest.grpc import ingest_stream_pb2_grpc as pb_grpc
 from ingest.grpc.server import grpc_server_start
-from tests.tcp_proxy import TcpProxy
-
-
-class SlowLinkProxy(TcpProxy):
-    """Forwards with ``delay`` seconds added in each direction (a distant broker).
-
-    Bytes that arrive while a delay runs go out together after it, as on a long link:
-    messages in flight together share one round trip, one at a time each pay their own.
-    """
-
-    def __init__(self, target, *, delay: float) -> None:
-        self.delay = delay
-        super().__init__(target)
-
-    def _pipe(self, source, sink) -> None:
-        while not self._closed.is_set():
-            try:
-                data = source.recv(65536)
-            except OSError:
-                break
-            if not data:
-                break
-            time.sleep(self.delay)
-            try:
-                sink.sendall(data)
-            except OSError:
-                break
-        for sock in (source, sink):
-            try:
-                sock.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
 
 
 @pytest.fixture

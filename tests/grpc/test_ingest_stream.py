@@ -18,7 +18,8 @@ from ingest.models import DeviceEvent, DeviceStatus, IngestMessage, SensorReadin
 from ingest.services.devices import device_key_issue
 from tests.broker import queue_depth
 from tests.factories import DeviceFactory
-from tests.grpc.conftest import SlowLinkProxy, api_key_metadata, reading_chunk
+from tests.grpc.conftest import api_key_metadata, reading_chunk
+from tests.tcp_proxy import TcpProxy
 from tests.workers import wait_until, worker_thread
 
 pytestmark = pytest.mark.usefixtures("committed_db")
@@ -191,7 +192,7 @@ def test_chunks_wait_for_their_confirms_together_not_one_after_another(stub, ing
     """Behind a link with a 0.1 s round trip, 40 chunks confirmed one at a time take 4 s."""
     _, key = _device_and_key()
     broker_port = settings.RABBITMQ_PORT
-    with SlowLinkProxy((settings.RABBITMQ_HOST, broker_port), delay=0.05) as proxy:
+    with TcpProxy((settings.RABBITMQ_HOST, broker_port), delay=0.05) as proxy:
         settings.RABBITMQ_PORT = proxy.port
         publisher_reset()
         try:
