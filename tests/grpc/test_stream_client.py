@@ -2,40 +2,30 @@
 
 from __future__ import annotations
 
-import io
 import json
 import signal
 import threading
-from datetime import timedelta
 
 import pytest
-from django.core.management import CommandError, call_command
-from django.utils import timezone
+from django.core.management import CommandError
 
 from ingest.grpc.client import file_stream_import
 from ingest.models import DeviceEvent, IngestMessage, SensorReading
 from ingest.services.devices import device_key_issue
 from tests.broker import queue_depth
 from tests.factories import DeviceFactory
+from tests.file_import import an_hour_ago, import_file_run
 from tests.web import free_port
 from tests.workers import start_command_process, stop_worker_process, wait_until, worker_thread
 
 pytestmark = pytest.mark.usefixtures("committed_db")
 
 
-def _at(seconds: int) -> str:
-    return (timezone.now() - timedelta(hours=1, seconds=seconds)).isoformat()
-
-
-def _import(path, *args) -> tuple[str, str]:
-    out, err = io.StringIO(), io.StringIO()
-    call_command("import_file", str(path), *args, stdout=out, stderr=err)
-    return out.getvalue(), err.getvalue()
-
-
 def _readings_file(path, count: int, *, extra_lines: tuple[str, ...] = ()) -> None:
     lines = [
-        json.dumps({"metric": "heart_rate", "value": 60 + n % 40, "unit": "bpm", "measured_at": _at(n)})
+        json.dumps(
+            {"metric": "heart_rate", "value": 60 + n % 40, "unit": "bpm", "measured_at": an_hour_ago(n)}
+        )
         for n in range(count)
     ]
     path.write_text("\n".join([*lines, *extra_lines]) + "\n")
@@ -50,12 +40,14 @@ def test_import_file_streams_over_grpc_and_a_rerun_stores_nothing_twice(tmp_path
         25,
         extra_lines=(
             "{not json",
-            json.dumps({"event_type": "door_opened", "occurred_at": _at(3), "detail": {"door": "front"}}),
+            json.dumps(
+                {"event_type": "door_opened", "occurred_at": an_hour_ago(3), "detail": {"door": "front"}}
+            ),
         ),
     )
     target = f"grpc://127.0.0.1:{grpc_server.port}"
 
-    out, err = _import(path, "--format", "ndjson", "--to", target, "--key", key, "--chunk", "10")
+    out, err = import_file_run(path, "--format", "ndjson", "--to", target, "--key", key, "--chunk", "10")
 
     assert "26 records in 3 chunks acknowledged, 0 chunks refused, 1 bad lines, 1 stream(s)" in out
     assert "line 26: not JSON" in err
@@ -64,7 +56,7 @@ def test_import_file_streams_over_grpc_and_a_rerun_stores_nothing_twice(tmp_path
         assert wait_until(lambda: DeviceEvent.objects.filter(device=device).count() == 1, timeout=30)
         assert wait_until(lambda: IngestMessage.objects.count() == 3, timeout=30)
 
-        out, _ = _import(path, "--format", "ndjson", "--to", target, "--key", key, "--chunk", "10")
+        out, _ = import_file_run(path, "--format", "ndjson", "--to", target, "--key", key, "--chunk", "10")
 
         assert "26 records in 3 chunks acknowledged" in out
         assert queue_depth(ingest_queue.queue) == 0  # the ledger knew all three: nothing published
@@ -75,9 +67,11 @@ def test_import_file_over_grpc_with_a_bad_key_is_refused(tmp_path, grpc_server, 
     path = tmp_path / "export.ndjson"
     _readings_file(path, 3)
     with pytest.raises(CommandError, match="refused: UNAUTHENTICATED"):
-        _import(path, "--format", "ndjson", "--to", f"grpc://127.0.0.1:{grpc_server.port}", "--key", "x.y")
+        import_file_run(
+            path, "--format", "ndjson", "--to", f"grpc://127.0.0.1:{grpc_server.port}", "--key", "x.y"
+        )
     with pytest.raises(CommandError, match="expected grpc://HOST:PORT"):
-        _import(path, "--format", "ndjson", "--to", "http://127.0.0.1:1", "--key", "x.y")
+        import_file_run(path, "--format", "ndjson", "--to", "http://127.0.0.1:1", "--key", "x.y")
     assert queue_depth(ingest_queue.queue) == 0
 
 

@@ -2,30 +2,20 @@
 
 from __future__ import annotations
 
-import io
 import json
 from datetime import timedelta
 
 import pytest
-from django.core.management import CommandError, call_command
+from django.core.management import CommandError
 from django.utils import timezone
 
 from ingest.models import DeviceEvent, SensorReading
 from ingest.worker import IngestWorker
 from tests.broker import queue_depth
 from tests.factories import DeviceFactory
+from tests.file_import import an_hour_ago, import_file_run
 
 pytestmark = pytest.mark.usefixtures("committed_db")
-
-
-def _at(seconds: int) -> str:
-    return (timezone.now() - timedelta(hours=1, seconds=seconds)).isoformat()
-
-
-def _import(path, *args) -> tuple[str, str]:
-    out, err = io.StringIO(), io.StringIO()
-    call_command("import_file", str(path), *args, stdout=out, stderr=err)
-    return out.getvalue(), err.getvalue()
 
 
 def _drain(topology) -> None:
@@ -35,18 +25,18 @@ def _drain(topology) -> None:
 def test_ndjson_good_lines_go_in_bad_ones_are_reported_and_a_rerun_adds_nothing(tmp_path, ingest_queue):
     DeviceFactory(serial_no="VIT-9")
     lines = [
-        json.dumps({"metric": "heart_rate", "value": 60 + n, "unit": "bpm", "measured_at": _at(n)})
+        json.dumps({"metric": "heart_rate", "value": 60 + n, "unit": "bpm", "measured_at": an_hour_ago(n)})
         for n in range(5)
     ]
     lines.insert(2, "{not json")
-    lines.insert(5, json.dumps({"metric": "heart_rate", "value": "high", "measured_at": _at(99)}))
+    lines.insert(5, json.dumps({"metric": "heart_rate", "value": "high", "measured_at": an_hour_ago(99)}))
     lines.append(
-        json.dumps({"event_type": "door_opened", "occurred_at": _at(7), "detail": {"door": "front"}})
+        json.dumps({"event_type": "door_opened", "occurred_at": an_hour_ago(7), "detail": {"door": "front"}})
     )
     path = tmp_path / "export.ndjson"
     path.write_text("\n".join(lines) + "\n")
 
-    out, err = _import(path, "--format", "ndjson", "--device", "VIT-9", "--chunk", "2")
+    out, err = import_file_run(path, "--format", "ndjson", "--device", "VIT-9", "--chunk", "2")
 
     assert "8 lines: 6 records published in 3 messages, 0 already imported, 2 bad lines" in out
     assert "line 3: not JSON" in err and "line 6: value: Must be a JSON number." in err
@@ -54,7 +44,7 @@ def test_ndjson_good_lines_go_in_bad_ones_are_reported_and_a_rerun_adds_nothing(
     _drain(ingest_queue)
     assert SensorReading.objects.count() == 5 and DeviceEvent.objects.count() == 1
 
-    out, _ = _import(path, "--format", "ndjson", "--device", "VIT-9", "--chunk", "2")
+    out, _ = import_file_run(path, "--format", "ndjson", "--device", "VIT-9", "--chunk", "2")
 
     assert "0 records published in 0 messages, 6 already imported" in out
     assert queue_depth(ingest_queue.queue) == 0
@@ -67,13 +57,13 @@ def test_csv_with_a_device_column_and_unknown_devices_reported(tmp_path, ingest_
     path = tmp_path / "readings.csv"
     path.write_text(
         "device,metric,value,unit,measured_at\n"
-        f"A-1,heart_rate,61,bpm,{_at(1)}\n"
-        f"A-1,spo2,97,%,{_at(2)}\n"
-        f"NOPE,heart_rate,61,bpm,{_at(3)}\n"
-        f"B-2,heart_rate,61,bpm,{_at(4)}\n"
-        f"A-1,heart_rate,,bpm,{_at(5)}\n"
+        f"A-1,heart_rate,61,bpm,{an_hour_ago(1)}\n"
+        f"A-1,spo2,97,%,{an_hour_ago(2)}\n"
+        f"NOPE,heart_rate,61,bpm,{an_hour_ago(3)}\n"
+        f"B-2,heart_rate,61,bpm,{an_hour_ago(4)}\n"
+        f"A-1,heart_rate,,bpm,{an_hour_ago(5)}\n"
     )
-    out, err = _import(path, "--format", "csv")
+    out, err = import_file_run(path, "--format", "csv")
     assert "5 lines: 2 records published in 1 messages, 0 already imported, 3 bad lines" in out
     assert "line 4: unknown device NOPE" in err
     assert "line 5: device B-2 is retired" in err
@@ -84,7 +74,7 @@ def test_csv_with_a_device_column_and_unknown_devices_reported(tmp_path, ingest_
 
 def test_a_missing_file_is_refused(tmp_path):
     with pytest.raises(CommandError, match="no such file"):
-        _import(tmp_path / "nothing.csv", "--format", "csv")
+        import_file_run(tmp_path / "nothing.csv", "--format", "csv")
 
 
 def test_broker_down_stops_the_import_and_says_a_rerun_is_safe(tmp_path, ingest_queue, settings):
@@ -92,17 +82,17 @@ def test_broker_down_stops_the_import_and_says_a_rerun_is_safe(tmp_path, ingest_
 
     DeviceFactory(serial_no="VIT-1")
     path = tmp_path / "one.ndjson"
-    path.write_text(json.dumps({"metric": "hr", "value": 1, "measured_at": _at(1)}) + "\n")
+    path.write_text(json.dumps({"metric": "hr", "value": 1, "measured_at": an_hour_ago(1)}) + "\n")
     port = settings.RABBITMQ_PORT
     settings.RABBITMQ_PORT = 1
     publisher_reset()
     try:
         with pytest.raises(CommandError, match="re-run the same file"):
-            _import(path, "--format", "ndjson", "--device", "VIT-1")
+            import_file_run(path, "--format", "ndjson", "--device", "VIT-1")
     finally:
         settings.RABBITMQ_PORT = port
         publisher_reset()
-    out, _ = _import(path, "--format", "ndjson", "--device", "VIT-1")
+    out, _ = import_file_run(path, "--format", "ndjson", "--device", "VIT-1")
     assert "1 records published" in out
 
 
@@ -129,7 +119,7 @@ def test_the_clock_readings_are_checked_against_moves_on_whatever_the_lines_are(
     lines = []
     for number in range(1, 2001):
         if number % 1000 == 1:
-            lines.append(json.dumps({"event_type": "door_opened", "occurred_at": _at(number)}))
+            lines.append(json.dumps({"event_type": "door_opened", "occurred_at": an_hour_ago(number)}))
         else:
             # Past the first 1,000 lines the readings are newer than the import's start.
             measured = started + timedelta(minutes=30) if number > 1000 else started - timedelta(hours=1)
