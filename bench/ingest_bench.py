@@ -53,6 +53,7 @@ import tempfile
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -103,14 +104,13 @@ def prepare_database(env: dict[str, str], admin_url: str) -> None:
         )
 
 
-def reset_state() -> tuple[list[int], list[str]]:
-    """Empty the bench tables and queues; return device ids and their keys."""
+def bench_state_clear(extra_queues: Callable | None = None) -> None:
+    """Empty the bench tables, keys and queues (``extra_queues(channel)`` declares more, by name)."""
     from django.db import connection
 
     from ingest.broker.connection import open_connection
     from ingest.broker.topology import Topology, topology_declare
     from ingest.models import DeadLetter, DeviceAPIKey, IngestMessage
-    from ingest.services.devices import device_create, device_key_issue
 
     with connection.cursor() as cursor:
         cursor.execute("TRUNCATE sensor_readings, device_events, alerts, webhook_events")
@@ -121,11 +121,17 @@ def reset_state() -> tuple[list[int], list[str]]:
     channel = broker.channel()
     topology = Topology.from_settings()
     topology_declare(channel=channel, topology=topology)
-    for queue in topology.queue_names:
+    for queue in [*topology.queue_names, *(extra_queues(channel) if extra_queues else [])]:
         channel.queue_purge(queue)
     broker.close()
 
+
+def reset_state() -> tuple[list[int], list[str]]:
+    """Empty the bench tables and queues; return device ids and their keys."""
     from ingest.models import Device
+    from ingest.services.devices import device_create, device_key_issue
+
+    bench_state_clear()
 
     devices, keys = [], []
     for number in range(16):

@@ -46,6 +46,7 @@ from ingest_bench import (  # noqa: E402
     PORT,
     PYTHON,
     bench_setup,
+    bench_state_clear,
     ingest_post,
     start,
     start_gunicorn,
@@ -64,27 +65,18 @@ def free_port() -> int:
 
 def devices_prepare(count: int) -> list[tuple[str, str]]:
     """Empty the bench tables and queues; ``count`` active devices with a fresh key each."""
-    from django.db import connection
-
-    from ingest.broker.connection import open_connection
     from ingest.broker.topology import Topology
-    from ingest.models import DeadLetter, Device, DeviceAPIKey, IngestMessage
+    from ingest.models import Device
     from ingest.mqtt.bridge import MqttBridgeHandler
     from ingest.services.devices import device_create, device_key_issue
     from ingest.worker.totals import WorkerTotals
 
-    with connection.cursor() as cursor:
-        cursor.execute("TRUNCATE sensor_readings, device_events, alerts, webhook_events")
-    IngestMessage.objects.all().delete()
-    DeadLetter.objects.all().delete()
-    DeviceAPIKey.objects.all().delete()
-    broker = open_connection()
-    channel = broker.channel()
-    bridge = MqttBridgeHandler(topology=Topology.from_settings(), totals=WorkerTotals())
-    bridge.declare(channel)  # the bridge queue is bound before the first publish
-    for queue in [*bridge.topology.queue_names, bridge.queue]:
-        channel.queue_purge(queue)
-    broker.close()
+    def bridge_queue(channel) -> list[str]:
+        bridge = MqttBridgeHandler(topology=Topology.from_settings(), totals=WorkerTotals())
+        bridge.declare(channel)  # the bridge queue is bound before the first publish
+        return [bridge.queue]
+
+    bench_state_clear(bridge_queue)
     logins = []
     for number in range(count):
         serial = f"BENCH-MQTT-{number:03d}"
