@@ -69,14 +69,21 @@ def _post(client: APIClient, body: dict):
     return client.post(URL, data=json.dumps(body), content_type="application/json")
 
 
-@pytest.fixture
-def household(db):
-    """A resident's gateway and two of their sensors, and a neighbour's sensor."""
+def _household() -> dict:
+    """A resident's gateway and two of their sensors."""
     resident = ResidentFactory()
     return {
         "gateway": DeviceFactory(resident=resident, device_type=DeviceType.GATEWAY, serial_no="GW-0001"),
         "motion": DeviceFactory(resident=resident, device_type=DeviceType.MOTION, serial_no="MOT-0001"),
         "door": DeviceFactory(resident=resident, device_type=DeviceType.DOOR, serial_no="DOOR-0001"),
+    }
+
+
+@pytest.fixture
+def household(db):
+    """The household, and a neighbour's sensor."""
+    return {
+        **_household(),
         "neighbours": DeviceFactory(device_type=DeviceType.MOTION, serial_no="MOT-NEXT-DOOR"),
     }
 
@@ -254,12 +261,7 @@ def test_a_relayed_device_id_that_is_not_an_integer_is_undecodable():
 
 @pytest.fixture
 def committed_household(committed_db):
-    resident = ResidentFactory()
-    return {
-        "gateway": DeviceFactory(resident=resident, device_type=DeviceType.GATEWAY, serial_no="GW-0001"),
-        "motion": DeviceFactory(resident=resident, device_type=DeviceType.MOTION, serial_no="MOT-0001"),
-        "door": DeviceFactory(resident=resident, device_type=DeviceType.DOOR, serial_no="DOOR-0001"),
-    }
+    return _household()
 
 
 def test_relayed_records_are_stored_under_their_devices_and_the_ledger_names_the_gateway(
