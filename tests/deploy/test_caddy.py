@@ -79,17 +79,12 @@ def web_stack(tmp_path, topology, *, gunicorn_env: dict, caddy_env: dict | None 
         yield from _caddy_in_front(tmp_path, web_port, https_port, caddy_env)
 
 
-def _caddy_in_front(tmp_path, web_port: int, https_port: int, caddy_env: dict | None) -> Iterator[WebStack]:
+@contextmanager
+def caddy_running(tmp_path, **caddy_env: str) -> Iterator[Path]:
+    """The project's Caddyfile run by the locked Caddy; yields its local CA's root certificate."""
     caddy = subprocess.Popen(
         [str(CADDY), "run", "--config", str(CADDYFILE), "--adapter", "caddyfile"],
-        env=_caddy_env(
-            tmp_path,
-            HTTP_PORT=str(free_port()),
-            HTTPS_PORT=str(https_port),
-            UPSTREAM=f"127.0.0.1:{web_port}",
-            CADDY_ADMIN="off",
-            **(caddy_env or {}),
-        ),
+        env=_caddy_env(tmp_path, HTTP_PORT=str(free_port()), CADDY_ADMIN="off", **caddy_env),
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
@@ -98,6 +93,15 @@ def _caddy_in_front(tmp_path, web_port: int, https_port: int, caddy_env: dict | 
     root_certificate = tmp_path / "data" / "caddy" / "pki" / "authorities" / "local" / "root.crt"
     try:
         assert wait_until(root_certificate.exists, timeout=30), "Caddy made no local CA"
+        yield root_certificate
+    finally:
+        stop_worker_process(caddy)
+
+
+def _caddy_in_front(tmp_path, web_port: int, https_port: int, caddy_env: dict | None) -> Iterator[WebStack]:
+    with caddy_running(
+        tmp_path, HTTPS_PORT=str(https_port), UPSTREAM=f"127.0.0.1:{web_port}", **(caddy_env or {})
+    ) as root_certificate:
         # Verified against Caddy's own CA, not ignored.
         stack = WebStack(web_port, https_port, ssl.create_default_context(cafile=str(root_certificate)))
 
@@ -109,8 +113,6 @@ def _caddy_in_front(tmp_path, web_port: int, https_port: int, caddy_env: dict | 
 
         assert wait_until(healthy, timeout=30), "the site did not come up through Caddy"
         yield stack
-    finally:
-        stop_worker_process(caddy)
 
 
 class SlowSenders:
