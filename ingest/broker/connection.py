@@ -155,12 +155,11 @@ def open_connection(*, heartbeat: int | None = None, role: str = "client") -> pi
     except Exception:
         node_rotation.failed(nodes[0])
         raise
-    params = connection._impl.params  # the parameters pika connected with: the node reached
-    node_rotation.reached(BrokerNode(params.host, params.port))
+    node_rotation.reached(connection_node(connection))
     return connection
 
 
 def connection_node(connection: pika.BlockingConnection) -> BrokerNode:
-    """The node a blocking connection is open to (to move past it when it breaks)."""
+    """The node a blocking connection is open to: the parameters pika connected with."""
     params = connection._impl.params
     return BrokerNode(params.host, params.port)
