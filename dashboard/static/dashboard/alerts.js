@@ -80,20 +80,12 @@
     }
   }
 
+  // The console owns the notice (one text and place on every page, whichever poller noticed first).
   function sessionExpired(event) {
     source.close();
-    var login = "/console/login/";
-    try { login = JSON.parse(event.data).login || login; } catch (error) { /* keep the default */ }
-    var item = document.createElement("div");
-    item.className = "live-alert session-expired";
-    item.id = "session-expired";
-    item.setAttribute("role", "alert");
-    var link = document.createElement("a");
-    link.href = login + "?next=" + encodeURIComponent(window.location.pathname + window.location.search);
-    link.textContent = "sign in again";
-    item.appendChild(document.createTextNode("Session expired — new alerts are not shown until you "));
-    item.appendChild(link);
-    livePanel().insertBefore(item, livePanel().firstChild);
+    var login = null;
+    try { login = JSON.parse(event.data).login || null; } catch (error) { /* the console's default */ }
+    window.iotConsole.sessionExpired(login);
   }
 
   // The browser reconnects by itself when a stream ends, continuing after the last event id.
