@@ -9,7 +9,10 @@ itself first (``auth_backends.1 = internal``), so every user asked about here is
   broker asks on every connect, so a key revoked is refused at the device's next connect
   (within DEVICE_KEY_CACHE_SECONDS);
 * publish: only to ``devices/<own serial>/readings|events``, and for a gateway also to
-  the topics of its household's (same resident's) active devices;
+  the topics of its household's (same resident's) active devices, naming itself:
+  ``devices/<device>/readings|events/via/<own serial>`` (``topics``). A gateway may not
+  publish to a household device's bare topic: the records would be stored as that
+  device's own, and the ledger could not say which gateway relayed them;
 * anything else (subscribing, declaring queues, other exchanges) is refused.
 """
 
@@ -56,17 +59,22 @@ def broker_topic_allowed(*, username: str, vhost: str, name: str, permission: st
     if not broker_resource_allowed(vhost=vhost, resource="exchange", name=name, permission=permission):
         return False
     topic = device_topic_of(routing_key)
-    if topic is None:
+    if topic is None or topic.sender_serial_no != username:
         return False
-    return topic.serial_no in device_publishable_serials(serial_no=username)
+    if topic.via is None:
+        return Device.objects.filter(serial_no=username, status=DeviceStatus.ACTIVE).exists()
+    return topic.serial_no in gateway_household_serials(serial_no=username)
 
 
-def device_publishable_serials(*, serial_no: str) -> set[str]:
-    """The serials whose topics device ``serial_no`` may publish to (empty if it is not active)."""
-    device = Device.objects.filter(serial_no=serial_no, status=DeviceStatus.ACTIVE).first()
-    if device is None:
+def gateway_household_serials(*, serial_no: str) -> set[str]:
+    """The serials of the other active devices of gateway ``serial_no``'s household.
+
+    Empty when ``serial_no`` is not an active gateway assigned to a resident.
+    """
+    gateway = Device.objects.filter(
+        serial_no=serial_no, status=DeviceStatus.ACTIVE, device_type=DeviceType.GATEWAY
+    ).first()
+    if gateway is None or gateway.resident_id is None:
         return set()
-    if device.device_type != DeviceType.GATEWAY or device.resident_id is None:
-        return {device.serial_no}
-    household = Device.objects.filter(resident_id=device.resident_id, status=DeviceStatus.ACTIVE)
-    return {device.serial_no, *household.values_list("serial_no", flat=True)}
+    household = Device.objects.filter(resident_id=gateway.resident_id, status=DeviceStatus.ACTIVE)
+    return set(household.exclude(pk=gateway.pk).values_list("serial_no", flat=True))

@@ -6,7 +6,8 @@ the ingest consumer when MQTT_ENABLED. rabbitmq_mqtt publishes every QoS 1 messa
 (bound to ``devices.*.readings`` and ``devices.*.events``). For each batch the bridge:
 
 * validates each payload with the API's validation (``DeviceRecordsSerializer``, the
-  topic's device as the sender). A payload is the API's JSON body
+  topic's device as the sender; on a relay topic the gateway, each record naming the
+  topic's device, as a gateway's records do on the API). A payload is the API's JSON body
   (``{"readings": [...], "events": [...]}``), or for the topic's kind one bare record
   (an object) or a list of them;
 * publishes the valid ones, confirmed, to the main queue through the one accept path
@@ -41,9 +42,16 @@ from ingest.broker.connection import Backoff
 from ingest.broker.publisher import OutgoingMessage
 from ingest.broker.topology import Topology, topology_declare
 from ingest.json_input import JsonInputError, json_parse
-from ingest.messages import FailureEnvelope
+from ingest.messages import RECORD_DEVICE, FailureEnvelope
 from ingest.models import Device, DeviceStatus
-from ingest.mqtt.topics import BRIDGE_BINDINGS, MQTT_EXCHANGE, bridge_queue_name, device_topic_of
+from ingest.mqtt.topics import (
+    BRIDGE_BINDINGS,
+    MQTT_EXCHANGE,
+    RECORD_KINDS,
+    DeviceTopic,
+    bridge_queue_name,
+    device_topic_of,
+)
 from ingest.record_validation import DeviceRecordsSerializer
 from ingest.services.ingestion import RecordsChunk, records_chunks_accept_once
 from ingest.worker.consumer import ConsumerSession, Delivery
@@ -94,6 +102,52 @@ def mqtt_payload_records(body: bytes, *, kind: str) -> dict[str, Any]:
     raise ValueError("Must be a JSON object (the API's body or one record) or a list of records.")
 
 
+def _relayed_records_named(records: dict[str, Any], *, topic: DeviceTopic, routing_key: str) -> None:
+    """On a relay topic every record is the topic's device's: named so, as the API's would be.
+
+    A record that names another device is refused: the broker checked the topic, not the
+    payload.
+    """
+    errors: dict[str, dict[int, dict[str, list[str]]]] = {}
+    for kind in RECORD_KINDS:
+        kind_records = records.get(kind)
+        if not isinstance(kind_records, list):
+            continue  # the serializer names what is wrong with it
+        for index, record in enumerate(kind_records):
+            if not isinstance(record, dict):
+                continue
+            if record.setdefault(RECORD_DEVICE, topic.serial_no) != topic.serial_no:
+                errors.setdefault(kind, {})[index] = {
+                    RECORD_DEVICE: [f"Must be {topic.serial_no}, the device this topic relays for."]
+                }
+    if errors:
+        raise MqttPayloadRefused(routing_key=routing_key, fields=errors)
+
+
+def mqtt_publish_chunk(routing_key: str, body: bytes, *, topic: DeviceTopic, sender: Device) -> RecordsChunk:
+    """What one publish on ``topic`` asks to store, validated as the API validates a request.
+
+    ``sender`` is the active device that published (the topic's device, or the relaying
+    gateway). Raises MqttPayloadRefused with the field errors in the API's shape.
+    """
+    try:
+        records = mqtt_payload_records(body, kind=topic.kind)
+    except ValueError as error:
+        raise MqttPayloadRefused(routing_key=routing_key, fields={"non_field_errors": [str(error)]}) from None
+    if topic.via is not None:
+        _relayed_records_named(records, topic=topic, routing_key=routing_key)
+    serializer = DeviceRecordsSerializer(data=records, context={"device": sender})
+    if not serializer.is_valid():
+        raise MqttPayloadRefused(routing_key=routing_key, fields=serializer.errors)
+    data = serializer.validated_data
+    # The topic, not the payload, says whose data it is: the same records on another
+    # device's topic (or relayed by a gateway) are other data.
+    origin = f"mqtt:{topic.serial_no}:{topic.kind}"
+    if topic.via is not None:
+        origin += f":via:{topic.via}"
+    return RecordsChunk(device=sender, origin=origin, readings=data["readings"], events=data["events"])
+
+
 @dataclass
 class MqttBridgeHandler:
     topology: Topology
@@ -142,47 +196,28 @@ class MqttBridgeHandler:
     ) -> tuple[list[RecordsChunk], list[tuple[Delivery, Exception]]]:
         """The valid payloads as chunks to publish, and the refused ones with their reasons."""
         topics = {delivery.delivery_tag: device_topic_of(delivery.routing_key) for delivery in deliveries}
-        serials = {topic.serial_no for topic in topics.values() if topic is not None}
+        senders = {topic.sender_serial_no for topic in topics.values() if topic is not None}
         devices = {
             device.serial_no: device
-            for device in Device.objects.filter(serial_no__in=serials, status=DeviceStatus.ACTIVE)
+            for device in Device.objects.filter(serial_no__in=senders, status=DeviceStatus.ACTIVE)
         }
         chunks: list[RecordsChunk] = []
         refused: list[tuple[Delivery, Exception]] = []
         for delivery in deliveries:
             topic = topics[delivery.delivery_tag]
-            device = devices.get(topic.serial_no) if topic is not None else None
+            sender = devices.get(topic.sender_serial_no) if topic is not None else None
             try:
-                if device is None:
+                if sender is None:
                     raise MqttPayloadRefused(
                         routing_key=delivery.routing_key,
                         fields={"device": ["Not the topic of an active device."]},
                     )
-                chunks.append(self._chunk(delivery, device=device, kind=topic.kind))
+                chunks.append(
+                    mqtt_publish_chunk(delivery.routing_key, delivery.body, topic=topic, sender=sender)
+                )
             except MqttPayloadRefused as error:
                 refused.append((delivery, error))
         return chunks, refused
-
-    @staticmethod
-    def _chunk(delivery: Delivery, *, device: Device, kind: str) -> RecordsChunk:
-        try:
-            records = mqtt_payload_records(delivery.body, kind=kind)
-        except ValueError as error:
-            raise MqttPayloadRefused(
-                routing_key=delivery.routing_key, fields={"non_field_errors": [str(error)]}
-            ) from None
-        serializer = DeviceRecordsSerializer(data=records, context={"device": device})
-        if not serializer.is_valid():
-            raise MqttPayloadRefused(routing_key=delivery.routing_key, fields=serializer.errors)
-        data = serializer.validated_data
-        return RecordsChunk(
-            device=device,
-            # The topic, not the payload, says whose data it is: the same records on
-            # another device's topic are other data.
-            origin=f"mqtt:{device.serial_no}:{kind}",
-            readings=data["readings"],
-            events=data["events"],
-        )
 
     def _dead_letter(self, delivery: Delivery, error: Exception, *, publish_channel: BlockingChannel) -> None:
         """To ``<q>.dead`` at once and confirmed (a payload is no better on a second try)."""

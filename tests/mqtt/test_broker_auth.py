@@ -85,24 +85,46 @@ def test_a_device_publishes_to_its_own_readings_and_events_only(client):
     ) == (200, "deny")  # noqa: E501
 
 
-def test_a_gateway_also_publishes_to_its_households_active_devices(client):
+def test_a_gateway_also_publishes_to_its_households_active_devices_naming_itself(client):
     resident = ResidentFactory()
     gateway = DeviceFactory(resident=resident, device_type=DeviceType.GATEWAY)
     sensor = DeviceFactory(resident=resident)
     retired = DeviceFactory(resident=resident, status=DeviceStatus.RETIRED)
     neighbour = DeviceFactory()
-    assert ask(
-        client, "topic", **topic_fields(gateway.serial_no, f"devices.{sensor.serial_no}.readings")
-    ) == (
-        200,
-        "allow",
-    )
+
+    def answer(username: str, routing_key: str) -> str:
+        status, decision = ask(client, "topic", **topic_fields(username, routing_key))
+        assert status == 200
+        return decision
+
+    for kind in ("readings", "events"):
+        assert (
+            answer(gateway.serial_no, f"devices.{sensor.serial_no}.{kind}.via.{gateway.serial_no}") == "allow"
+        )
+    # the device's bare topic would store the records as the device's own: the ledger could
+    # not say which gateway relayed them
+    assert answer(gateway.serial_no, f"devices.{sensor.serial_no}.readings") == "deny"
     for device in (retired, neighbour):
-        fields = topic_fields(gateway.serial_no, f"devices.{device.serial_no}.readings")
-        assert ask(client, "topic", **fields) == (200, "deny")
-    # The sensor itself is no gateway: it may not publish for the gateway.
-    fields = topic_fields(sensor.serial_no, f"devices.{gateway.serial_no}.readings")
-    assert ask(client, "topic", **fields) == (200, "deny")
+        assert (
+            answer(gateway.serial_no, f"devices.{device.serial_no}.readings.via.{gateway.serial_no}")
+            == "deny"
+        )
+    # a relay topic is only for the gateway it names
+    other_gateway = DeviceFactory(resident=resident, device_type=DeviceType.GATEWAY)
+    assert (
+        answer(other_gateway.serial_no, f"devices.{sensor.serial_no}.readings.via.{gateway.serial_no}")
+        == "deny"
+    )
+    # the sensor itself is no gateway: it relays for nobody, and only publishes as itself
+    assert answer(sensor.serial_no, f"devices.{gateway.serial_no}.readings.via.{sensor.serial_no}") == "deny"
+    assert answer(sensor.serial_no, f"devices.{gateway.serial_no}.readings") == "deny"
+    assert answer(sensor.serial_no, f"devices.{sensor.serial_no}.readings") == "allow"
+    # a gateway with no resident has no household
+    lone_gateway = DeviceFactory(device_type=DeviceType.GATEWAY)
+    assert (
+        answer(lone_gateway.serial_no, f"devices.{sensor.serial_no}.readings.via.{lone_gateway.serial_no}")
+        == "deny"
+    )
 
 
 def test_the_endpoints_refuse_a_wrong_or_missing_secret(client):

@@ -66,19 +66,48 @@ def test_a_device_with_a_good_key_publishes_readings_and_events_that_are_stored_
     assert DeviceEvent.objects.get(device=device).event_type == "sos"
 
 
-def test_a_gateway_publishes_for_a_device_of_its_household(mqtt_stack):
+def test_a_gateway_publishes_for_a_device_of_its_household_and_the_ledger_names_the_gateway(mqtt_stack):
     resident = ResidentFactory()
     gateway = DeviceFactory(resident=resident, device_type=DeviceType.GATEWAY)
     sensor = DeviceFactory(resident=resident)
     _, key = device_key_issue(device=gateway)
     reading = json.dumps({"metric": "spo2", "value": 97, "measured_at": recent()})
+    events = json.dumps([{"event_type": "motion", "occurred_at": recent(3)}])
     connection = connected(mqtt_stack, gateway, key)
     try:
-        assert connection.publish(f"devices/{sensor.serial_no}/readings", reading)
+        assert connection.publish(f"devices/{sensor.serial_no}/readings/via/{gateway.serial_no}", reading)
+        assert connection.publish(f"devices/{sensor.serial_no}/events/via/{gateway.serial_no}", events)
     finally:
         connection.close()
-    assert wait_until(lambda: SensorReading.objects.filter(device=sensor).exists(), timeout=30)
+
+    def relayed_messages():
+        return IngestMessage.objects.filter(device=gateway, status=IngestMessage.Status.PROCESSED)
+
+    assert wait_until(lambda: relayed_messages().count() == 2, timeout=30), mqtt_stack.worker_log.read_text()[
+        -3000:
+    ]
+    assert SensorReading.objects.get(device=sensor).value == 97
+    assert DeviceEvent.objects.get(device=sensor).event_type == "motion"
     assert not SensorReading.objects.filter(device=gateway).exists()
+    # the ledger's message is the gateway's, carrying one other device's records
+    assert sorted(relayed_messages().values_list("relayed_devices", flat=True)) == [1, 1]
+    assert not IngestMessage.objects.filter(device=sensor).exists()
+
+
+def test_a_gateway_may_not_publish_on_a_household_devices_own_topic(mqtt_stack):
+    """Stored from there, the records would look like the device's own: the broker refuses."""
+    resident = ResidentFactory()
+    gateway = DeviceFactory(resident=resident, device_type=DeviceType.GATEWAY)
+    sensor = DeviceFactory(resident=resident)
+    _, key = device_key_issue(device=gateway)
+    connection = connected(mqtt_stack, gateway, key)
+    try:
+        reading = json.dumps({"metric": "spo2", "value": 96, "measured_at": recent()})
+        assert not connection.publish(f"devices/{sensor.serial_no}/readings", reading, timeout=5)
+        assert connection.disconnected.wait(10)
+    finally:
+        connection.close()
+    assert not wait_until(lambda: SensorReading.objects.filter(device=sensor).exists(), timeout=3)
 
 
 def test_a_wrong_key_is_refused_at_connect(mqtt_stack):
@@ -138,6 +167,37 @@ def test_a_bad_payload_becomes_a_failed_message_with_its_field_errors(mqtt_stack
     assert "value" in fields["readings"]["0"]
     assert "Not JSON" in letters[b"not json"].error_message
     assert not SensorReading.objects.filter(device=device).exists()
+
+
+def test_a_relayed_record_naming_another_device_than_the_topics_is_a_failed_message(mqtt_stack):
+    resident = ResidentFactory()
+    gateway = DeviceFactory(resident=resident, device_type=DeviceType.GATEWAY)
+    sensor, other_sensor = DeviceFactory(resident=resident), DeviceFactory(resident=resident)
+    _, key = device_key_issue(device=gateway)
+    body = json.dumps(
+        {
+            "readings": [
+                {"metric": "spo2", "value": 95, "measured_at": recent()},
+                {"device": other_sensor.serial_no, "metric": "spo2", "value": 94, "measured_at": recent()},
+            ]
+        }
+    )
+    connection = connected(mqtt_stack, gateway, key)
+    try:
+        assert connection.publish(f"devices/{sensor.serial_no}/readings/via/{gateway.serial_no}", body)
+    finally:
+        connection.close()
+
+    assert wait_until(lambda: DeadLetter.objects.filter(kind=MQTT_PUBLISH).exists(), timeout=30), (
+        mqtt_stack.worker_log.read_text()[-3000:]
+    )
+    letter = DeadLetter.objects.get(kind=MQTT_PUBLISH)
+    assert letter.original_routing_key == f"devices.{sensor.serial_no}.readings.via.{gateway.serial_no}"
+    assert json.loads(letter.error_message)["fields"] == {
+        "readings": {"1": {"device": [f"Must be {sensor.serial_no}, the device this topic relays for."]}}
+    }
+    # the whole publish is refused, as the API refuses a request with one bad record
+    assert not SensorReading.objects.filter(device__in=[sensor, other_sensor]).exists()
 
 
 def test_a_revoked_key_is_refused_at_the_next_connect(mqtt_stack):

@@ -21,6 +21,23 @@ def test_device_topics_are_read_from_routing_keys():
     assert device_topic_of("devices.*.readings") is None  # a wildcard names no device
 
 
+def test_relay_topics_name_the_device_and_the_gateway_that_sent_them():
+    relayed = device_topic_of("devices.SN-1.readings.via.GW-1")
+    assert relayed == DeviceTopic("SN-1", "readings", via="GW-1")
+    assert relayed.sender_serial_no == "GW-1"
+    assert relayed.mqtt_topic == "devices/SN-1/readings/via/GW-1"
+    assert relayed.routing_key == "devices.SN-1.readings.via.GW-1"
+    assert device_topic_of("devices.SN-1.events").sender_serial_no == "SN-1"
+    for routing_key in (
+        "devices.SN-1.readings.via",
+        "devices.SN-1.readings.from.GW-1",
+        "devices.SN-1.readings.via.*",
+        "devices.SN-1.readings.via.SN-1",  # a device relays nothing for itself
+        "devices.SN-1.readings.via.GW-1.more",
+    ):
+        assert device_topic_of(routing_key) is None, routing_key
+
+
 def test_payloads_are_the_apis_body_or_bare_records_of_the_topics_kind():
     body = b'{"readings": [{"metric": "m"}], "events": []}'
     assert mqtt_payload_records(body, kind="events") == {"readings": [{"metric": "m"}], "events": []}
