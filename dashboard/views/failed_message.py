@@ -26,6 +26,7 @@ from ingest.selectors.failed_message import (
     failed_message_body,
     failed_message_device,
     failed_message_edit_text,
+    failed_message_editable,
     failed_message_headers,
     failed_records,
     is_json_body,
@@ -51,6 +52,7 @@ class DeadLetterDetailView(StaffRequiredMixin, DetailView):
         return {
             "edit_body": edit_text or "",
             "edit_in_page": edit_text is not None,
+            "editable": failed_message_editable(dead_letter),
             **super().get_context_data(**kwargs),
             "body": body,
             "edit_limit": body_edit_limit(),

@@ -86,6 +86,9 @@ class OutgoingMessage:
     body: bytes
     message_type: str
     headers: dict = field(default_factory=dict)
+    # Where it goes when not to the main queue: (exchange, routing key). Only a message
+    # going back to where it first came from (a device's MQTT topic) has one.
+    destination: tuple[str, str] | None = None
 
     def properties(self) -> pika.BasicProperties:
         """Persistent (survives a broker restart), with the stable id the ledger dedupes on."""
@@ -332,11 +335,12 @@ class _ConnectionLoop:
                 self._connect()
             return
         channel = self._channel
-        exchange, routing_key = self.topology.exchange, self.topology.routing_key
+        main_queue = (self.topology.exchange, self.topology.routing_key)
         waiting, in_flight = self._waiting, self._in_flight
         while waiting:
             pending = waiting[0]
             message = pending.message
+            exchange, routing_key = message.destination or main_queue
             try:
                 channel.basic_publish(
                     exchange=exchange,

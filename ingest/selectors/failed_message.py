@@ -19,6 +19,7 @@ from config.replica import read_connection
 from ingest.json_input import JsonInputError, json_parse
 from ingest.messages import DEVICE_BATCH, FailureEnvelope, UndecodableMessage, message_decode
 from ingest.models import DeadLetter, DeadLetterAction, Device, IngestMessage, SensorReading
+from ingest.mqtt.payloads import MQTT_PUBLISH
 from ingest.record_validation import EventInputSerializer, InvalidValue, instant_parse, reading_validate
 from ingest.selectors.dead_letters import BODY_HEX_MAX_BYTES, BodyView, dead_letter_body_view
 
@@ -47,6 +48,16 @@ def body_edit_limit() -> int:
     return settings.DEAD_LETTER_EDIT_MAX_BYTES
 
 
+# What an operator may edit before requeuing: a device's records (the message around them
+# stays), or a device's whole MQTT payload (its topic stays). A partner's webhook event is
+# signed by the partner, so it is never edited.
+EDITABLE_KINDS = (DEVICE_BATCH, MQTT_PUBLISH)
+
+
+def failed_message_editable(dead_letter: DeadLetter) -> bool:
+    return dead_letter.kind in EDITABLE_KINDS
+
+
 def failed_message_edit_text(dead_letter: DeadLetter, shown: ShownBody) -> str | None:
     """The whole body as text to edit in the page, or None where it cannot be edited there.
 
@@ -54,7 +65,7 @@ def failed_message_edit_text(dead_letter: DeadLetter, shown: ShownBody) -> str |
     body over ``DEAD_LETTER_EDIT_MAX_BYTES`` (more than the ingest API accepts at once) or
     one that is not text is not offered for editing in a text box.
     """
-    if dead_letter.kind != DEVICE_BATCH or shown.view.is_binary or shown.size > body_edit_limit():
+    if not failed_message_editable(dead_letter) or shown.view.is_binary or shown.size > body_edit_limit():
         return None
     if not shown.is_truncated:
         return shown.view.text

@@ -17,6 +17,7 @@ import re
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 
+from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
 from django.db import connection, transaction
 from django.db.models.expressions import RawSQL
@@ -35,7 +36,9 @@ from ingest.messages import (
     message_decode,
 )
 from ingest.metrics import REQUEUED
-from ingest.models import DeadLetter, DeadLetterAction, DeadLetterRecorder, Device
+from ingest.models import DeadLetter, DeadLetterAction, DeadLetterRecorder, Device, DeviceStatus
+from ingest.mqtt.payloads import MQTT_PUBLISH, MqttPayloadRefused, mqtt_publish_chunk
+from ingest.mqtt.topics import MQTT_EXCHANGE, device_topic_of
 from ingest.record_validation import DeviceRecordsSerializer
 from ingest.services.ingestion import message_publish_confirmed
 
@@ -267,12 +270,45 @@ def _edit_refused(message: str, fields: dict) -> ApplicationError:
     return ApplicationError(message, code="invalid", fields=fields)
 
 
+def _edited_mqtt_payload_check(dead_letter: DeadLetter, edited_body: str) -> bytes:
+    """An edited MQTT publish: the payload as the device could have sent it to the same topic.
+
+    Checked as the bridge checks a publish, with the topic's sender as it is now; sent back
+    to the topic as edited (the bridge derives its id from the topic and the content).
+    """
+    routing_key = dead_letter.original_routing_key
+    topic = device_topic_of(routing_key)
+    sender = (
+        Device.objects.filter(serial_no=topic.sender_serial_no, status=DeviceStatus.ACTIVE).first()
+        if topic is not None
+        else None
+    )
+    if sender is None:
+        raise _edit_refused(
+            f"no active device publishes on {routing_key!r} any more, so nothing sent there would be"
+            " stored: discard it",
+            {"device": ["Not the topic of an active device."]},
+        )
+    body = edited_body.encode()
+    try:
+        mqtt_publish_chunk(routing_key, body, topic=topic, sender=sender)
+    except MqttPayloadRefused as refused:
+        raise _edit_refused(
+            "the edited payload is not valid (the MQTT bridge, like the ingest API, would refuse it)",
+            refused.fields,
+        ) from refused
+    return body
+
+
 def _edited_body_check(dead_letter: DeadLetter, edited_body: str) -> bytes:
     """The requeued body: the original message with the edited records, validated as the API does.
 
     The message is rebuilt from the original's identity and the validated records, so
-    that what reaches the worker is exactly what the ingest API would have queued.
+    that what reaches the worker is exactly what the ingest API would have queued. An
+    MQTT publish is the device's payload, edited as a whole.
     """
+    if dead_letter.kind == MQTT_PUBLISH:
+        return _edited_mqtt_payload_check(dead_letter, edited_body)
     try:
         original = message_decode(bytes(dead_letter.body))
     except UndecodableMessage as error:
@@ -379,13 +415,21 @@ def dead_letter_edit_preview(*, dead_letter_id: int, edited_body: str, reason: s
     return EditPreview(body, body_diff(bytes(dead_letter.body), body), dead_letter_version(dead_letter))
 
 
-def _requeue_message(dead_letter_id: int, message_id: str, kind: str, body: bytes) -> OutgoingMessage:
+def _requeue_message(
+    dead_letter_id: int, message_id: str, kind: str, body: bytes, original_routing_key: str
+) -> OutgoingMessage:
+    """The message to send again: to the main queue, or an MQTT publish back to its topic.
+
+    A refused MQTT publish is not a pipeline message: it goes back through the bridge,
+    which checks it again as a new publish on the same topic.
+    """
     return OutgoingMessage(
         message_id=message_id,
         body=body,
         message_type=kind,
         # No failure history: a requeued message gets all its attempts again.
         headers={HEADER_SCHEMA_VERSION: SCHEMA_VERSION, "x-requeued-from": dead_letter_id},
+        destination=(MQTT_EXCHANGE, original_routing_key) if kind == MQTT_PUBLISH else None,
     )
 
 
@@ -413,6 +457,12 @@ def dead_letter_requeue(
                 " failed again or was edited meanwhile): nothing was sent; review the edit again",
                 code="conflict",
             )
+        if dead_letter.kind == MQTT_PUBLISH and not settings.MQTT_ENABLED:
+            raise ApplicationError(
+                "MQTT is off here (MQTT_ENABLED): no bridge takes a publish back from its topic, so"
+                " nothing was sent; requeue it where MQTT is on, or discard it",
+                code="conflict",
+            )
         previous_body = bytes(dead_letter.body)
         body = previous_body
         action = DeadLetterAction.Action.REQUEUED
@@ -421,7 +471,13 @@ def dead_letter_requeue(
             body = _edited_body_check(dead_letter, edited_body)
             action = DeadLetterAction.Action.EDITED_AND_REQUEUED
         message_publish_confirmed(
-            outgoing=_requeue_message(dead_letter.pk, str(dead_letter.message_id), dead_letter.kind, body)
+            outgoing=_requeue_message(
+                dead_letter.pk,
+                str(dead_letter.message_id),
+                dead_letter.kind,
+                body,
+                dead_letter.original_routing_key,
+            )
         )
         REQUEUED.inc()
         dead_letter.status = DeadLetter.Status.REQUEUED
@@ -502,6 +558,7 @@ class _DeadLetterToRequeue:
     message_id: str
     kind: str
     body: bytes
+    original_routing_key: str
 
 
 def _still_dead_locked(dead_letter_ids: list[int]) -> list[int]:
@@ -546,14 +603,19 @@ def dead_letters_requeue_many(
     """
     with transaction.atomic():
         letters = [
-            _DeadLetterToRequeue(pk, str(message_id), kind, bytes(body))
-            for pk, message_id, kind, body in DeadLetter.objects.select_for_update(skip_locked=True)
+            _DeadLetterToRequeue(pk, str(message_id), kind, bytes(body), original_routing_key)
+            for pk, message_id, kind, body, original_routing_key in DeadLetter.objects.select_for_update(
+                skip_locked=True
+            )
             .filter(pk__in=ids_array(dead_letter_ids), status=DeadLetter.Status.DEAD)
             .order_by("pk")
-            .values_list("pk", "message_id", "kind", "body")
+            .values_list("pk", "message_id", "kind", "body", "original_routing_key")
         ]
         confirmed, failure = publish_many_confirmed(
-            _requeue_message(letter.pk, letter.message_id, letter.kind, letter.body) for letter in letters
+            _requeue_message(
+                letter.pk, letter.message_id, letter.kind, letter.body, letter.original_routing_key
+            )
+            for letter in letters
         )
         published = [letter.pk for letter in letters if letter.message_id in confirmed]
         _mark_many(

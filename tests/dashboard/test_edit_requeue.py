@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import html
 import json
+import re
 import uuid
 from datetime import timedelta
 
@@ -12,6 +13,7 @@ from django.utils import timezone
 from rest_framework.test import APIClient
 
 from ingest.models import DeadLetter, IngestMessage, SensorReading
+from ingest.mqtt.payloads import MQTT_PUBLISH
 from ingest.services.devices import device_key_issue
 from tests.broker import queue_depth
 from tests.dashboard.edits import requeue_edited
@@ -216,4 +218,83 @@ def test_an_edited_event_gets_the_ingest_apis_field_error_with_its_index(operato
 
     assert response.status_code == 400
     assert f"<code>events.1.event_type</code>: {html.escape(api_reason)}" in response.content.decode()
+    _assert_nothing_published(dead, ingest_queue.queue)
+
+
+# --- a device's refused MQTT publish ---------------------------------------------------
+
+
+def _refused_mqtt_publish(device, payload: dict) -> DeadLetter:
+    body = json.dumps(payload).encode()
+    return DeadLetterFactory(
+        kind=MQTT_PUBLISH,
+        body=body,
+        original_queue="ingest.mqtt",
+        original_routing_key=f"devices.{device.serial_no}.readings",
+        error_class="ingest.mqtt.payloads.MqttPayloadRefused",
+        error_message=json.dumps({"fields": {"readings": {"0": {"value": ["A valid number is required."]}}}}),
+    )
+
+
+def test_a_refused_mqtt_publish_is_offered_for_editing_as_the_devices_payload(operator_client):
+    device = DeviceFactory()
+    payload = {"metric": "heart_rate", "value": "fast", "measured_at": timezone.now().isoformat()}
+    dead = _refused_mqtt_publish(device, payload)
+
+    page = operator_client.get(f"/console/failed/{dead.pk}/").content.decode()
+
+    assert 'id="edit-form"' in page
+    assert f"<code>devices.{device.serial_no}.readings</code>" in page
+    textarea = re.search(r'<textarea id="edit-body"[^>]*>(.*?)</textarea>', page, re.S)
+    assert json.loads(html.unescape(textarea[1])) == payload
+
+
+def test_an_mqtt_payload_edit_gets_the_bridges_field_errors_and_sends_nothing(operator_client, ingest_queue):
+    device = DeviceFactory()
+    measured_at = (timezone.now() - timedelta(minutes=1)).isoformat()
+    dead = _refused_mqtt_publish(
+        device, {"metric": "heart_rate", "value": "fast", "measured_at": measured_at}
+    )
+
+    response = requeue_edited(
+        operator_client, dead, {"metric": "heart_rate", "value": "faster", "measured_at": measured_at}
+    )
+
+    assert response.status_code == 400
+    content = response.content.decode()
+    assert "the MQTT bridge, like the ingest API, would refuse it" in content
+    assert "readings.0.value" in content
+    _assert_nothing_published(dead, ingest_queue.queue)
+
+
+def test_an_mqtt_publish_whose_device_is_no_longer_active_cannot_be_edited(operator_client, ingest_queue):
+    device = DeviceFactory(status="retired")
+    measured_at = (timezone.now() - timedelta(minutes=1)).isoformat()
+    dead = _refused_mqtt_publish(
+        device, {"metric": "heart_rate", "value": "fast", "measured_at": measured_at}
+    )
+
+    response = requeue_edited(
+        operator_client, dead, {"metric": "heart_rate", "value": 70, "measured_at": measured_at}
+    )
+
+    assert response.status_code == 400
+    assert "no active device publishes on" in html.unescape(response.content.decode())
+    _assert_nothing_published(dead, ingest_queue.queue)
+
+
+def test_an_mqtt_publish_is_not_requeued_where_mqtt_is_off(operator_client, settings, ingest_queue):
+    settings.MQTT_ENABLED = False
+    device = DeviceFactory()
+    measured_at = (timezone.now() - timedelta(minutes=1)).isoformat()
+    dead = _refused_mqtt_publish(
+        device, {"metric": "heart_rate", "value": "fast", "measured_at": measured_at}
+    )
+
+    page = f"/console/failed/{dead.pk}/"
+
+    response = operator_client.post(f"{page}requeue/", {"reason": "device fixed", "next": page}, follow=True)
+
+    assert response.redirect_chain[-1][0] == page
+    assert "MQTT is off here" in html.unescape(response.content.decode())
     _assert_nothing_published(dead, ingest_queue.queue)

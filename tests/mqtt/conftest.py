@@ -15,6 +15,8 @@ from tests.mqtt.node import MqttNode, mqtt_node_planned, mqtt_node_running
 from tests.web import gunicorn_server
 from tests.workers import start_command_process, stop_worker_process, wait_until
 
+BRIDGE_CLOCK_SKEW_SECONDS = 5
+
 
 @dataclass
 class MqttStack:
@@ -39,6 +41,8 @@ def mqtt_stack(django_db_setup, django_db_blocker):
         "RABBITMQ_MANAGEMENT_URL": planned.node.management_url,
         "BROKER_AUTH_SECRET": secret,
         "MQTT_ENABLED": "true",
+        # Short, so that a reading refused as ahead of the clock becomes valid within a test.
+        "INGEST_MAX_CLOCK_SKEW": str(BRIDGE_CLOCK_SKEW_SECONDS),
     }
     with tempfile.TemporaryDirectory() as logs:
         worker_log = Path(logs) / "worker.log"

@@ -10,14 +10,26 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
+import time
 from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from ingest.models import DeadLetter, DeviceEvent, DeviceType, IngestMessage, SensorReading
-from ingest.mqtt.bridge import MQTT_PUBLISH
+from core.errors import ApplicationError
+from dashboard.roles import OPERATORS
+from ingest.broker.publisher import publisher_reset
+from ingest.models import (
+    DeadLetter,
+    DeviceEvent,
+    DeviceType,
+    IngestMessage,
+    SensorReading,
+)
+from ingest.mqtt.payloads import MQTT_PUBLISH
+from ingest.services.dead_letters import dead_letter_requeue, dead_letters_requeue_many
 from ingest.services.devices import device_key_issue, device_keys_revoke
-from tests.factories import DeviceFactory, ResidentFactory
+from tests.factories import DeviceFactory, ResidentFactory, UserFactory
+from tests.mqtt.conftest import BRIDGE_CLOCK_SKEW_SECONDS
 from tests.mqtt.node import DeviceConnection
 from tests.workers import wait_until
 
@@ -198,6 +210,99 @@ def test_a_relayed_record_naming_another_device_than_the_topics_is_a_failed_mess
     }
     # the whole publish is refused, as the API refuses a request with one bad record
     assert not SensorReading.objects.filter(device__in=[sensor, other_sensor]).exists()
+
+
+@pytest.fixture
+def publishing_to_the_stacks_node(mqtt_stack, settings):
+    """This process's publisher (the console's requeue) talks to the stack's own node."""
+    settings.RABBITMQ_HOSTS = mqtt_stack.node.hosts
+    publisher_reset()
+    yield
+    publisher_reset()
+
+
+def _refused_publish(mqtt_stack, device, key: str, topic: str, payload: str) -> DeadLetter:
+    connection = connected(mqtt_stack, device, key)
+    try:
+        assert connection.publish(topic, payload)
+    finally:
+        connection.close()
+    assert wait_until(lambda: DeadLetter.objects.filter(body=payload.encode()).exists(), timeout=30), (
+        mqtt_stack.worker_log.read_text()[-3000:]
+    )
+    return DeadLetter.objects.get(body=payload.encode())
+
+
+def test_a_refused_publish_edited_in_the_console_goes_back_to_its_topic_and_is_stored(
+    mqtt_stack, publishing_to_the_stacks_node
+):
+    resident = ResidentFactory()
+    gateway = DeviceFactory(resident=resident, device_type=DeviceType.GATEWAY)
+    sensor = DeviceFactory(resident=resident)
+    _, key = device_key_issue(device=gateway)
+    topic = f"devices/{sensor.serial_no}/readings/via/{gateway.serial_no}"
+    measured_at = recent()
+    letter = _refused_publish(
+        mqtt_stack,
+        gateway,
+        key,
+        topic,
+        json.dumps({"metric": "spo2", "value": "ninety", "measured_at": measured_at}),
+    )
+    operator = UserFactory(username="mqtt-operator", role=OPERATORS)
+
+    # As it is, it goes back to its topic and the bridge refuses it again: the same failed
+    # message is dead again (not a second one), with a second failure.
+    dead_letter_requeue(dead_letter_id=letter.pk, actor=operator)
+    assert wait_until(
+        lambda: DeadLetter.objects.filter(pk=letter.pk, status=DeadLetter.Status.DEAD).exists(), timeout=30
+    ), mqtt_stack.worker_log.read_text()[-3000:]
+    assert DeadLetter.objects.filter(kind=MQTT_PUBLISH, body=letter.body).count() == 1
+
+    # An edit the bridge would refuse again is refused here, naming the field; nothing is sent.
+    still_bad = json.dumps({"metric": "spo2", "value": "ninety-six", "measured_at": measured_at})
+    with pytest.raises(ApplicationError) as refused:
+        dead_letter_requeue(dead_letter_id=letter.pk, actor=operator, reason="typo", edited_body=still_bad)
+    assert "value" in refused.value.fields["readings"][0]
+    letter.refresh_from_db()
+    assert letter.status == DeadLetter.Status.DEAD
+
+    fixed = json.dumps({"metric": "spo2", "value": 96, "measured_at": measured_at})
+    dead_letter_requeue(
+        dead_letter_id=letter.pk, actor=operator, reason="value sent as text", edited_body=fixed
+    )
+
+    assert wait_until(lambda: SensorReading.objects.filter(device=sensor).exists(), timeout=30), (
+        mqtt_stack.worker_log.read_text()[-3000:]
+    )
+    assert SensorReading.objects.get(device=sensor).value == 96
+    # back through the bridge as the gateway's relay: the ledger still names the gateway
+    assert IngestMessage.objects.get(device=gateway).relayed_devices == 1
+    letter.refresh_from_db()
+    assert (letter.status, bytes(letter.body)) == (DeadLetter.Status.REQUEUED, fixed.encode())
+
+
+def test_a_publish_refused_as_ahead_of_the_clock_is_stored_when_requeued_as_it_is_later(
+    mqtt_stack, publishing_to_the_stacks_node
+):
+    device = DeviceFactory()
+    _, key = device_key_issue(device=device)
+    lead = BRIDGE_CLOCK_SKEW_SECONDS + 10
+    measured_at = datetime.now(UTC) + timedelta(seconds=lead)
+    payload = json.dumps({"metric": "heart_rate", "value": 64, "measured_at": measured_at.isoformat()})
+    letter = _refused_publish(mqtt_stack, device, key, f"devices/{device.serial_no}/readings", payload)
+    assert "measured_at" in json.loads(letter.error_message)["fields"]["readings"]["0"]
+
+    # Once the reading is no longer ahead of the bridge's clock, the same payload is valid.
+    time.sleep(max(0.0, (measured_at - datetime.now(UTC)).total_seconds() - BRIDGE_CLOCK_SKEW_SECONDS + 1))
+    operator = UserFactory(username="mqtt-operator-2", role=OPERATORS)
+    assert dead_letters_requeue_many(dead_letter_ids=[letter.pk], actor=operator) == 1
+
+    assert wait_until(lambda: SensorReading.objects.filter(device=device).exists(), timeout=30), (
+        mqtt_stack.worker_log.read_text()[-3000:]
+    )
+    assert SensorReading.objects.get(device=device).value == 64
+    assert DeadLetter.objects.get(pk=letter.pk).status == DeadLetter.Status.REQUEUED
 
 
 def test_a_revoked_key_is_refused_at_the_next_connect(mqtt_stack):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from ingest.mqtt.bridge import mqtt_payload_records
+from ingest.mqtt.payloads import mqtt_payload_records
 from ingest.mqtt.topics import DeviceTopic, device_topic_of
 
 
