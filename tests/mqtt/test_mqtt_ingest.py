@@ -214,8 +214,9 @@ def test_a_relayed_record_naming_another_device_than_the_topics_is_a_failed_mess
 
 @pytest.fixture
 def publishing_to_the_stacks_node(mqtt_stack, settings):
-    """This process's publisher (the console's requeue) talks to the stack's own node."""
+    """This process (the console's requeue) is a web server of the stack: MQTT on, its node."""
     settings.RABBITMQ_HOSTS = mqtt_stack.node.hosts
+    settings.MQTT_ENABLED = True
     publisher_reset()
     yield
     publisher_reset()
