@@ -32,6 +32,7 @@ from urllib.parse import quote, urlencode
 import pytest
 import redis
 from django.conf import settings
+from django.db.models import Count
 from django.utils import timezone
 from prometheus_client import CollectorRegistry
 from prometheus_client.parser import text_string_to_metric_families
@@ -178,16 +179,64 @@ def _body(number: int, readings: int = 1) -> str:
     )
 
 
+def _pipeline_state(scaled_out: ScaledOut) -> str:
+    """What to look at when accepted messages were not stored in time."""
+    vhost = quote(settings.RABBITMQ_VHOST, safe="")
+    queues = {
+        name: {key: details.get(key) for key in ("messages_ready", "messages_unacknowledged", "consumers")}
+        for name in (scaled_out.topology.queue, scaled_out.topology.dead_queue)
+        for details in [_management_request("GET", f"queues/{vhost}/{quote(name, safe='')}") or {}]
+    }
+    statuses = dict(IngestMessage.objects.values_list("status").annotate(count=Count("pk")).order_by())
+    logs = "\n".join(
+        f"--- {log.name}\n{log.read_text()[-1500:]}" for log in sorted(scaled_out.log_dir.glob("*.log"))
+    )
+    alive = [worker.pid for worker in scaled_out.workers if worker.poll() is None]
+    return f"ledger {statuses}; queues {queues}; workers alive {alive}\n{logs}"
+
+
+# The ids of the messages the servers accepted (202) in the running test.
+_accepted_ids: list[str] = []
+
+
+def _ingest_post(port: int, body: str, headers: dict) -> int:
+    status, _, answer = http_request(port, "POST", "/api/v1/ingest/", body, headers)
+    if status == 202:
+        _accepted_ids.append(json.loads(answer)["id"])  # list.append: safe from the posting threads
+    return status
+
+
 def _post_alternately(ports: list[int], headers: dict, count: int, start: int = 0) -> list[int]:
     """``count`` posts of one device, one after another, on each port in turn."""
     return [
-        http_request(ports[number % len(ports)], "POST", "/api/v1/ingest/", _body(start + number), headers)[0]
-        for number in range(count)
+        _ingest_post(ports[number % len(ports)], _body(start + number), headers) for number in range(count)
     ]
 
 
 def _processed() -> int:
     return IngestMessage.objects.filter(status=IngestMessage.Status.PROCESSED).count()
+
+
+def _unprocessed(message_ids: list[str]) -> int:
+    processed = IngestMessage.objects.filter(
+        message_id__in=message_ids, status=IngestMessage.Status.PROCESSED
+    )
+    return len(set(message_ids)) - processed.count()
+
+
+@pytest.fixture(autouse=True)
+def every_accepted_message_stored_before_the_next_test(committed_db, scaled_out):
+    """The workers outlive each test, and the customer's tables restart their ids after it:
+    a message still in flight when a test ends would fail on its deleted device, be
+    retried, and then be stored under the next test's device that got the same id,
+    counted among that test's messages and metrics. So each test waits, before its tables
+    are emptied, until every message it had accepted is stored."""
+    _accepted_ids.clear()
+    yield
+    assert wait_until(lambda: _unprocessed(_accepted_ids) == 0, timeout=60), (
+        f"{_unprocessed(_accepted_ids)} of the {len(_accepted_ids)} accepted not stored; "
+        + _pipeline_state(scaled_out)
+    )
 
 
 # --- rate limit -------------------------------------------------------------------------
@@ -367,7 +416,8 @@ def test_metrics_on_either_web_server_add_up_all_five_processes(scaled_out):
             for status in answers
         ]
     assert statuses == [202] * posts
-    assert wait_until(lambda: _processed() - processed_before == posts, timeout=60)
+    assert wait_until(lambda: _unprocessed(_accepted_ids) == 0, timeout=60), _pipeline_state(scaled_out)
+    assert _processed() - processed_before == posts  # and nothing else (no earlier test's message)
 
     # Each server accepted half the requests and no process consumed them all, yet each
     # server reports the totals of all of them.
@@ -414,13 +464,11 @@ def test_readings_are_stored_exactly_once_when_a_worker_is_killed_mid_stream(sca
     def post_part(numbers: range) -> None:
         def post_device(index: int) -> list[int]:
             return [
-                http_request(
+                _ingest_post(
                     scaled_out.web_ports[number % 2],
-                    "POST",
-                    "/api/v1/ingest/",
                     _body(index * 1000 + number, readings=readings_per_post),
                     devices[index][1],
-                )[0]
+                )
                 for number in numbers
             ]
 
