@@ -224,6 +224,12 @@ def test_an_edited_event_gets_the_ingest_apis_field_error_with_its_index(operato
 # --- a device's refused MQTT publish ---------------------------------------------------
 
 
+def _heart_rate(value) -> dict:
+    """One reading as a device publishes it bare on its readings topic."""
+    measured_at = timezone.now() - timedelta(minutes=1)
+    return {"metric": "heart_rate", "value": value, "measured_at": measured_at.isoformat()}
+
+
 def _refused_mqtt_publish(device, payload: dict) -> DeadLetter:
     body = json.dumps(payload).encode()
     return DeadLetterFactory(
@@ -238,7 +244,7 @@ def _refused_mqtt_publish(device, payload: dict) -> DeadLetter:
 
 def test_a_refused_mqtt_publish_is_offered_for_editing_as_the_devices_payload(operator_client):
     device = DeviceFactory()
-    payload = {"metric": "heart_rate", "value": "fast", "measured_at": timezone.now().isoformat()}
+    payload = _heart_rate("fast")
     dead = _refused_mqtt_publish(device, payload)
 
     page = operator_client.get(f"/console/failed/{dead.pk}/").content.decode()
@@ -251,14 +257,9 @@ def test_a_refused_mqtt_publish_is_offered_for_editing_as_the_devices_payload(op
 
 def test_an_mqtt_payload_edit_gets_the_bridges_field_errors_and_sends_nothing(operator_client, ingest_queue):
     device = DeviceFactory()
-    measured_at = (timezone.now() - timedelta(minutes=1)).isoformat()
-    dead = _refused_mqtt_publish(
-        device, {"metric": "heart_rate", "value": "fast", "measured_at": measured_at}
-    )
+    dead = _refused_mqtt_publish(device, _heart_rate("fast"))
 
-    response = requeue_edited(
-        operator_client, dead, {"metric": "heart_rate", "value": "faster", "measured_at": measured_at}
-    )
+    response = requeue_edited(operator_client, dead, _heart_rate("faster"))
 
     assert response.status_code == 400
     content = response.content.decode()
@@ -269,14 +270,9 @@ def test_an_mqtt_payload_edit_gets_the_bridges_field_errors_and_sends_nothing(op
 
 def test_an_mqtt_publish_whose_device_is_no_longer_active_cannot_be_edited(operator_client, ingest_queue):
     device = DeviceFactory(status="retired")
-    measured_at = (timezone.now() - timedelta(minutes=1)).isoformat()
-    dead = _refused_mqtt_publish(
-        device, {"metric": "heart_rate", "value": "fast", "measured_at": measured_at}
-    )
+    dead = _refused_mqtt_publish(device, _heart_rate("fast"))
 
-    response = requeue_edited(
-        operator_client, dead, {"metric": "heart_rate", "value": 70, "measured_at": measured_at}
-    )
+    response = requeue_edited(operator_client, dead, _heart_rate(70))
 
     assert response.status_code == 400
     assert "no active device publishes on" in html.unescape(response.content.decode())
@@ -286,10 +282,7 @@ def test_an_mqtt_publish_whose_device_is_no_longer_active_cannot_be_edited(opera
 def test_an_mqtt_publish_is_not_requeued_where_mqtt_is_off(operator_client, settings, ingest_queue):
     settings.MQTT_ENABLED = False
     device = DeviceFactory()
-    measured_at = (timezone.now() - timedelta(minutes=1)).isoformat()
-    dead = _refused_mqtt_publish(
-        device, {"metric": "heart_rate", "value": "fast", "measured_at": measured_at}
-    )
+    dead = _refused_mqtt_publish(device, _heart_rate("fast"))
 
     page = f"/console/failed/{dead.pk}/"
 
