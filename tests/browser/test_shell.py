@@ -57,10 +57,14 @@ def olivia(db):
 
 
 def _wait_for_refresh(page, selector: str = "#overview-panel") -> None:
-    """Until the live panel has been refreshed once more than it had been."""
+    """Until the live panel has been refreshed once more than it had been.
+
+    Read as an attribute on both sides: before the first refresh it is null here, and
+    ``dataset`` would give undefined, never equal to null, ending the wait at once.
+    """
     before = page.get_attribute(selector, "data-refreshed-at")
     page.wait_for_function(
-        "([selector, before]) => document.querySelector(selector).dataset.refreshedAt !== before",
+        "([selector, before]) => document.querySelector(selector).getAttribute('data-refreshed-at') !== before",
         arg=[selector, before],
         timeout=12_000,
     )

@@ -155,10 +155,20 @@
     currentNodes.slice(freshNodes.length).forEach(function (extra) { current.removeChild(extra); });
   }
 
+  // The page writes a panel inside its own indentation and the fragment comes without it.
+  // Whitespace at either end of a panel is not content; left in, it pairs every node with the
+  // one before it, so the first refresh would replace them all (focus and hover lost).
+  function trimBlankEnds(element) {
+    var blank = function (node) { return node && node.nodeType === 3 && !node.nodeValue.trim(); };
+    while (blank(element.firstChild)) element.removeChild(element.firstChild);
+    while (blank(element.lastChild)) element.removeChild(element.lastChild);
+  }
+
   // <div data-refresh-url="..." data-refresh-seconds="5">: updated in place, no page reload.
   // A fragment holding [data-refresh-done] (a finished job) ends the polling and says so.
   document.querySelectorAll("[data-refresh-url]").forEach(function (panel) {
     var seconds = Number(panel.dataset.refreshSeconds || 5);
+    trimBlankEnds(panel);
     var refreshedAt = new Date();
     var failure = "";
     if (!panel.hasAttribute("aria-live")) panel.setAttribute("aria-live", "polite");
@@ -199,6 +209,7 @@
         .then(function (html) {
           var fresh = document.createElement("div");
           fresh.innerHTML = html;
+          trimBlankEnds(fresh);
           morphChildren(panel, fresh);
           refreshAges(panel);
           refreshedAt = new Date();
