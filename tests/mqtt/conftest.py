@@ -38,7 +38,7 @@ def mqtt_stack(django_db_setup, django_db_blocker):
         "RABBITMQ_HOSTS": planned.hosts,
         "RABBITMQ_MANAGEMENT_URL": planned.node.management_url,
         "BROKER_AUTH_SECRET": secret,
-        "MQTT_ENABLED": "true",
+        "TEST_MQTT_ENABLED": "true",
     }
     with tempfile.TemporaryDirectory() as logs:
         worker_log = Path(logs) / "worker.log"
