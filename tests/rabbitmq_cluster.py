@@ -178,6 +178,19 @@ class RabbitCluster:
     def status(self) -> str:
         return self.run_script("status").stdout
 
+    def cli(self, node: int) -> str:
+        """A command prefix that runs a RabbitMQ program with node N's environment (the
+        script's ``run``), e.g. for deploy/rabbitmq_mqtt.sh's RABBITMQ_CLI."""
+        return f"{SCRIPT} run {node}"
+
+    def node_dir(self, node: int) -> Path:
+        """Node N's rabbitmq.conf, enabled_plugins, pid file, data and logs."""
+        return self.base_dir / f"node{node}"
+
+    def node_vm_pid(self, node: int) -> int:
+        """The pid of node N's Erlang VM, from its pid file (a restart changes it)."""
+        return int((self.node_dir(node) / "rabbitmq.pid").read_text().strip())
+
     def leftover_processes(self) -> list[int]:
         """Pids of any Erlang VM whose command line names one of this cluster's nodes."""
         pids = []
