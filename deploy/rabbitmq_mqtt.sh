@@ -94,6 +94,11 @@ current_block() { sed -n "${BLOCK_LINES}p" "$CONFIG_FILE" 2>/dev/null || true; }
 # The program listening on a TCP port, on any address ("mosquitto (pid 2960)"), or nothing.
 port_holder() {
     local port=$1 line
+    if ! command -v ss >/dev/null; then
+        # Without iproute2's ss: a listener on loopback at least, its program unnamed.
+        if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then echo "another program"; fi
+        return 0
+    fi
     line=$(ss -ltnpH "( sport = :$port )" 2>/dev/null | head -n 1)
     [[ -n $line ]] || return 0
     if [[ $line =~ users:\(\(\"([^\"]+)\",pid=([0-9]+) ]]; then

@@ -150,7 +150,22 @@ class RabbitCluster:
         if self.extra_config:
             self.extra_config_path.write_text(self.extra_config)
             self.extra_config_path.chmod(0o644)  # read by the script (root), never secret here
-        self.run_script("start")
+        try:
+            self.run_script("start")
+        except ClusterScriptError as error:
+            # The logs go with the dir when the caller stops the cluster: their end goes
+            # into the failure, where a node that crashed while booting says why.
+            raise ClusterScriptError(f"{error}\n{self.log_tails()}") from None
+
+    def log_tails(self, lines: int = 30) -> str:
+        tails = []
+        for log in sorted(self.base_dir.glob("node*/log/*.log")):
+            try:
+                tail = log.read_text(errors="replace").splitlines()[-lines:]
+            except OSError:
+                continue
+            tails.append(f"--- {log}\n" + "\n".join(tail))
+        return "\n".join(tails)
 
     def stop(self) -> None:
         """Kill every node and remove the dir; fails if any VM of this cluster survives."""
