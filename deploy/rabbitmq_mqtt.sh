@@ -160,6 +160,12 @@ restart_broker() {
 
 configure() {
     [[ -n ${BROKER_AUTH_SECRET:-} ]] || die "BROKER_AUTH_SECRET is empty: the broker's auth URLs need it"
+    if is_local_broker; then
+        # Asked first: the port is chosen by asking the broker which ports it holds.
+        [[ $(id -u) -eq 0 ]] || die "run as root: the local broker's files and node belong to root and rabbitmq"
+        rabbitmq rabbitmq-diagnostics -q check_running >/dev/null 2>&1 ||
+            die "the local RabbitMQ is not running (RABBITMQ_CLI=${RABBITMQ_CLI:-the installed programs})"
+    fi
     local port
     port=$(choose_port)
     local wanted
@@ -170,9 +176,6 @@ configure() {
         echo "$port"
         return
     fi
-    [[ $(id -u) -eq 0 ]] || die "run as root: the local broker's files and node belong to root and rabbitmq"
-    rabbitmq rabbitmq-diagnostics -q check_running >/dev/null 2>&1 ||
-        die "the local RabbitMQ is not running (RABBITMQ_CLI=${RABBITMQ_CLI:-the installed programs})"
 
     local plugins_before block_changed=false
     plugins_before=$(cat "$PLUGINS_FILE" 2>/dev/null || true)
