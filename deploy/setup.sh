@@ -15,6 +15,16 @@ apt_install() {
   as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@" >/dev/null
 }
 port_open() { (exec 3<>"/dev/tcp/$1/$2") 2>/dev/null; }
+# Sets KEY=VALUE in .env (replacing its line, or appending one) and in this shell.
+env_file_set() {
+  local key=$1 value=$2
+  if grep -q "^$key=" .env; then
+    sed -i "s|^$key=.*|$key=$value|" .env
+  else
+    echo "$key=$value" >> .env
+  fi
+  export "$key=$value"
+}
 wait_for_port() {
   local host=$1 port=$2 name=$3
   for _ in $(seq 1 60); do port_open "$host" "$port" && return 0; sleep 1; done
@@ -114,60 +124,37 @@ if [ -n "${RABBITMQ_MANAGEMENT_URL:-}" ] && command -v rabbitmq-plugins >/dev/nu
   rabbitmq-plugins enable rabbitmq_management >/dev/null || log "could not enable it; the console shows ready counts only"
 fi
 
-# --- MQTT through RabbitMQ (opt-in: MQTT_ENABLED=true in .env) ---------------------------
-# Enables rabbitmq_mqtt and rabbitmq_auth_backend_http on the LOCAL broker and points the
-# broker's auth at this web tier (docs/api.md, "MQTT"). Off by default because it changes
-# the machine's broker: its rabbitmq.conf gets a marked block and the broker is restarted
-# once when that block changes. A remote broker is configured by its own operators with
-# the same lines (printed here).
-mqtt_enabled=$(printf '%s' "${MQTT_ENABLED:-false}" | tr '[:upper:]' '[:lower:]')
+# --- MQTT through RabbitMQ (on unless MQTT_ENABLED=false) --------------------------------
+# deploy/rabbitmq_mqtt.sh enables rabbitmq_mqtt and rabbitmq_auth_backend_http on a LOCAL
+# broker and points its auth at this web tier (docs/api.md, "MQTT"): it writes a marked
+# block to the broker's rabbitmq.conf and restarts the broker once when something changed.
+# A remote broker is configured by its own operators with the lines it prints. The choices
+# made here (on, port, secret) are kept in .env, where run.sh and the worker read them.
+mqtt_enabled=$(printf '%s' "${MQTT_ENABLED:-true}" | tr '[:upper:]' '[:lower:]')
 if [ "$mqtt_enabled" = true ] || [ "$mqtt_enabled" = 1 ] || [ "$mqtt_enabled" = yes ]; then
   if [ -z "${BROKER_AUTH_SECRET:-}" ]; then
     log "adding a fresh BROKER_AUTH_SECRET to .env"
     BROKER_AUTH_SECRET=$(.venv/bin/python -c 'import secrets; print(secrets.token_urlsafe(32))')
-    export BROKER_AUTH_SECRET
-    if grep -q '^BROKER_AUTH_SECRET=' .env; then
-      sed -i "s|^BROKER_AUTH_SECRET=.*|BROKER_AUTH_SECRET=$BROKER_AUTH_SECRET|" .env
-    else
-      echo "BROKER_AUTH_SECRET=$BROKER_AUTH_SECRET" >> .env
-    fi
+    env_file_set BROKER_AUTH_SECRET "$BROKER_AUTH_SECRET"
   fi
-  auth_base="http://127.0.0.1:${WEB_PORT:-8000}/internal/broker-auth/$BROKER_AUTH_SECRET"
-  mqtt_block="# iot_care MQTT begin (deploy/setup.sh rewrites this block)
-auth_backends.1 = internal
-auth_backends.2 = http
-auth_http.http_method = post
-auth_http.user_path = $auth_base/user
-auth_http.vhost_path = $auth_base/vhost
-auth_http.resource_path = $auth_base/resource
-auth_http.topic_path = $auth_base/topic
-mqtt.listeners.tcp.1 = 0.0.0.0:${MQTT_PORT:-1883}
-mqtt.allow_anonymous = false
-mqtt.vhost = ${MQTT_VHOST:-/}
-mqtt.exchange = amq.topic
-# iot_care MQTT end"
-  if [ "$RABBITMQ_HOST" != 127.0.0.1 ] && [ "$RABBITMQ_HOST" != localhost ]; then
-    log "MQTT: the broker is remote; give it the plugins rabbitmq_mqtt rabbitmq_auth_backend_http and:"
-    printf '%s\n' "$mqtt_block" | sed "s|127.0.0.1:${WEB_PORT:-8000}|<this web host>:${WEB_PORT:-8000}|" >&2
-  elif [ "$(id -u)" -ne 0 ] && ! sudo -n true 2>/dev/null; then
-    log "MQTT: run setup as root (or with sudo) to configure the local broker"; exit 1
+  if [ "$RABBITMQ_HOST" = 127.0.0.1 ] || [ "$RABBITMQ_HOST" = localhost ]; then
+    if [ "$(id -u)" -ne 0 ] && ! sudo -n true 2>/dev/null; then
+      log "MQTT: run setup as root (or with sudo) to configure the local broker, or set MQTT_ENABLED=false"
+      exit 1
+    fi
+    mqtt_as=as_root
   else
-    conf=${RABBITMQ_CONFIG_FILE:-/etc/rabbitmq/rabbitmq.conf}
-    current=$(as_root sed -n '/^# iot_care MQTT begin/,/^# iot_care MQTT end/p' "$conf" 2>/dev/null || true)
-    if [ "$current" != "$mqtt_block" ]; then
-      log "MQTT: writing the broker's auth and listener settings to $conf"
-      as_root touch "$conf"
-      as_root sed -i '/^# iot_care MQTT begin/,/^# iot_care MQTT end/d' "$conf"
-      printf '%s\n' "$mqtt_block" | as_root tee -a "$conf" >/dev/null
-      as_root rabbitmq-plugins enable --offline rabbitmq_mqtt rabbitmq_auth_backend_http >/dev/null
-      # rabbitmq.conf is read at boot only: restart the broker once to apply the block.
-      log "MQTT: restarting the local RabbitMQ to apply it"
-      as_root rabbitmqctl stop >/dev/null 2>&1 || true
-      as_root rabbitmq-server -detached || true
-      wait_for_port "$RABBITMQ_HOST" "$RABBITMQ_PORT" RabbitMQ
-    fi
-    wait_for_port 127.0.0.1 "${MQTT_PORT:-1883}" "RabbitMQ's MQTT listener"
+    mqtt_as=  # a remote broker only gets its lines printed
   fi
+  # sudo passes no environment: the script is given what it reads, by name.
+  mqtt_port=$($mqtt_as env RABBITMQ_HOST="$RABBITMQ_HOST" WEB_PORT="${WEB_PORT:-8000}" \
+    BROKER_AUTH_SECRET="$BROKER_AUTH_SECRET" MQTT_PORT="${MQTT_PORT:-}" MQTT_VHOST="${MQTT_VHOST:-/}" \
+    ${RABBITMQ_CONFIG_FILE:+RABBITMQ_CONFIG_FILE="$RABBITMQ_CONFIG_FILE"} \
+    ${RABBITMQ_ENABLED_PLUGINS_FILE:+RABBITMQ_ENABLED_PLUGINS_FILE="$RABBITMQ_ENABLED_PLUGINS_FILE"} \
+    deploy/rabbitmq_mqtt.sh configure)
+  # Devices are given this port: once chosen it stays.
+  [ -n "${MQTT_PORT:-}" ] || env_file_set MQTT_PORT "$mqtt_port"
+  grep -q '^MQTT_ENABLED=' .env || env_file_set MQTT_ENABLED true
 fi
 
 # --- Redis (the device rate limit's counters; the tests use it too) ---------------------

@@ -150,7 +150,22 @@ class RabbitCluster:
         if self.extra_config:
             self.extra_config_path.write_text(self.extra_config)
             self.extra_config_path.chmod(0o644)  # read by the script (root), never secret here
-        self.run_script("start")
+        try:
+            self.run_script("start")
+        except ClusterScriptError as error:
+            # The logs go with the dir when the caller stops the cluster: their end goes
+            # into the failure, where a node that crashed while booting says why.
+            raise ClusterScriptError(f"{error}\n{self.log_tails()}") from None
+
+    def log_tails(self, lines: int = 30) -> str:
+        tails = []
+        for log in sorted(self.base_dir.glob("node*/log/*.log")):
+            try:
+                tail = log.read_text(errors="replace").splitlines()[-lines:]
+            except OSError:
+                continue
+            tails.append(f"--- {log}\n" + "\n".join(tail))
+        return "\n".join(tails)
 
     def stop(self) -> None:
         """Kill every node and remove the dir; fails if any VM of this cluster survives."""
@@ -177,6 +192,19 @@ class RabbitCluster:
 
     def status(self) -> str:
         return self.run_script("status").stdout
+
+    def cli(self, node: int) -> str:
+        """A command prefix that runs a RabbitMQ program with node N's environment (the
+        script's ``run``), e.g. for deploy/rabbitmq_mqtt.sh's RABBITMQ_CLI."""
+        return f"{SCRIPT} run {node}"
+
+    def node_dir(self, node: int) -> Path:
+        """Node N's rabbitmq.conf, enabled_plugins, pid file, data and logs."""
+        return self.base_dir / f"node{node}"
+
+    def node_vm_pid(self, node: int) -> int:
+        """The pid of node N's Erlang VM, from its pid file (a restart changes it)."""
+        return int((self.node_dir(node) / "rabbitmq.pid").read_text().strip())
 
     def leftover_processes(self) -> list[int]:
         """Pids of any Erlang VM whose command line names one of this cluster's nodes."""

@@ -23,6 +23,11 @@ DATABASES.pop("replica", None)  # noqa: F405
 if DATABASE_REPLICA_URL:
     DATABASES["replica"] = replica_database(DATABASE_REPLICA_URL)  # noqa: F405
 
+# No MQTT bridge from a developer's .env (setup turns MQTT on there): every worker a test
+# starts would also consume from the machine's broker. The MQTT tests turn it on for the
+# processes they start (TEST_MQTT_ENABLED).
+MQTT_ENABLED = env.bool("TEST_MQTT_ENABLED", default=False)
+
 SECRET_KEY = SECRET_KEY or "insecure-test-only-key-never-used-in-production"  # noqa: F405
 WHITENOISE_AUTOREFRESH = True  # no collectstatic before tests
 # Short retry delays so that a poison message reaches the dead letters within seconds.

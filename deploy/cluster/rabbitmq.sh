@@ -11,6 +11,9 @@
 #   deploy/cluster/rabbitmq.sh stop_app NODE    rabbitmqctl stop_app on one node (VM stays up)
 #   deploy/cluster/rabbitmq.sh start_app NODE   rabbitmqctl start_app on one node
 #   deploy/cluster/rabbitmq.sh status           which nodes run, and the cluster status
+#   deploy/cluster/rabbitmq.sh run NODE PROGRAM [ARGS]  a RabbitMQ program (rabbitmqctl,
+#       rabbitmq-plugins, rabbitmq-diagnostics, rabbitmq-server) with that node's
+#       environment, e.g. for deploy/rabbitmq_mqtt.sh's RABBITMQ_CLI
 #   deploy/cluster/rabbitmq.sh env              the settings a client needs, e.g.
 #       RABBITMQ_HOSTS=127.0.0.1:5701,127.0.0.1:5702,127.0.0.1:5703
 #       RABBITMQ_MANAGEMENT_URL=http://127.0.0.1:15701,http://127.0.0.1:15702,http://127.0.0.1:15703
@@ -553,6 +556,12 @@ main() {
         status)
             require_root
             print_status
+            ;;
+        run)
+            require_root
+            require_node "${1:-}"
+            [[ -n ${2:-} ]] || die "run needs a program (rabbitmqctl, rabbitmq-plugins, ...)"
+            as_node "$@"
             ;;
         env) print_env ;;
         "" | -h | --help | help)

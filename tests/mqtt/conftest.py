@@ -40,7 +40,7 @@ def mqtt_stack(django_db_setup, django_db_blocker):
         "RABBITMQ_HOSTS": planned.hosts,
         "RABBITMQ_MANAGEMENT_URL": planned.node.management_url,
         "BROKER_AUTH_SECRET": secret,
-        "MQTT_ENABLED": "true",
+        "TEST_MQTT_ENABLED": "true",
         # Short, so that a reading refused as ahead of the clock becomes valid within a test.
         "INGEST_MAX_CLOCK_SKEW": str(BRIDGE_CLOCK_SKEW_SECONDS),
     }

@@ -6,39 +6,41 @@ names and a directory of its own: the machine's broker is never touched.
 
 from __future__ import annotations
 
+import os
+import subprocess
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 
 import paho.mqtt.client as mqtt
 
 from tests.rabbitmq_cluster import RabbitCluster
 from tests.web import free_port
 
+MQTT_SCRIPT = Path(__file__).resolve().parents[2] / "deploy" / "rabbitmq_mqtt.sh"
 MQTT_PLUGINS = ("rabbitmq_management", "rabbitmq_mqtt", "rabbitmq_auth_backend_http")
 
 
 def broker_auth_config(*, web_url: str, secret: str, mqtt_port: int) -> str:
-    """The rabbitmq.conf lines of an MQTT node: internal users first (the product's own
-    AMQP user), then the web tier's endpoints for everyone else (the devices)."""
-    base = f"{web_url}/internal/broker-auth/{secret}"
-    return "\n".join(
-        [
-            "auth_backends.1 = internal",
-            "auth_backends.2 = http",
-            "auth_http.http_method = post",
-            f"auth_http.user_path = {base}/user",
-            f"auth_http.vhost_path = {base}/vhost",
-            f"auth_http.resource_path = {base}/resource",
-            f"auth_http.topic_path = {base}/topic",
-            f"mqtt.listeners.tcp.1 = 127.0.0.1:{mqtt_port}",
-            "mqtt.allow_anonymous = false",
-            "mqtt.vhost = /",
-            "mqtt.exchange = amq.topic",
-            "",
-        ]
-    )
+    """The rabbitmq.conf lines of an MQTT node, as deploy/rabbitmq_mqtt.sh writes them for a
+    broker: internal users first (the product's own AMQP user), then the web tier's
+    endpoints for everyone else (the devices)."""
+    return subprocess.run(
+        [str(MQTT_SCRIPT), "block"],
+        env={
+            **os.environ,
+            "BROKER_AUTH_WEB_URL": web_url,
+            "BROKER_AUTH_SECRET": secret,
+            "MQTT_PORT": str(mqtt_port),
+            "MQTT_VHOST": "/",
+        },
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=30,
+    ).stdout
 
 
 @dataclass
