@@ -88,6 +88,7 @@ class RabbitCluster:
         size: int = len(NODES),
         plugins: tuple[str, ...] = DEFAULT_PLUGINS,
         extra_config: str = "",
+        script_settings: dict[str, str] | None = None,
     ) -> None:
         self.base_dir = base_dir
         self.name = name
@@ -97,6 +98,7 @@ class RabbitCluster:
         self.nodes = tuple(range(1, size + 1))
         self.plugins = plugins
         self.extra_config = extra_config
+        self.script_settings = script_settings or {}  # more IOT_CARE_RMQ_* for the script
 
     @classmethod
     def for_this_run(cls, **options) -> RabbitCluster:
@@ -127,6 +129,7 @@ class RabbitCluster:
             "IOT_CARE_RMQ_CLUSTER_BASE_PORT": str(self.base_port),
             "IOT_CARE_RMQ_CLUSTER_SIZE": str(len(self.nodes)),
             "IOT_CARE_RMQ_PLUGINS": " ".join(self.plugins),
+            **self.script_settings,
         }
         if self.extra_config:
             environment["IOT_CARE_RMQ_EXTRA_CONFIG"] = str(self.extra_config_path)

@@ -29,6 +29,9 @@
 #   IOT_CARE_RMQ_PLUGINS=rabbitmq_management    plugins every node enables (space-separated)
 #   IOT_CARE_RMQ_EXTRA_CONFIG=                  a file whose lines are appended to every node's
 #       rabbitmq.conf (e.g. the MQTT listener and the HTTP auth backend of the MQTT tests)
+#   IOT_CARE_RMQ_BIN=/usr/lib/rabbitmq/bin      where rabbitmq-server, rabbitmqctl ... are
+#   IOT_CARE_RMQ_VM_APPEAR_SECONDS=15           how long a VM may take to appear after
+#       `rabbitmq-server -detached` returned before the node counts as crashed
 # Several clusters (parallel test runs) coexist when each has its own dir, name and base port.
 # Users are the broker defaults (guest/guest, which RabbitMQ allows from loopback only).
 #
@@ -70,9 +73,12 @@ readonly EXTRA_CONFIG="${IOT_CARE_RMQ_EXTRA_CONFIG:-}"
 NODES=()
 for ((number = 1; number <= CLUSTER_SIZE; number++)); do NODES+=("$number"); done
 readonly NODES
-readonly RABBITMQ_BIN=/usr/lib/rabbitmq/bin
+# Where the RabbitMQ programs are (the Debian package's place unless told otherwise).
+readonly RABBITMQ_BIN=${IOT_CARE_RMQ_BIN:-/usr/lib/rabbitmq/bin}
 # A node boots in a few seconds; a cluster member waiting for its peers' tables takes longer.
 readonly BOOT_TIMEOUT_SECONDS=120
+# How long `rabbitmq-server -detached` may take to leave a running VM behind (wait_booted).
+readonly VM_APPEAR_SECONDS=${IOT_CARE_RMQ_VM_APPEAR_SECONDS:-15}
 # Written by a clean `stop`: the data is a consistent cluster that `start` may resume.
 readonly CLEAN_STOP_MARKER="$CLUSTER_DIR/stopped-cleanly"
 
@@ -302,12 +308,19 @@ boot_node() {
 }
 
 wait_booted() {
-    local node=$1 deadline=$((SECONDS + BOOT_TIMEOUT_SECONDS))
+    local node=$1 deadline=$((SECONDS + BOOT_TIMEOUT_SECONDS)) vm_seen=false
+    local vm_due=$((SECONDS + VM_APPEAR_SECONDS))
     # The VM writes its pid file early in its boot. A VM that dies before that would leave
     # `rabbitmqctl wait` waiting for the file until its timeout, so watch the VM meanwhile.
+    # `-detached` returns before the VM exists (the launcher scripts exec erl, which spawns
+    # it; on a loaded machine that takes seconds): no VM yet is not a crash until one was
+    # seen, or none came within VM_APPEAR_SECONDS.
     until [[ -s $(pid_file "$node") ]]; do
-        [[ -n $(vm_pids_named "$(node_name "$node")") ]] ||
+        if [[ -n $(vm_pids_named "$(node_name "$node")") ]]; then
+            vm_seen=true
+        elif $vm_seen || ((SECONDS >= vm_due)); then
             die "node $node crashed while booting; see $(node_dir "$node")/log"
+        fi
         ((SECONDS < deadline)) || die "node $node did not start; see $(node_dir "$node")/log"
         sleep 0.2
     done

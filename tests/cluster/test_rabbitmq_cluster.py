@@ -6,9 +6,12 @@ tests does not matter. Timings are printed (``-s`` shows them)."""
 
 from __future__ import annotations
 
+import shutil
 import subprocess
+import tempfile
 import time
 import uuid
+from pathlib import Path
 
 import pika
 import pytest
@@ -164,3 +167,30 @@ def test_script_without_a_subcommand_prints_its_usage():
     result = subprocess.run([str(SCRIPT)], capture_output=True, text=True, timeout=30)
     assert result.returncode != 0
     assert "start NODE" in result.stderr
+
+
+def test_a_node_whose_vm_appears_only_after_the_launcher_returned_is_waited_for():
+    """`rabbitmq-server -detached` returns before its VM exists; on a loaded machine the VM
+    can take seconds to appear. That is a slow boot, not a crash (a crash is a VM that was
+    seen and is gone, or none at all for IOT_CARE_RMQ_VM_APPEAR_SECONDS)."""
+    real = Path("/usr/lib/rabbitmq/bin")
+    # Under /tmp: the nodes run as the rabbitmq user, who cannot read root's pytest dirs.
+    slow_bin = Path(tempfile.mkdtemp(prefix="iotcare-slow-launcher-", dir="/tmp"))
+    slow_bin.chmod(0o755)
+    for program in real.iterdir():
+        (slow_bin / program.name).symlink_to(program)
+    launcher = slow_bin / "rabbitmq-server"
+    launcher.unlink()
+    launcher.write_text(f'#!/bin/sh\n( sleep 3; exec {real}/rabbitmq-server "$@" ) &\n')
+    launcher.chmod(0o755)
+    node = RabbitCluster.for_this_run(size=1, script_settings={"IOT_CARE_RMQ_BIN": str(slow_bin)})
+    try:
+        started = time.monotonic()
+        node.start()
+        assert time.monotonic() - started >= 3
+        node.connection(1).close()
+    finally:
+        try:
+            node.stop()
+        finally:
+            shutil.rmtree(slow_bin)
