@@ -30,7 +30,7 @@ from django.db import DatabaseError, close_old_connections, connections
 from core.errors import ApplicationError
 from ingest.grpc import ingest_stream_pb2 as pb
 from ingest.grpc import ingest_stream_pb2_grpc as pb_grpc
-from ingest.grpc.access import CallRefused, call_device, device_rate_admit
+from ingest.grpc.access import CallRefused, call_device, device_chunks_admit
 from ingest.grpc.chunks import ChunkIdMissing, chunk_errors, chunk_key, stream_chunks_accept
 from ingest.models import Device
 from ingest.services.ingestion import CHUNKS_PER_GROUP
@@ -70,16 +70,10 @@ def _accept_in_pool(sender: Device, chunks: list[pb.IngestChunk]) -> _GroupAnswe
     # between requests: drop it when it has aged or broken.
     close_old_connections()
     # Each chunk counts as one request against the device's rate, before anything of it is
-    # queued. Counted here rather than as chunks arrive: the cache's round trips of
-    # several groups then overlap instead of queueing behind each other.
-    admitted, refusal = [], None
-    for chunk in chunks:
-        try:
-            device_rate_admit(device=sender)
-        except CallRefused as over_rate:
-            refusal = over_rate
-            break
-        admitted.append(chunk)
+    # queued: the group's chunks in one round trip to the cache, counted here rather than
+    # as chunks arrive so that the round trips of several groups overlap.
+    admitted_count, refusal = device_chunks_admit(device=sender, chunks=len(chunks))
+    admitted = chunks[:admitted_count]
     results = []
     for chunk, outcome in zip(admitted, stream_chunks_accept(sender=sender, chunks=admitted), strict=True):
         result = pb.ChunkResult()
