@@ -1,11 +1,13 @@
 """The ``IngestStream`` servicer: many chunks in flight, answers in the order sent.
 
 A reader thread takes the client's chunks as they arrive; whatever has arrived goes, as
-one group (one ledger query, every message in flight at once), to the process's pool of
-publishing threads, and further groups follow while earlier ones await their confirms:
-up to GRPC_STREAM_WINDOW chunks are unanswered at a time. The call's own thread answers
-them strictly in order: a chunk is answered only once every earlier one was, so
-"acknowledged up to N" is all a client has to remember to resume after a disconnect.
+one group (one rate count, one ledger query, every message in flight at once), to the
+process's pool of publishing threads, which validate it and hand it to the broker. The
+next group is prepared while earlier ones await their confirms: up to GRPC_STREAM_WINDOW
+chunks are unanswered at a time. The call's own thread waits for each group's confirms
+and answers its chunks strictly in order: a chunk is answered only once every earlier
+one was, so "acknowledged up to N" is all a client has to remember to resume after a
+disconnect.
 
 A stream ends with a status only for what concerns the whole stream: a bad key
 (UNAUTHENTICATED), an inactive device (PERMISSION_DENIED), a chunk without an id
@@ -31,7 +33,13 @@ from core.errors import ApplicationError
 from ingest.grpc import ingest_stream_pb2 as pb
 from ingest.grpc import ingest_stream_pb2_grpc as pb_grpc
 from ingest.grpc.access import CallRefused, call_device, device_chunks_admit
-from ingest.grpc.chunks import ChunkIdMissing, chunk_errors, chunk_key, stream_chunks_accept
+from ingest.grpc.chunks import (
+    ChunkIdMissing,
+    StreamChunksPublishing,
+    chunk_errors,
+    chunk_key,
+    stream_chunks_publish,
+)
 from ingest.models import Device
 from ingest.services.ingestion import CHUNKS_PER_GROUP
 
@@ -42,15 +50,17 @@ _CALL_REFUSED_STATUS = {
     "permission_denied": grpc.StatusCode.PERMISSION_DENIED,
     "rate": grpc.StatusCode.RESOURCE_EXHAUSTED,
 }
-# Groups of chunks of one stream being validated and published at once (see _dispatch).
-GROUPS_IN_FLIGHT = 3
+# Groups of chunks of one stream being validated and handed to the broker at once (see
+# _dispatch); any number more may be awaiting their confirms.
+GROUPS_PREPARING = 2
 # How often waiting threads look whether the call is still alive.
 _POLL_SECONDS = 0.5
 
 
 @dataclass(frozen=True)
 class _StreamEnd:
-    """What the reader saw instead of another chunk: the end of input, or a refusal."""
+    """Where the stream's chunks end: the end of input, or a refusal (a chunk without an id,
+    the device's rate)."""
 
     status: grpc.StatusCode | None = None
     message: str = ""
@@ -59,23 +69,19 @@ class _StreamEnd:
 
 @dataclass(frozen=True)
 class _GroupAnswer:
-    """A group's answers, in order; ``refusal`` when a chunk after them was over the rate."""
+    """A group's answers, in order, to be given once ``publishing`` is confirmed."""
 
     results: list[pb.ChunkResult]
-    refusal: CallRefused | None = None
+    publishing: StreamChunksPublishing
 
 
-def _accept_in_pool(sender: Device, chunks: list[pb.IngestChunk]) -> _GroupAnswer:
+def _publish_in_pool(sender: Device, chunks: list[pb.IngestChunk]) -> _GroupAnswer:
     # Pool threads keep their database connection between groups, like a web thread
     # between requests: drop it when it has aged or broken.
     close_old_connections()
-    # Each chunk counts as one request against the device's rate, before anything of it is
-    # queued: the group's chunks in one round trip to the cache, counted here rather than
-    # as chunks arrive so that the round trips of several groups overlap.
-    admitted_count, refusal = device_chunks_admit(device=sender, chunks=len(chunks))
-    admitted = chunks[:admitted_count]
+    publishing = stream_chunks_publish(sender=sender, chunks=chunks)
     results = []
-    for chunk, outcome in zip(admitted, stream_chunks_accept(sender=sender, chunks=admitted), strict=True):
+    for chunk, outcome in zip(chunks, publishing.outcomes, strict=True):
         result = pb.ChunkResult()
         if chunk.WhichOneof("chunk_id") == "seq":
             result.seq = chunk.seq
@@ -86,7 +92,7 @@ def _accept_in_pool(sender: Device, chunks: list[pb.IngestChunk]) -> _GroupAnswe
         else:
             result.message_id = str(outcome.message_id)
         results.append(result)
-    return _GroupAnswer(results, refusal)
+    return _GroupAnswer(results, publishing)
 
 
 class IngestStreamServicer(pb_grpc.IngestStreamServicer):
@@ -164,10 +170,6 @@ class _OrderedStream:
                 for result in answer.results:
                     yield result
                     self.window.release()
-                if answer.refusal is not None:
-                    retry_after = f"{answer.refusal.retry_after:.0f}"
-                    self.context.set_trailing_metadata((("retry-after", retry_after),))
-                    self.context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, answer.refusal.message)
         finally:
             self.stopped.set()
 
@@ -188,7 +190,10 @@ class _OrderedStream:
 
     def _answer_of(self, future: Future) -> _GroupAnswer:
         try:
-            return future.result(timeout=max(0.0, self.deadline - time.monotonic()) + _POLL_SECONDS)
+            answer = future.result(timeout=max(0.0, self.deadline - time.monotonic()) + _POLL_SECONDS)
+            # Bounded by the publisher's own timeout (RABBITMQ_PUBLISH_TIMEOUT_SECONDS).
+            answer.publishing.confirmed()
+            return answer
         except ApplicationError as error:
             # broker_unavailable (no confirm) or database_unavailable: retry later, as a 503.
             self.context.set_trailing_metadata((("retry-after", str(error.retry_after or 5)),))
@@ -221,17 +226,18 @@ class _OrderedStream:
         self.arrived.put(end)
 
     def _dispatch(self) -> None:
-        # Few groups in flight at once: chunks that arrive meanwhile wait and go out as one
-        # larger group, so a fast client gets large groups (one ledger query and one
-        # pipelined publish for many chunks) and a slow one is answered chunk by chunk.
-        groups_in_flight = threading.Semaphore(GROUPS_IN_FLIGHT)
+        # Few groups prepared at once: chunks that arrive meanwhile wait and go out as one
+        # larger group, so a fast client gets large groups (one rate count, one ledger query
+        # and one pipelined publish for many chunks) and a slow one is answered chunk by
+        # chunk. A group's confirms are awaited by the answering thread, not here.
+        groups_preparing = threading.Semaphore(GROUPS_PREPARING)
         while not self.stopped.is_set():
-            if not groups_in_flight.acquire(timeout=_POLL_SECONDS):
+            if not groups_preparing.acquire(timeout=_POLL_SECONDS):
                 continue
             try:
                 item = self.arrived.get(timeout=_POLL_SECONDS)
             except queue.Empty:
-                groups_in_flight.release()
+                groups_preparing.release()
                 continue
             group: list[pb.IngestChunk] = []
             while not isinstance(item, _StreamEnd):
@@ -242,12 +248,24 @@ class _OrderedStream:
                     item = self.arrived.get_nowait()
                 except queue.Empty:
                     break
-            if group:
-                future = self.servicer.pool.submit(_accept_in_pool, self.sender, group)
-                future.add_done_callback(lambda _future: groups_in_flight.release())
+            # Each chunk counts as one request against the device's rate before anything of
+            # it is queued; the group's chunks in one round trip, here, so that they are
+            # counted in the order sent and none after a refused one is admitted.
+            admitted, refusal = 0, None
+            try:
+                if group:
+                    admitted, refusal = device_chunks_admit(device=self.sender, chunks=len(group))
+            except Exception:
+                logger.exception("counting a gRPC stream's chunks against the device rate failed")
+                item = _StreamEnd(grpc.StatusCode.INTERNAL, "The server failed counting the chunks.")
+            if admitted:
+                future = self.servicer.pool.submit(_publish_in_pool, self.sender, group[:admitted])
+                future.add_done_callback(lambda _future: groups_preparing.release())
                 self.pending.put(future)
             else:
-                groups_in_flight.release()
+                groups_preparing.release()
+            if refusal is not None:
+                item = _StreamEnd(grpc.StatusCode.RESOURCE_EXHAUSTED, refusal.message, refusal.retry_after)
             if isinstance(item, _StreamEnd):
                 self.pending.put(item)
                 return

@@ -162,14 +162,27 @@ def test_over_the_device_rate_is_resource_exhausted_with_retry_after(stub, inges
     caches["default"].delete(f"rate:device:{{{device.id}}}")
     code, answered, error = _status_of(stub, [reading_chunk(seq) for seq in range(4)], api_key_metadata(key))
     assert code == grpc.StatusCode.RESOURCE_EXHAUSTED
-    # Exactly the rate's two chunks were queued (the second's confirm may still be on its
-    # way when the stream ends); answered in order are those before the first refused one
-    # (chunks of groups in flight together are counted concurrently).
-    assert wait_until(lambda: queue_depth(ingest_queue.queue) == 2, timeout=5)
+    # Exactly the rate's two chunks were queued, and answered: chunks are counted in the
+    # order sent, and the refusal ends the stream after the answers of those before it.
+    assert queue_depth(ingest_queue.queue) == 2
     time.sleep(0.5)
     assert queue_depth(ingest_queue.queue) == 2
-    assert [result.seq for result in answered] in ([0, 1], [0])
+    assert [result.seq for result in answered] == [0, 1]
     assert int(dict(error.trailing_metadata())["retry-after"]) >= 1
+
+
+def test_chunks_are_counted_against_the_rate_in_the_order_sent(stub, ingest_queue, settings):
+    """Many chunks in flight at once: the rate's worth are admitted, and they are the first ones."""
+    settings.INGEST_DEVICE_RATE = "25/minute"
+    device, key = _device_and_key()
+    caches["default"].delete(f"rate:device:{{{device.id}}}")
+
+    code, answered, error = _status_of(stub, [reading_chunk(seq) for seq in range(60)], api_key_metadata(key))
+
+    assert code == grpc.StatusCode.RESOURCE_EXHAUSTED
+    assert [result.seq for result in answered] == list(range(25))
+    time.sleep(0.5)
+    assert queue_depth(ingest_queue.queue) == 25
 
 
 def test_a_broker_that_does_not_confirm_is_unavailable(stub, ingest_queue, settings):
