@@ -219,7 +219,9 @@ class PendingConfirms:
                 self._confirmed.add(pending.message.message_id)
             elif self._error is None:
                 self._error = error
-            if self._in_flight <= self._refill_at:
+            # Wake the waiter only when what it waits for may have come: room for the next
+            # slice, or, once everything was handed over, the last outcome.
+            if self._in_flight == 0 or (not self._exhausted and self._in_flight <= self._refill_at):
                 self._changed.notify()
 
     def hand_over(self) -> None:

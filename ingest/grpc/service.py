@@ -50,9 +50,9 @@ _CALL_REFUSED_STATUS = {
     "permission_denied": grpc.StatusCode.PERMISSION_DENIED,
     "rate": grpc.StatusCode.RESOURCE_EXHAUSTED,
 }
-# Groups of chunks of one stream being validated and handed to the broker at once (see
-# _dispatch); any number more may be awaiting their confirms.
-GROUPS_PREPARING = 2
+# Groups of chunks of one stream dispatched and not yet answered (see _dispatch): one being
+# answered while the next is validated and confirmed.
+GROUPS_UNANSWERED = 2
 # How often waiting threads look whether the call is still alive.
 _POLL_SECONDS = 0.5
 
@@ -135,9 +135,10 @@ class IngestStreamServicer(pb_grpc.IngestStreamServicer):
 
 
 class _OrderedStream:
-    """Three threads per stream: the reader takes chunks off the wire; the dispatcher hands
-    whatever chunks have arrived, as one group, to the publishing pool (many groups in
-    flight); the call's own thread answers the groups' chunks in order."""
+    """Three threads per stream: the reader takes chunks off the wire; the dispatcher counts
+    whatever chunks have arrived against the rate and hands them, as one group, to the
+    publishing pool, which validates them and hands them to the broker; the call's own
+    thread waits for each group's confirms and answers its chunks in order."""
 
     def __init__(self, servicer: IngestStreamServicer, sender: Device, request_iterator, context) -> None:
         self.servicer = servicer
@@ -150,6 +151,7 @@ class _OrderedStream:
         # Groups' futures in the order the chunks came, then one _StreamEnd.
         self.pending: queue.Queue[Future | _StreamEnd] = queue.Queue()
         self.stopped = threading.Event()
+        self.groups_unanswered = threading.Semaphore(GROUPS_UNANSWERED)
         remaining = context.time_remaining()
         limit = settings.GRPC_STREAM_MAX_SECONDS
         self.deadline = time.monotonic() + (min(remaining, limit) if remaining is not None else limit)
@@ -170,6 +172,7 @@ class _OrderedStream:
                 for result in answer.results:
                     yield result
                     self.window.release()
+                self.groups_unanswered.release()
         finally:
             self.stopped.set()
 
@@ -226,18 +229,20 @@ class _OrderedStream:
         self.arrived.put(end)
 
     def _dispatch(self) -> None:
-        # Few groups prepared at once: chunks that arrive meanwhile wait and go out as one
+        # Few groups unanswered at once: chunks that arrive meanwhile wait and go out as one
         # larger group, so a fast client gets large groups (one rate count, one ledger query
         # and one pipelined publish for many chunks) and a slow one is answered chunk by
-        # chunk. A group's confirms are awaited by the answering thread, not here.
-        groups_preparing = threading.Semaphore(GROUPS_PREPARING)
+        # chunk. Bounding groups until they are answered, not just until they are handed
+        # to the broker, matters: answering is the slowest step (one gRPC send per chunk),
+        # and chunks dispatched as soon as a confirm freed room would go out one by one,
+        # each paying a whole group's round trips.
         while not self.stopped.is_set():
-            if not groups_preparing.acquire(timeout=_POLL_SECONDS):
+            if not self.groups_unanswered.acquire(timeout=_POLL_SECONDS):
                 continue
             try:
                 item = self.arrived.get(timeout=_POLL_SECONDS)
             except queue.Empty:
-                groups_preparing.release()
+                self.groups_unanswered.release()
                 continue
             group: list[pb.IngestChunk] = []
             while not isinstance(item, _StreamEnd):
@@ -260,10 +265,9 @@ class _OrderedStream:
                 item = _StreamEnd(grpc.StatusCode.INTERNAL, "The server failed counting the chunks.")
             if admitted:
                 future = self.servicer.pool.submit(_publish_in_pool, self.sender, group[:admitted])
-                future.add_done_callback(lambda _future: groups_preparing.release())
                 self.pending.put(future)
             else:
-                groups_preparing.release()
+                self.groups_unanswered.release()
             if refusal is not None:
                 item = _StreamEnd(grpc.StatusCode.RESOURCE_EXHAUSTED, refusal.message, refusal.retry_after)
             if isinstance(item, _StreamEnd):
