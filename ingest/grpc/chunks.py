@@ -2,10 +2,11 @@
 
 The records pass the HTTP API's own rules: a chunk of readings alone, whose fields the
 protobuf already typed, through ``typed_readings_validate``; any other chunk, and any
-chunk that rules refuse, through the serializer itself (``DeviceRecordsSerializer``, with
+chunk those rules refuse, through the serializer itself (``DeviceRecordsSerializer``, with
 the sender in its context, as the gateway rules need), which words the errors as HTTP
-does. Then they go through the accept path that file import uses: a content-derived message id, over (sender, client chunk id, records),
-so a chunk sent again after a disconnect is the same message and the ledger stores it once.
+does. Then they go through the accept path that file import uses: a content-derived
+message id, over (sender, client chunk id, records), so a chunk sent again after a
+disconnect is the same message and the ledger stores it once.
 """
 
 from __future__ import annotations
