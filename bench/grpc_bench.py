@@ -7,7 +7,8 @@ answer is 202). HTTP posts one chunk per request, one after another on one kept-
 connection to gunicorn (gunicorn.conf.py); gRPC sends them all on one stream to
 ``serve_grpc``, which keeps up to GRPC_STREAM_WINDOW in flight and answers in order.
 No worker runs: what is measured is accepting, not storing. Numbers are printed, never
-asserted.
+asserted: each round's, then the median of each side (and the best), with the load
+average, since a shared machine's noise is worth seeing beside them.
 
     .venv/bin/python bench/grpc_bench.py --chunks 200 --chunk 1000
 
@@ -21,6 +22,7 @@ import argparse
 import http.client
 import os
 import socket
+import statistics
 import subprocess
 import sys
 import time
@@ -120,7 +122,10 @@ def main() -> None:
         "--chunk", type=int, default=1000, help="readings per chunk (INGEST_MAX_RECORDS at most)"
     )
     parser.add_argument(
-        "--rounds", type=int, default=3, help="alternating rounds; the best of each side is printed"
+        "--rounds",
+        type=int,
+        default=3,
+        help="alternating rounds; the median (and best) of each side is printed",
     )
     parser.add_argument(
         "--database-url",
@@ -146,6 +151,9 @@ def main() -> None:
         _wait_for_port(grpc_port, server, "serve_grpc")
         base = datetime.now(UTC) - timedelta(days=1)
         http_rates, grpc_rates = [], []
+        print(
+            f"load average (1, 5, 15 min) at the start: {', '.join(f'{load:.2f}' for load in os.getloadavg())}"
+        )
         # Warm both up (connections, key caches, the publisher) outside the timing.
         http_run([common.readings_body_at(base, args.chunk, 0)], key)
         grpc_run(grpc_port, _grpc_chunks(1, args.chunk, base, 10**9, first_offset=0), key)
@@ -164,14 +172,17 @@ def main() -> None:
                 f"gRPC {grpc_rates[-1]:,.0f} readings/s",
                 flush=True,
             )
-        best_http, best_grpc = max(http_rates), max(grpc_rates)
+        median_http, median_grpc = statistics.median(http_rates), statistics.median(grpc_rates)
         print(
-            f"\n{args.chunks} chunks of {args.chunk} readings, confirmed by the broker, best of {args.rounds}:\n"
-            f"  HTTP, one kept-alive connection: {best_http:,.0f} readings/s "
-            f"({best_http / args.chunk:,.1f} requests/s)\n"
-            f"  gRPC, one stream:                {best_grpc:,.0f} readings/s "
-            f"({best_grpc / args.chunk:,.1f} chunks/s)\n"
-            f"  gRPC / HTTP: {best_grpc / best_http:.2f}x"
+            f"\n{args.chunks} chunks of {args.chunk} readings, confirmed by the broker, "
+            f"median of {args.rounds} rounds (best in brackets):\n"
+            f"  HTTP, one kept-alive connection: {median_http:,.0f} readings/s "
+            f"({median_http / args.chunk:,.1f} requests/s) [{max(http_rates):,.0f}]\n"
+            f"  gRPC, one stream:                {median_grpc:,.0f} readings/s "
+            f"({median_grpc / args.chunk:,.1f} chunks/s) [{max(grpc_rates):,.0f}]\n"
+            f"  gRPC / HTTP: {median_grpc / median_http:.2f}x "
+            f"(best {max(grpc_rates) / max(http_rates):.2f}x)\n"
+            f"  load average (1, 5, 15 min) at the end: {', '.join(f'{load:.2f}' for load in os.getloadavg())}"
         )
     finally:
         common.stop(server)

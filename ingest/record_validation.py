@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import math
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -66,26 +67,54 @@ def unit_parse(value: Any) -> str | None:
     return value
 
 
+@dataclass(frozen=True)
+class InstantWindow:
+    """The record times accepted at ``now``: the settings read once for a whole list of records."""
+
+    latest: datetime
+    earliest: datetime
+    skew_seconds: int
+    max_age_days: int
+
+    @classmethod
+    def at(cls, now: datetime) -> InstantWindow:
+        skew_seconds = settings.INGEST_MAX_CLOCK_SKEW_SECONDS
+        max_age_days = settings.INGEST_MAX_AGE_DAYS
+        return cls(
+            latest=now + timedelta(seconds=skew_seconds),
+            earliest=now - timedelta(days=max_age_days),
+            skew_seconds=skew_seconds,
+            max_age_days=max_age_days,
+        )
+
+    def parse(self, value: Any) -> datetime:
+        """ISO 8601 with an explicit zone, not too far in the future nor too old."""
+        if not isinstance(value, str):
+            raise InvalidValue("Must be an ISO 8601 date-time string.")
+        try:
+            instant = datetime.fromisoformat(value)
+        except ValueError:
+            raise InvalidValue(
+                "Datetime has wrong format. Use ISO 8601, e.g. 2026-11-23T07:00:00Z."
+            ) from None
+        return self.check(instant)
+
+    def check(self, instant: datetime) -> datetime:
+        if instant.tzinfo is None:
+            raise InvalidValue("Must include a time zone (e.g. 'Z' or '+01:00').")
+        if instant > self.latest:
+            raise InvalidValue(f"Is more than {self.skew_seconds} s in the future.")
+        if instant < self.earliest:
+            raise InvalidValue(f"Is more than {self.max_age_days} days old.")
+        return instant
+
+
 def instant_parse(value: Any, *, now: datetime) -> datetime:
     """ISO 8601 with an explicit zone, not too far in the future nor too old."""
-    if not isinstance(value, str):
-        raise InvalidValue("Must be an ISO 8601 date-time string.")
-    try:
-        instant = datetime.fromisoformat(value)
-    except ValueError:
-        raise InvalidValue("Datetime has wrong format. Use ISO 8601, e.g. 2026-11-23T07:00:00Z.") from None
-    if instant.tzinfo is None:
-        raise InvalidValue("Must include a time zone (e.g. 'Z' or '+01:00').")
-    skew = settings.INGEST_MAX_CLOCK_SKEW_SECONDS
-    if instant > now + timedelta(seconds=skew):
-        raise InvalidValue(f"Is more than {skew} s in the future.")
-    max_age_days = settings.INGEST_MAX_AGE_DAYS
-    if instant < now - timedelta(days=max_age_days):
-        raise InvalidValue(f"Is more than {max_age_days} days old.")
-    return instant
+    return InstantWindow.at(now).parse(value)
 
 
-def reading_validate(item: Any, *, now: datetime) -> tuple[dict | None, dict | None]:
+def reading_validate(item: Any, *, window: InstantWindow) -> tuple[dict | None, dict | None]:
     """One reading: ``(reading, None)`` when valid, ``(None, {field: [reason]})`` when not."""
     if not isinstance(item, dict):
         return None, {"non_field_errors": ["Must be a JSON object."]}
@@ -94,7 +123,7 @@ def reading_validate(item: Any, *, now: datetime) -> tuple[dict | None, dict | N
     for field, parse in (
         ("metric", name_parse),
         ("value", finite_number_parse),
-        ("measured_at", lambda value: instant_parse(value, now=now)),
+        ("measured_at", window.parse),
     ):
         if field not in item:
             errors[field] = [REQUIRED]
@@ -110,6 +139,48 @@ def reading_validate(item: Any, *, now: datetime) -> tuple[dict | None, dict | N
     return (None, errors) if errors else (reading, None)
 
 
+# A reading whose fields arrived with their types (a gRPC chunk's): metric, value, unit,
+# and measured_at as text or as an aware datetime; None for a field that was not sent.
+TypedReading = tuple[str | None, float | None, str | None, str | datetime | None]
+
+
+def typed_readings_validate(readings: Iterable[TypedReading], *, now: datetime) -> list[dict] | None:
+    """Readings alone, by ``DeviceRecordsSerializer``'s rules, without a JSON-shaped dict each.
+
+    The same parse functions as ``reading_validate``, so the same rules and limits. Returns
+    what the serializer's ``validated_data["readings"]`` would be, or None when it would
+    refuse anything (a reading, an empty list, more than INGEST_MAX_RECORDS): the caller
+    then asks the serializer, which alone words errors, so that they are the same whatever
+    the entrance. Records naming a ``device`` (a gateway's) go to the serializer too.
+    """
+    window = InstantWindow.at(now)
+    # A device repeats a few metrics and units: each distinct one is checked once.
+    metrics: set[str] = set()
+    units: set[str | None] = {None}
+    validated = []
+    try:
+        for metric, value, unit, measured_at in readings:
+            if metric not in metrics:
+                metrics.add(name_parse(metric))
+            if unit not in units:
+                units.add(unit_parse(unit))
+            validated.append(
+                {
+                    "metric": metric,
+                    "value": finite_number_parse(value),
+                    "measured_at": window.parse(measured_at)
+                    if isinstance(measured_at, str | None)
+                    else window.check(measured_at),
+                    "unit": unit,
+                }
+            )
+    except InvalidValue:
+        return None
+    if not 0 < len(validated) <= settings.INGEST_MAX_RECORDS:
+        return None
+    return validated
+
+
 @extend_schema_field(ReadingDocSerializer(many=True))
 class ReadingsField(serializers.Field):
     """A list of readings (see ``reading_validate``)."""
@@ -117,10 +188,10 @@ class ReadingsField(serializers.Field):
     def to_internal_value(self, data):
         if not isinstance(data, list):
             raise serializers.ValidationError("Must be a list of readings.")
-        now = timezone.now()
+        window = InstantWindow.at(timezone.now())
         readings, errors = [], {}
         for index, item in enumerate(data):
-            reading, item_errors = reading_validate(item, now=now)
+            reading, item_errors = reading_validate(item, window=window)
             if item_errors:
                 errors[index] = item_errors
             else:
@@ -271,7 +342,7 @@ def device_records_split(data: dict) -> RecordsSplit:
     For sources that cannot be asked to resend (collection, file import): the valid
     records go on, each invalid one is reported with its reasons.
     """
-    now = timezone.now()
+    window = InstantWindow.at(timezone.now())
     readings, events, rejections = [], [], []
     raw_readings = data.get("readings") or []
     raw_events = data.get("events") or []
@@ -288,7 +359,7 @@ def device_records_split(data: dict) -> RecordsSplit:
             ],
         )
     for index, item in enumerate(raw_readings):
-        reading, errors = reading_validate(item, now=now)
+        reading, errors = reading_validate(item, window=window)
         if errors:
             rejections.append({"kind": "reading", "index": index, "errors": errors})
         else:

@@ -29,7 +29,7 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 
 import pika
@@ -162,62 +162,20 @@ class ConfirmedPublisher:
         gone: the rest would only fail too); the ones already in flight are waited for.
         The caller acts only on the ids returned: those, and only those, were confirmed.
         """
-        timeout = settings.RABBITMQ_PUBLISH_TIMEOUT_SECONDS
-        loop = self._running_loop()
-        state = _BatchState()
+        return self.publish_many_start(messages, window=window).wait()
 
-        def on_outcome(pending: _Pending, error: str | None) -> None:
-            with state.changed:
-                state.in_flight -= 1
-                if error is None:
-                    state.confirmed.add(pending.message.message_id)
-                elif state.error is None:
-                    state.error = error
-                if state.in_flight <= state.refill_at:
-                    state.changed.notify()
+    def publish_many_start(
+        self, messages: Iterable[OutgoingMessage], *, window: int = PUBLISH_MANY_WINDOW
+    ) -> PendingConfirms:
+        """``publish_many`` without the wait: the first ``window`` messages are handed over now.
 
-        # Hand messages over in slices as the window frees up: one wake-up of the I/O
-        # thread per slice, not per message.
-        state.refill_at = max(0, window - max(1, window // 4))
-        messages = iter(messages)
-        latest_deadline = time.monotonic()
-        exhausted = False
-        while not exhausted:
-            with state.changed:
-                if not self._wait_for(state, lambda: state.in_flight <= state.refill_at, latest_deadline):
-                    break
-                if state.error is not None:
-                    break
-                room = window - state.in_flight
-            latest_deadline = time.monotonic() + timeout
-            batch = []
-            for message in messages:
-                batch.append(_Pending(message, latest_deadline, on_outcome))
-                if len(batch) >= room:
-                    break
-            else:
-                exhausted = True
-            if batch:
-                with state.changed:
-                    state.in_flight += len(batch)
-                loop.submit(batch)
-        with state.changed:
-            self._wait_for(state, lambda: state.in_flight == 0, latest_deadline)
-            error = state.error
-            confirmed = set(state.confirmed)
-        return confirmed, (BrokerUnavailable(error) if error is not None else None)
-
-    @staticmethod
-    def _wait_for(state: _BatchState, ready: Callable[[], bool], latest_deadline: float) -> bool:
-        """Wait (holding ``state.changed``) until ``ready()``; False if the I/O thread went quiet."""
-        while not ready():
-            remaining = latest_deadline + CALLER_GRACE_SECONDS - time.monotonic()
-            if remaining <= 0:
-                if state.error is None:
-                    state.error = "the publisher did not answer in time"
-                return False
-            state.changed.wait(remaining)
-        return True
+        The caller goes on (validating the next records, say) while the broker confirms,
+        and calls ``wait()`` on the result, which hands over the rest and returns what
+        ``publish_many`` returns. Nothing is confirmed to anyone before ``wait()`` says so.
+        """
+        pending = PendingConfirms(self._running_loop(), iter(messages), window)
+        pending.hand_over()
+        return pending
 
     def close(self) -> None:
         """Stop the I/O thread; messages still waiting get BrokerUnavailable."""
@@ -239,13 +197,79 @@ class ConfirmedPublisher:
             return self._loop
 
 
-@dataclass(eq=False)
-class _BatchState:
-    changed: threading.Condition = field(default_factory=threading.Condition)
-    in_flight: int = 0
-    refill_at: int = 0
-    confirmed: set[str] = field(default_factory=set)
-    error: str | None = None
+class PendingConfirms:
+    """Messages of one ``publish_many``: handed to the I/O thread in slices, then their confirms awaited."""
+
+    def __init__(self, loop: _ConnectionLoop, messages: Iterator[OutgoingMessage], window: int) -> None:
+        self._loop = loop
+        self._messages = messages
+        self._window = window
+        self._timeout = settings.RABBITMQ_PUBLISH_TIMEOUT_SECONDS
+        # Hand messages over in slices as the window frees up: one wake-up of the I/O
+        # thread per slice, not per message.
+        self._refill_at = max(0, window - max(1, window // 4))
+        self._changed = threading.Condition()
+        self._in_flight = 0
+        self._confirmed: set[str] = set()
+        self._error: str | None = None
+        self._exhausted = False
+        self._latest_deadline = time.monotonic()
+
+    def _on_outcome(self, pending: _Pending, error: str | None) -> None:
+        with self._changed:
+            self._in_flight -= 1
+            if error is None:
+                self._confirmed.add(pending.message.message_id)
+            elif self._error is None:
+                self._error = error
+            # Wake the waiter only when what it waits for may have come: room for the next
+            # slice, or, once everything was handed over, the last outcome.
+            if self._in_flight == 0 or (not self._exhausted and self._in_flight <= self._refill_at):
+                self._changed.notify()
+
+    def hand_over(self) -> None:
+        """Hand over as many more messages as the window has room for (none after a failure)."""
+        with self._changed:
+            if self._error is not None:
+                self._exhausted = True
+                return
+            room = self._window - self._in_flight
+        self._latest_deadline = time.monotonic() + self._timeout
+        batch = []
+        for message in self._messages:
+            batch.append(_Pending(message, self._latest_deadline, self._on_outcome))
+            if len(batch) >= room:
+                break
+        else:
+            self._exhausted = True
+        if batch:
+            with self._changed:
+                self._in_flight += len(batch)
+            self._loop.submit(batch)
+
+    def wait(self) -> tuple[set[str], BrokerUnavailable | None]:
+        """Hand over the rest as confirms free the window; return the confirmed ids and the first error."""
+        while not self._exhausted:
+            with self._changed:
+                if not self._wait_for(lambda: self._in_flight <= self._refill_at):
+                    break
+            self.hand_over()
+        with self._changed:
+            self._wait_for(lambda: self._in_flight == 0)
+            error = self._error
+            confirmed = set(self._confirmed)
+        return confirmed, (BrokerUnavailable(error) if error is not None else None)
+
+    def _wait_for(self, ready: Callable[[], bool]) -> bool:
+        """Wait (holding ``_changed``) until ``ready()``; False if the I/O thread went quiet."""
+        while not ready():
+            remaining = self._latest_deadline + CALLER_GRACE_SECONDS - time.monotonic()
+            if remaining <= 0:
+                if self._error is None:
+                    self._error = "the publisher did not answer in time"
+                return False
+            self._changed.wait(remaining)
+        return True
 
 
 class _ConnectionLoop:
@@ -634,6 +658,11 @@ def get_publisher() -> ConfirmedPublisher:
         return _publisher
 
 
+def publish_many_start(messages: Iterable[OutgoingMessage]) -> PendingConfirms:
+    """Hand many messages to the process's connection and return at once; see ``ConfirmedPublisher.publish_many_start``."""
+    return get_publisher().publish_many_start(messages)
+
+
 def publish_many_confirmed(messages: Iterable[OutgoingMessage]) -> tuple[set[str], BrokerUnavailable | None]:
     """Publish many messages, pipelined on the process's connection; see ``ConfirmedPublisher.publish_many``.
 
@@ -656,7 +685,9 @@ __all__ = [
     "BrokerUnavailable",
     "ConfirmedPublisher",
     "OutgoingMessage",
+    "PendingConfirms",
     "get_publisher",
     "publish_many_confirmed",
+    "publish_many_start",
     "publisher_reset",
 ]

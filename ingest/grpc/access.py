@@ -13,7 +13,7 @@ from rest_framework import exceptions
 
 from ingest.authentication import DeviceKeyAuthentication, IsActiveDevice
 from ingest.models import Device
-from ingest.throttling import DeviceRateThrottle
+from ingest.throttling import device_requests_admit
 
 
 @dataclass
@@ -48,11 +48,15 @@ def call_device(*, metadata) -> Device:
     return request.user
 
 
-def device_rate_admit(*, device: Device) -> None:
-    """Count one chunk against the device's rate, as one HTTP request is counted."""
-    throttle = DeviceRateThrottle()
-    if not throttle.allow_request(_CallAsRequest(user=device), None):
-        wait = throttle.wait()
-        raise CallRefused(
-            "rate", f"Over the device's rate; retry in {wait:.0f} s.", retry_after=max(1.0, wait)
-        )
+def device_chunks_admit(*, device: Device, chunks: int) -> tuple[int, CallRefused | None]:
+    """Count chunks against the device's rate, each as one HTTP request, in one round trip.
+
+    Returns how many of them (the first ones) were admitted, and the refusal of the rest.
+    """
+    decision = device_requests_admit(device=device, requests=chunks)
+    if decision.allowed:
+        return decision.admitted, None
+    wait = max(1.0, decision.retry_after_seconds)
+    return decision.admitted, CallRefused(
+        "rate", f"Over the device's rate; retry in {wait:.0f} s.", retry_after=wait
+    )

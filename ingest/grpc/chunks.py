@@ -1,9 +1,12 @@
 """One chunk of a stream, from its protobuf form to a confirmed message (or its field errors).
 
-The records go through the HTTP API's own serializer (``DeviceRecordsSerializer``, with the
-sender in its context, as the gateway rules need) and then through the accept path that
-file import uses: a content-derived message id, over (sender, client chunk id, records),
-so a chunk sent again after a disconnect is the same message and the ledger stores it once.
+The records pass the HTTP API's own rules: a chunk of readings alone, whose fields the
+protobuf already typed, through ``typed_readings_validate``; any other chunk, and any
+chunk those rules refuse, through the serializer itself (``DeviceRecordsSerializer``, with
+the sender in its context, as the gateway rules need), which words the errors as HTTP
+does. Then they go through the accept path that file import uses: a content-derived
+message id, over (sender, client chunk id, records), so a chunk sent again after a
+disconnect is the same message and the ledger stores it once.
 """
 
 from __future__ import annotations
@@ -15,13 +18,19 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC
 
+from django.utils import timezone
 from google.protobuf.json_format import MessageToDict
 
 from ingest.grpc import ingest_stream_pb2 as pb
 from ingest.json_input import json_parse
 from ingest.models import Device
-from ingest.record_validation import DeviceRecordsSerializer
-from ingest.services.ingestion import RecordsChunk, content_message_id, records_chunks_accept_once
+from ingest.record_validation import DeviceRecordsSerializer, TypedReading, typed_readings_validate
+from ingest.services.ingestion import (
+    ChunkGroupPublishing,
+    RecordsChunk,
+    chunk_group_publish_once,
+    content_message_id,
+)
 
 
 class ChunkIdMissing(ValueError):
@@ -56,6 +65,49 @@ def reading_dict(reading: pb.Reading) -> dict:
     if measured_time is not None:
         item["measured_at"] = measured_time.ToDatetime(tzinfo=UTC).isoformat()
     return item
+
+
+def typed_readings(chunk: pb.IngestChunk) -> list[TypedReading] | None:
+    """The chunk's readings as typed fields, or None if it needs the serializer (events, a relayed device)."""
+    if chunk.events:
+        return None
+    typed = []
+    for reading in chunk.readings:
+        if reading.HasField("device"):
+            return None
+        measured = reading.WhichOneof("measured")
+        if measured == "measured_at":
+            measured_at = reading.measured_at
+        elif measured == "measured_time":
+            measured_at = reading.measured_time.ToDatetime(tzinfo=UTC)
+        else:
+            measured_at = None
+        typed.append(
+            (
+                reading.metric if reading.HasField("metric") else None,
+                reading.value if reading.HasField("value") else None,
+                reading.unit if reading.HasField("unit") else None,
+                measured_at,
+            )
+        )
+    return typed
+
+
+def chunk_records_validate(*, sender: Device, chunk: pb.IngestChunk) -> tuple[dict | None, dict | None]:
+    """``(validated records, None)`` as the serializer's ``validated_data``, or ``(None, field errors)``."""
+    typed = typed_readings(chunk)
+    if typed is not None:
+        readings = typed_readings_validate(typed, now=timezone.now())
+        if readings is not None:
+            return {"readings": readings, "events": []}, None
+    data = {
+        "readings": [reading_dict(reading) for reading in chunk.readings],
+        "events": [event_dict(event) for event in chunk.events],
+    }
+    serializer = DeviceRecordsSerializer(data=data, context={"device": sender})
+    if not serializer.is_valid():
+        return None, serializer.errors
+    return serializer.validated_data, None
 
 
 def event_dict(event: pb.Event) -> dict:
@@ -119,24 +171,37 @@ def stream_chunk_message_id(*, sender: Device, chunk: pb.IngestChunk) -> uuid.UU
     return content_message_id(origin=f"grpc:{sender.id}:{chunk_key(chunk)}:{digest}", readings=[], events=[])
 
 
-def stream_chunks_accept(*, sender: Device, chunks: list[pb.IngestChunk]) -> list[ChunkOutcome]:
-    """Validate each chunk like an HTTP request; queue the valid ones, each under its content id.
+@dataclass(frozen=True)
+class StreamChunksPublishing:
+    """A group of a stream's chunks, validated and handed to the broker."""
 
-    One outcome per chunk, in order: its message id once the broker confirmed it (or the
-    ledger says it was stored before), or its field errors. The valid chunks go out
-    together (one ledger query, all in flight at once). Raises ApplicationError (503) if
-    the broker did not confirm all of them: none is answered, and all are sent again.
+    outcomes: list[ChunkOutcome]
+    publishing: ChunkGroupPublishing | None
+
+    def confirmed(self) -> list[ChunkOutcome]:
+        """One outcome per chunk, in order, once the broker confirmed every queued one.
+
+        Raises ApplicationError (503) if it did not confirm all of them: none is to be
+        answered, and all are sent again.
+        """
+        if self.publishing is not None:
+            self.publishing.accepted()
+        return self.outcomes
+
+
+def stream_chunks_publish(*, sender: Device, chunks: list[pb.IngestChunk]) -> StreamChunksPublishing:
+    """Validate each chunk like an HTTP request; hand the valid ones to the broker, each under its content id.
+
+    An outcome per chunk: the message id it is queued (or was stored before) under, or
+    its field errors. The valid chunks go out together (one ledger query, all in flight at
+    once); their ids count only once ``confirmed()`` returned.
     """
     outcomes: list[ChunkOutcome] = []
     accepted: list[RecordsChunk] = []
     for chunk in chunks:
-        data = {
-            "readings": [reading_dict(reading) for reading in chunk.readings],
-            "events": [event_dict(event) for event in chunk.events],
-        }
-        serializer = DeviceRecordsSerializer(data=data, context={"device": sender})
-        if not serializer.is_valid():
-            outcomes.append(ChunkOutcome(errors=serializer.errors))
+        records, errors = chunk_records_validate(sender=sender, chunk=chunk)
+        if errors is not None:
+            outcomes.append(ChunkOutcome(errors=errors))
             continue
         message_id = stream_chunk_message_id(sender=sender, chunk=chunk)
         outcomes.append(ChunkOutcome(message_id=message_id))
@@ -144,11 +209,9 @@ def stream_chunks_accept(*, sender: Device, chunks: list[pb.IngestChunk]) -> lis
             RecordsChunk(
                 device=sender,
                 origin=f"grpc:{sender.id}",
-                readings=serializer.validated_data["readings"],
-                events=serializer.validated_data["events"],
+                readings=records["readings"],
+                events=records["events"],
                 message_id=message_id,
             )
         )
-    if accepted:
-        records_chunks_accept_once(chunks=accepted)
-    return outcomes
+    return StreamChunksPublishing(outcomes, chunk_group_publish_once(chunks=accepted) if accepted else None)

@@ -1,11 +1,13 @@
 """The ``IngestStream`` servicer: many chunks in flight, answers in the order sent.
 
 A reader thread takes the client's chunks as they arrive; whatever has arrived goes, as
-one group (one ledger query, every message in flight at once), to the process's pool of
-publishing threads, and further groups follow while earlier ones await their confirms:
-up to GRPC_STREAM_WINDOW chunks are unanswered at a time. The call's own thread answers
-them strictly in order: a chunk is answered only once every earlier one was, so
-"acknowledged up to N" is all a client has to remember to resume after a disconnect.
+one group (one rate count, one ledger query, every message in flight at once), to the
+process's pool of publishing threads, which validate it and hand it to the broker. The
+next group is prepared while earlier ones await their confirms: up to GRPC_STREAM_WINDOW
+chunks are unanswered at a time. The call's own thread waits for each group's confirms
+and answers its chunks strictly in order: a chunk is answered only once every earlier
+one was, so "acknowledged up to N" is all a client has to remember to resume after a
+disconnect.
 
 A stream ends with a status only for what concerns the whole stream: a bad key
 (UNAUTHENTICATED), an inactive device (PERMISSION_DENIED), a chunk without an id
@@ -30,8 +32,14 @@ from django.db import DatabaseError, close_old_connections, connections
 from core.errors import ApplicationError
 from ingest.grpc import ingest_stream_pb2 as pb
 from ingest.grpc import ingest_stream_pb2_grpc as pb_grpc
-from ingest.grpc.access import CallRefused, call_device, device_rate_admit
-from ingest.grpc.chunks import ChunkIdMissing, chunk_errors, chunk_key, stream_chunks_accept
+from ingest.grpc.access import CallRefused, call_device, device_chunks_admit
+from ingest.grpc.chunks import (
+    ChunkIdMissing,
+    StreamChunksPublishing,
+    chunk_errors,
+    chunk_key,
+    stream_chunks_publish,
+)
 from ingest.models import Device
 from ingest.services.ingestion import CHUNKS_PER_GROUP
 
@@ -42,15 +50,17 @@ _CALL_REFUSED_STATUS = {
     "permission_denied": grpc.StatusCode.PERMISSION_DENIED,
     "rate": grpc.StatusCode.RESOURCE_EXHAUSTED,
 }
-# Groups of chunks of one stream being validated and published at once (see _dispatch).
-GROUPS_IN_FLIGHT = 3
+# Groups of chunks of one stream dispatched and not yet answered (see _dispatch): one being
+# answered while the next is validated and confirmed.
+GROUPS_UNANSWERED = 2
 # How often waiting threads look whether the call is still alive.
 _POLL_SECONDS = 0.5
 
 
 @dataclass(frozen=True)
 class _StreamEnd:
-    """What the reader saw instead of another chunk: the end of input, or a refusal."""
+    """Where the stream's chunks end: the end of input, or a refusal (a chunk without an id,
+    the device's rate)."""
 
     status: grpc.StatusCode | None = None
     message: str = ""
@@ -59,29 +69,19 @@ class _StreamEnd:
 
 @dataclass(frozen=True)
 class _GroupAnswer:
-    """A group's answers, in order; ``refusal`` when a chunk after them was over the rate."""
+    """A group's answers, in order, to be given once ``publishing`` is confirmed."""
 
     results: list[pb.ChunkResult]
-    refusal: CallRefused | None = None
+    publishing: StreamChunksPublishing
 
 
-def _accept_in_pool(sender: Device, chunks: list[pb.IngestChunk]) -> _GroupAnswer:
+def _publish_in_pool(sender: Device, chunks: list[pb.IngestChunk]) -> _GroupAnswer:
     # Pool threads keep their database connection between groups, like a web thread
     # between requests: drop it when it has aged or broken.
     close_old_connections()
-    # Each chunk counts as one request against the device's rate, before anything of it is
-    # queued. Counted here rather than as chunks arrive: the cache's round trips of
-    # several groups then overlap instead of queueing behind each other.
-    admitted, refusal = [], None
-    for chunk in chunks:
-        try:
-            device_rate_admit(device=sender)
-        except CallRefused as over_rate:
-            refusal = over_rate
-            break
-        admitted.append(chunk)
+    publishing = stream_chunks_publish(sender=sender, chunks=chunks)
     results = []
-    for chunk, outcome in zip(admitted, stream_chunks_accept(sender=sender, chunks=admitted), strict=True):
+    for chunk, outcome in zip(chunks, publishing.outcomes, strict=True):
         result = pb.ChunkResult()
         if chunk.WhichOneof("chunk_id") == "seq":
             result.seq = chunk.seq
@@ -92,7 +92,7 @@ def _accept_in_pool(sender: Device, chunks: list[pb.IngestChunk]) -> _GroupAnswe
         else:
             result.message_id = str(outcome.message_id)
         results.append(result)
-    return _GroupAnswer(results, refusal)
+    return _GroupAnswer(results, publishing)
 
 
 class IngestStreamServicer(pb_grpc.IngestStreamServicer):
@@ -135,9 +135,10 @@ class IngestStreamServicer(pb_grpc.IngestStreamServicer):
 
 
 class _OrderedStream:
-    """Three threads per stream: the reader takes chunks off the wire; the dispatcher hands
-    whatever chunks have arrived, as one group, to the publishing pool (many groups in
-    flight); the call's own thread answers the groups' chunks in order."""
+    """Three threads per stream: the reader takes chunks off the wire; the dispatcher counts
+    whatever chunks have arrived against the rate and hands them, as one group, to the
+    publishing pool, which validates them and hands them to the broker; the call's own
+    thread waits for each group's confirms and answers its chunks in order."""
 
     def __init__(self, servicer: IngestStreamServicer, sender: Device, request_iterator, context) -> None:
         self.servicer = servicer
@@ -150,6 +151,7 @@ class _OrderedStream:
         # Groups' futures in the order the chunks came, then one _StreamEnd.
         self.pending: queue.Queue[Future | _StreamEnd] = queue.Queue()
         self.stopped = threading.Event()
+        self.groups_unanswered = threading.Semaphore(GROUPS_UNANSWERED)
         remaining = context.time_remaining()
         limit = settings.GRPC_STREAM_MAX_SECONDS
         self.deadline = time.monotonic() + (min(remaining, limit) if remaining is not None else limit)
@@ -170,10 +172,7 @@ class _OrderedStream:
                 for result in answer.results:
                     yield result
                     self.window.release()
-                if answer.refusal is not None:
-                    retry_after = f"{answer.refusal.retry_after:.0f}"
-                    self.context.set_trailing_metadata((("retry-after", retry_after),))
-                    self.context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, answer.refusal.message)
+                self.groups_unanswered.release()
         finally:
             self.stopped.set()
 
@@ -194,7 +193,10 @@ class _OrderedStream:
 
     def _answer_of(self, future: Future) -> _GroupAnswer:
         try:
-            return future.result(timeout=max(0.0, self.deadline - time.monotonic()) + _POLL_SECONDS)
+            answer = future.result(timeout=max(0.0, self.deadline - time.monotonic()) + _POLL_SECONDS)
+            # Bounded by the publisher's own timeout (RABBITMQ_PUBLISH_TIMEOUT_SECONDS).
+            answer.publishing.confirmed()
+            return answer
         except ApplicationError as error:
             # broker_unavailable (no confirm) or database_unavailable: retry later, as a 503.
             self.context.set_trailing_metadata((("retry-after", str(error.retry_after or 5)),))
@@ -227,17 +229,20 @@ class _OrderedStream:
         self.arrived.put(end)
 
     def _dispatch(self) -> None:
-        # Few groups in flight at once: chunks that arrive meanwhile wait and go out as one
-        # larger group, so a fast client gets large groups (one ledger query and one
-        # pipelined publish for many chunks) and a slow one is answered chunk by chunk.
-        groups_in_flight = threading.Semaphore(GROUPS_IN_FLIGHT)
+        # Few groups unanswered at once: chunks that arrive meanwhile wait and go out as one
+        # larger group, so a fast client gets large groups (one rate count, one ledger query
+        # and one pipelined publish for many chunks) and a slow one is answered chunk by
+        # chunk. Bounding groups until they are answered, not just until they are handed
+        # to the broker, matters: answering is the slowest step (one gRPC send per chunk),
+        # and chunks dispatched as soon as a confirm freed room would go out one by one,
+        # each paying a whole group's round trips.
         while not self.stopped.is_set():
-            if not groups_in_flight.acquire(timeout=_POLL_SECONDS):
+            if not self.groups_unanswered.acquire(timeout=_POLL_SECONDS):
                 continue
             try:
                 item = self.arrived.get(timeout=_POLL_SECONDS)
             except queue.Empty:
-                groups_in_flight.release()
+                self.groups_unanswered.release()
                 continue
             group: list[pb.IngestChunk] = []
             while not isinstance(item, _StreamEnd):
@@ -248,12 +253,23 @@ class _OrderedStream:
                     item = self.arrived.get_nowait()
                 except queue.Empty:
                     break
-            if group:
-                future = self.servicer.pool.submit(_accept_in_pool, self.sender, group)
-                future.add_done_callback(lambda _future: groups_in_flight.release())
+            # Each chunk counts as one request against the device's rate before anything of
+            # it is queued; the group's chunks in one round trip, here, so that they are
+            # counted in the order sent and none after a refused one is admitted.
+            admitted, refusal = 0, None
+            try:
+                if group:
+                    admitted, refusal = device_chunks_admit(device=self.sender, chunks=len(group))
+            except Exception:
+                logger.exception("counting a gRPC stream's chunks against the device rate failed")
+                item = _StreamEnd(grpc.StatusCode.INTERNAL, "The server failed counting the chunks.")
+            if admitted:
+                future = self.servicer.pool.submit(_publish_in_pool, self.sender, group[:admitted])
                 self.pending.put(future)
             else:
-                groups_in_flight.release()
+                self.groups_unanswered.release()
+            if refusal is not None:
+                item = _StreamEnd(grpc.StatusCode.RESOURCE_EXHAUSTED, refusal.message, refusal.retry_after)
             if isinstance(item, _StreamEnd):
                 self.pending.put(item)
                 return

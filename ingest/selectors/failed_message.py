@@ -20,7 +20,13 @@ from ingest.json_input import JsonInputError, json_parse
 from ingest.messages import DEVICE_BATCH, FailureEnvelope, UndecodableMessage, message_decode
 from ingest.models import DeadLetter, DeadLetterAction, Device, IngestMessage, SensorReading
 from ingest.mqtt.payloads import MQTT_PUBLISH
-from ingest.record_validation import EventInputSerializer, InvalidValue, instant_parse, reading_validate
+from ingest.record_validation import (
+    EventInputSerializer,
+    InstantWindow,
+    InvalidValue,
+    instant_parse,
+    reading_validate,
+)
 from ingest.selectors.dead_letters import BODY_HEX_MAX_BYTES, BodyView, dead_letter_body_view
 
 # --- the body ------------------------------------------------------------------------
@@ -194,8 +200,9 @@ def _refused_by_the_api(records: dict) -> list[tuple[str, int, str]]:
     if accepted_at.tzinfo is None:
         return []
     found = []
+    window = InstantWindow.at(accepted_at)
     for index, item in enumerate(records["readings"]):
-        _, errors = reading_validate(item, now=accepted_at)
+        _, errors = reading_validate(item, window=window)
         if errors:
             found.append(("readings", index, _errors_line(errors)))
         if len(found) >= MAX_FAILED_RECORDS:

@@ -17,7 +17,7 @@ from django.utils import timezone
 
 from ingest.json_input import json_parse
 from ingest.models import Device, DeviceStatus
-from ingest.record_validation import device_records_split, reading_validate
+from ingest.record_validation import InstantWindow, device_records_split, reading_validate
 from ingest.services.ingestion import (
     CHUNKS_PER_GROUP,
     RecordsChunk,
@@ -90,7 +90,7 @@ def record_check(record: dict, *, now) -> tuple[str, dict | None, dict | None]:
         valid = split.events[0] if split.events else None
         return "event", valid, (split.rejections[0]["errors"] if split.rejections else None)
     # The API's own check, called directly: readings are most of a large file.
-    valid, errors = reading_validate(record, now=now)
+    valid, errors = reading_validate(record, window=InstantWindow.at(now))
     return "reading", valid, errors
 
 

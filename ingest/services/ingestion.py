@@ -26,7 +26,7 @@ from django.utils import timezone
 
 from core.errors import ApplicationError
 from ingest.broker.connection import BrokerUnavailable
-from ingest.broker.publisher import OutgoingMessage, get_publisher, publish_many_confirmed
+from ingest.broker.publisher import OutgoingMessage, PendingConfirms, get_publisher, publish_many_start
 from ingest.message_ids import message_id_issue
 from ingest.messages import (
     HEADER_SCHEMA_VERSION,
@@ -208,12 +208,47 @@ def records_chunks_accept_once(*, chunks: Sequence[RecordsChunk]) -> ChunksAccep
     """
     accepted = ChunksAccepted()
     for start in range(0, len(chunks), CHUNKS_PER_GROUP):
-        accepted.add(_chunk_group_accept_once(chunks[start : start + CHUNKS_PER_GROUP]))
+        accepted.add(chunk_group_publish_once(chunks=chunks[start : start + CHUNKS_PER_GROUP]).accepted())
     return accepted
 
 
-def _chunk_group_accept_once(chunks: Sequence[RecordsChunk]) -> ChunksAccepted:
-    accepted = ChunksAccepted()
+class ChunkGroupPublishing:
+    """A group of chunks handed to the broker: ``accepted()`` waits for the confirms."""
+
+    def __init__(
+        self,
+        *,
+        already_processed: int,
+        to_publish: dict[str, tuple[RecordsChunk, DeviceBatch]],
+        confirms: PendingConfirms | None,
+    ) -> None:
+        self._already_processed = already_processed
+        self._to_publish = to_publish
+        self._confirms = confirms
+
+    def accepted(self) -> ChunksAccepted:
+        """What was queued, once the broker confirmed all of it; else ApplicationError (503)."""
+        accepted = ChunksAccepted(records_already_processed=self._already_processed)
+        if self._confirms is None:
+            return accepted
+        confirmed, error = self._confirms.wait()
+        for message_id in confirmed:
+            chunk, batch = self._to_publish[message_id]
+            accepted.records_published += chunk.size
+            accepted.messages_published += 1
+            PUBLISHED.labels(kind=batch.kind).inc()
+        if error is not None or len(confirmed) < len(self._to_publish):
+            raise _broker_unavailable() from error
+        return accepted
+
+
+def chunk_group_publish_once(*, chunks: Sequence[RecordsChunk]) -> ChunkGroupPublishing:
+    """One group of ``records_chunks_accept_once``, returning once its messages are handed over.
+
+    The ledger is asked once for the whole group. The caller may prepare the next group
+    while the broker confirms this one; nothing is queued for sure before ``accepted()``.
+    """
+    already_processed = 0
     accepted_at = timezone.now()
     batches = [
         (
@@ -234,17 +269,10 @@ def _chunk_group_accept_once(chunks: Sequence[RecordsChunk]) -> ChunksAccepted:
     for chunk, batch in batches:
         # The same content twice in one group is one message, like content already stored.
         if batch.message_id in processed or str(batch.message_id) in to_publish:
-            accepted.records_already_processed += chunk.size
+            already_processed += chunk.size
         else:
             to_publish[str(batch.message_id)] = (chunk, batch)
-    if not to_publish:
-        return accepted
-    confirmed, error = publish_many_confirmed([_outgoing(batch) for _, batch in to_publish.values()])
-    for message_id in confirmed:
-        chunk, batch = to_publish[message_id]
-        accepted.records_published += chunk.size
-        accepted.messages_published += 1
-        PUBLISHED.labels(kind=batch.kind).inc()
-    if error is not None or len(confirmed) < len(to_publish):
-        raise _broker_unavailable() from error
-    return accepted
+    confirms = (
+        publish_many_start([_outgoing(batch) for _, batch in to_publish.values()]) if to_publish else None
+    )
+    return ChunkGroupPublishing(already_processed=already_processed, to_publish=to_publish, confirms=confirms)

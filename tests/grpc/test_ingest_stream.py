@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import threading
 import time
 import uuid
 
@@ -162,14 +163,27 @@ def test_over_the_device_rate_is_resource_exhausted_with_retry_after(stub, inges
     caches["default"].delete(f"rate:device:{{{device.id}}}")
     code, answered, error = _status_of(stub, [reading_chunk(seq) for seq in range(4)], api_key_metadata(key))
     assert code == grpc.StatusCode.RESOURCE_EXHAUSTED
-    # Exactly the rate's two chunks were queued (the second's confirm may still be on its
-    # way when the stream ends); answered in order are those before the first refused one
-    # (chunks of groups in flight together are counted concurrently).
-    assert wait_until(lambda: queue_depth(ingest_queue.queue) == 2, timeout=5)
+    # Exactly the rate's two chunks were queued, and answered: chunks are counted in the
+    # order sent, and the refusal ends the stream after the answers of those before it.
+    assert queue_depth(ingest_queue.queue) == 2
     time.sleep(0.5)
     assert queue_depth(ingest_queue.queue) == 2
-    assert [result.seq for result in answered] in ([0, 1], [0])
+    assert [result.seq for result in answered] == [0, 1]
     assert int(dict(error.trailing_metadata())["retry-after"]) >= 1
+
+
+def test_chunks_are_counted_against_the_rate_in_the_order_sent(stub, ingest_queue, settings):
+    """Many chunks in flight at once: the rate's worth are admitted, and they are the first ones."""
+    settings.INGEST_DEVICE_RATE = "25/minute"
+    device, key = _device_and_key()
+    caches["default"].delete(f"rate:device:{{{device.id}}}")
+
+    code, answered, error = _status_of(stub, [reading_chunk(seq) for seq in range(60)], api_key_metadata(key))
+
+    assert code == grpc.StatusCode.RESOURCE_EXHAUSTED
+    assert [result.seq for result in answered] == list(range(25))
+    time.sleep(0.5)
+    assert queue_depth(ingest_queue.queue) == 25
 
 
 def test_a_broker_that_does_not_confirm_is_unavailable(stub, ingest_queue, settings):
@@ -186,6 +200,41 @@ def test_a_broker_that_does_not_confirm_is_unavailable(stub, ingest_queue, setti
     assert answered == []
     assert dict(error.trailing_metadata())["retry-after"] == "5"
     assert queue_depth(ingest_queue.queue) == 0
+
+
+def test_a_broker_that_stops_confirming_mid_stream_leaves_only_confirmed_chunks_answered(
+    stub, ingest_queue, settings
+):
+    _, key = _device_and_key()
+    answered = []
+    ten_answered = threading.Event()
+    broker_port = settings.RABBITMQ_PORT
+    settings.RABBITMQ_PUBLISH_TIMEOUT_SECONDS = 1.5
+
+    with TcpProxy((settings.RABBITMQ_HOST, broker_port)) as proxy:
+
+        def chunks():
+            yield from (reading_chunk(seq) for seq in range(10))
+            assert ten_answered.wait(30)
+            proxy.stop_forwarding()  # the broker hears nothing more, and confirms nothing more
+            yield from (reading_chunk(seq) for seq in range(10, 20))
+
+        settings.RABBITMQ_PORT = proxy.port
+        publisher_reset()
+        try:
+            with pytest.raises(grpc.RpcError) as raised:
+                for result in stub.Stream(chunks(), metadata=api_key_metadata(key), timeout=60):
+                    answered.append(result)
+                    if len(answered) == 10:
+                        ten_answered.set()
+        finally:
+            settings.RABBITMQ_PORT = broker_port
+            publisher_reset()
+
+    assert raised.value.code() == grpc.StatusCode.UNAVAILABLE
+    assert [result.seq for result in answered] == list(range(10))
+    assert all(result.message_id for result in answered)
+    assert queue_depth(ingest_queue.queue) == 10
 
 
 def test_chunks_wait_for_their_confirms_together_not_one_after_another(stub, ingest_queue, settings):

@@ -303,6 +303,40 @@ def test_a_broker_that_stops_answering_fails_publish_many_within_the_timeout(
     assert failure is None and len(confirmed) == 10
 
 
+def test_publish_many_start_returns_before_the_confirms_and_wait_reports_them(
+    ingest_queue, broker_behind_proxy
+):
+    first = _message()
+    get_publisher().publish(first)  # the connection's set-up is not what is timed
+    broker_behind_proxy.delay = 0.1
+    messages = [_message(number) for number in range(10)]
+
+    started = time.monotonic()
+    pending = get_publisher().publish_many_start(messages, window=4)
+    handed_over_in = time.monotonic() - started
+    confirmed, failure = pending.wait()
+    waited = time.monotonic() - started
+
+    assert handed_over_in < 0.2, f"publish_many_start took {handed_over_in:.2f} s"
+    assert waited >= 0.2  # a confirm's round trip through the proxy, at the least
+    assert failure is None
+    assert confirmed == {message.message_id for message in messages}
+    assert sorted(_queued_ids(ingest_queue.queue)) == sorted([first.message_id, *confirmed])
+
+
+def test_a_broker_that_stops_answering_fails_what_publish_many_start_handed_over(
+    ingest_queue, broker_behind_proxy
+):
+    get_publisher().publish(_message())
+    broker_behind_proxy.stop_forwarding()
+    pending = get_publisher().publish_many_start([_message(number) for number in range(20)], window=8)
+
+    confirmed, failure = pending.wait()
+
+    assert confirmed == set()
+    assert isinstance(failure, BrokerUnavailable)
+
+
 def test_a_message_that_cannot_be_encoded_fails_alone(ingest_queue):
     unencodable = OutgoingMessage(str(uuid.uuid4()), b"{}", DEVICE_BATCH, headers={"x-bad": object()})
     good = [_message(number) for number in range(5)]

@@ -151,6 +151,38 @@ def test_the_sliding_log_refuses_past_the_rate_and_counts_only_admitted_requests
     assert [decision.allowed for decision in more] == [True, True, False, False]
 
 
+def test_requests_counted_together_are_admitted_while_under_the_rate(settings):
+    from ingest.throttling import Rate, device_rate_check
+
+    device_id = 20_000_000 + os.getpid()
+    rate = Rate(limit=10, period_seconds=60)
+    together = device_rate_check(device_id=device_id, rate=rate, requests=6)
+    rest = device_rate_check(device_id=device_id, rate=rate, requests=4)
+
+    assert (together.allowed, together.admitted, together.requested) == (True, 6, 6)
+    assert (rest.allowed, rest.admitted) == (True, 4)
+    # Each one was counted: the log is full now.
+    assert not device_rate_check(device_id=device_id, rate=rate).allowed
+
+
+def test_requests_counted_together_past_the_rate_admit_only_the_first_ones(settings):
+    from ingest.throttling import Rate, device_rate_check
+
+    device_id = 30_000_000 + os.getpid()
+    rate = Rate(limit=5, period_seconds=60)
+    first = device_rate_check(device_id=device_id, rate=rate, requests=3)
+    over = device_rate_check(device_id=device_id, rate=rate, requests=4)
+    none_left = device_rate_check(device_id=device_id, rate=rate, requests=2)
+
+    assert first.admitted == 3
+    assert (over.allowed, over.admitted, over.requested) == (False, 2, 4)
+    assert 55 < over.retry_after_seconds <= 60
+    assert (none_left.allowed, none_left.admitted) == (False, 0)
+    # The refused ones were not counted: a wider rate admits exactly the difference.
+    wider = device_rate_check(device_id=device_id, rate=Rate(limit=8, period_seconds=60), requests=5)
+    assert wider.admitted == 3
+
+
 @pytest.mark.parametrize("rate", ["ten/minute", "10/fortnight", "10"])
 def test_a_malformed_rate_is_a_configuration_error(rate):
     from django.core.exceptions import ImproperlyConfigured
@@ -203,3 +235,6 @@ def test_without_redis_a_development_cache_counts_per_period(settings):
 
     assert [decision.allowed for decision in decisions] == [True, True, False, False]
     assert 0 < decisions[2].retry_after_seconds <= 3600
+    together = device_rate_check(device_id=43, rate=rate, requests=3)
+    assert (together.allowed, together.admitted) == (False, 2)
+    assert 0 < together.retry_after_seconds <= 3600
