@@ -128,20 +128,26 @@ BAD_READINGS = ["unit too long", "unit with NUL", "no metric", "metric not a nam
 BAD_READINGS += ["time not ISO", "time without a zone", "time in the future", "Timestamp too old"]
 
 
-@pytest.mark.usefixtures("committed_db")
-def test_a_stream_refuses_bad_readings_with_the_http_apis_own_errors(stub, ingest_queue):
+def _on_a_stream_and_over_http(stub, cases: list[str]):
+    """The same readings as one chunk of a new device's stream, then as one HTTP request:
+    (the chunk's result, the HTTP response)."""
     device = DeviceFactory()
     _, key = device_key_issue(device=device)
-    chunk = pb.IngestChunk(seq=0, readings=[_reading(**READINGS[case]) for case in ["valid", *BAD_READINGS]])
+    chunk = pb.IngestChunk(seq=0, readings=[_reading(**READINGS[case]) for case in cases])
     client = APIClient()
     client.credentials(HTTP_AUTHORIZATION=f"Api-Key {key}")
-
     [result] = stub.Stream(iter([chunk]), metadata=api_key_metadata(key), timeout=30)
     http = client.post(
         "/api/v1/ingest/",
         data=json.dumps({"readings": [reading_dict(reading) for reading in chunk.readings]}),
         content_type="application/json",
     )
+    return result, http
+
+
+@pytest.mark.usefixtures("committed_db")
+def test_a_stream_refuses_bad_readings_with_the_http_apis_own_errors(stub, ingest_queue):
+    result, http = _on_a_stream_and_over_http(stub, ["valid", *BAD_READINGS])
 
     assert result.WhichOneof("outcome") == "errors"
     assert http.status_code == 400, http.content
@@ -152,19 +158,8 @@ def test_a_stream_refuses_bad_readings_with_the_http_apis_own_errors(stub, inges
 
 @pytest.mark.usefixtures("committed_db")
 def test_a_stream_queues_valid_readings_as_the_http_api_queues_them(stub, ingest_queue):
-    device = DeviceFactory()
-    _, key = device_key_issue(device=device)
     cases = ["valid", "no unit", "empty unit", "zero value", "time with Z", "Timestamp"]
-    chunk = pb.IngestChunk(seq=0, readings=[_reading(**READINGS[case]) for case in cases])
-    client = APIClient()
-    client.credentials(HTTP_AUTHORIZATION=f"Api-Key {key}")
-
-    [result] = stub.Stream(iter([chunk]), metadata=api_key_metadata(key), timeout=30)
-    http = client.post(
-        "/api/v1/ingest/",
-        data=json.dumps({"readings": [reading_dict(reading) for reading in chunk.readings]}),
-        content_type="application/json",
-    )
+    result, http = _on_a_stream_and_over_http(stub, cases)
 
     assert result.WhichOneof("outcome") == "message_id"
     assert http.status_code == 202
