@@ -3,11 +3,14 @@ a broker topology of this run's own (never the default queue names)."""
 
 from __future__ import annotations
 
+import time
+
 import pytest
 from django.apps import apps
-from django.db import connections
+from django.db import OperationalError, connections
 from django.db.models.signals import pre_migrate
 from django.test.utils import setup_databases, teardown_databases
+from psycopg.errors import DeadlockDetected
 
 from ingest.broker.connection import open_connection
 from ingest.broker.publisher import publisher_reset
@@ -79,5 +82,25 @@ def committed_db(transactional_db):
     Django's flush only truncates managed tables; the customer's are unmanaged.
     """
     yield
-    with connections["default"].cursor() as cursor:
-        cursor.execute(f"TRUNCATE {', '.join(CUSTOMER_TABLES)} RESTART IDENTITY CASCADE")
+    customer_tables_empty()
+
+
+TRUNCATE_ATTEMPTS = 5
+
+
+def customer_tables_empty() -> None:
+    """TRUNCATE the customer's tables, again if PostgreSQL broke a deadlock by failing it.
+
+    A test's live server may still be reading those tables when the test ends (a browser's
+    alert stream polls until its page is gone): its query takes the tables' locks one by
+    one while the TRUNCATE takes them in its own order, and PostgreSQL fails one of the two.
+    """
+    for attempt in range(1, TRUNCATE_ATTEMPTS + 1):
+        try:
+            with connections["default"].cursor() as cursor:
+                cursor.execute(f"TRUNCATE {', '.join(CUSTOMER_TABLES)} RESTART IDENTITY CASCADE")
+            return
+        except OperationalError as error:
+            if not isinstance(error.__cause__, DeadlockDetected) or attempt == TRUNCATE_ATTEMPTS:
+                raise
+            time.sleep(0.1 * attempt)
