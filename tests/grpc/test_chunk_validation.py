@@ -36,6 +36,8 @@ def _reading(**fields) -> pb.Reading:
     values.update(fields)
     reading = pb.Reading()
     for name, value in values.items():
+        if callable(value):
+            value = value()  # a time relative to now, made when the reading is
         if value is None:
             continue  # not sent
         if name == "measured_time":
@@ -45,7 +47,9 @@ def _reading(**fields) -> pb.Reading:
     return reading
 
 
-# Each a reading as a client may send it; None leaves the field out.
+# Each a reading as a client may send it; None leaves the field out. Times are made when the
+# reading is (a callable), not at import: the suite may reach a test minutes later, when
+# "10 minutes ahead" is no longer beyond the allowed clock skew.
 READINGS = {
     "valid": {},
     "no unit": {"unit": None},
@@ -63,13 +67,16 @@ READINGS = {
     "infinite value": {"value": float("inf")},
     "no time": {"measured_at": None},
     "time not ISO": {"measured_at": "yesterday"},
-    "time without a zone": {"measured_at": timezone.now().replace(tzinfo=None).isoformat()},
-    "time with Z": {"measured_at": _at(-timedelta(minutes=1)).replace("+00:00", "Z")},
-    "time in the future": {"measured_at": _at(timedelta(minutes=10))},
-    "time too old": {"measured_at": _at(-timedelta(days=31))},
-    "Timestamp": {"measured_at": None, "measured_time": _timestamp(-timedelta(seconds=30))},
-    "Timestamp in the future": {"measured_at": None, "measured_time": _timestamp(timedelta(minutes=10))},
-    "Timestamp too old": {"measured_at": None, "measured_time": _timestamp(-timedelta(days=31))},
+    "time without a zone": {"measured_at": lambda: timezone.now().replace(tzinfo=None).isoformat()},
+    "time with Z": {"measured_at": lambda: _at(-timedelta(minutes=1)).replace("+00:00", "Z")},
+    "time in the future": {"measured_at": lambda: _at(timedelta(minutes=10))},
+    "time too old": {"measured_at": lambda: _at(-timedelta(days=31))},
+    "Timestamp": {"measured_at": None, "measured_time": lambda: _timestamp(-timedelta(seconds=30))},
+    "Timestamp in the future": {
+        "measured_at": None,
+        "measured_time": lambda: _timestamp(timedelta(minutes=10)),
+    },
+    "Timestamp too old": {"measured_at": None, "measured_time": lambda: _timestamp(-timedelta(days=31))},
 }
 
 
