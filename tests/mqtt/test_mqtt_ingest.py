@@ -106,6 +106,34 @@ def test_a_gateway_publishes_for_a_device_of_its_household_and_the_ledger_names_
     assert not IngestMessage.objects.filter(device=sensor).exists()
 
 
+def test_a_gateway_publishes_the_apis_body_naming_each_relayed_device_on_its_own_topic(mqtt_stack):
+    resident = ResidentFactory()
+    gateway = DeviceFactory(resident=resident, device_type=DeviceType.GATEWAY)
+    sensor = DeviceFactory(resident=resident)
+    _, key = device_key_issue(device=gateway)
+    body = json.dumps(
+        {
+            "readings": [
+                {"metric": "temperature", "value": 21.5, "measured_at": recent()},
+                {"device": sensor.serial_no, "metric": "spo2", "value": 98, "measured_at": recent()},
+            ]
+        }
+    )
+    connection = connected(mqtt_stack, gateway, key)
+    try:
+        assert connection.publish(f"devices/{gateway.serial_no}/readings", body)
+    finally:
+        connection.close()
+
+    assert wait_until(
+        lambda: IngestMessage.objects.filter(device=gateway, status=IngestMessage.Status.PROCESSED).exists(),
+        timeout=30,
+    ), mqtt_stack.worker_log.read_text()[-3000:]
+    assert SensorReading.objects.get(device=gateway).metric == "temperature"
+    assert SensorReading.objects.get(device=sensor).value == 98
+    assert IngestMessage.objects.get(device=gateway).relayed_devices == 1
+
+
 def test_a_gateway_may_not_publish_on_a_household_devices_own_topic(mqtt_stack):
     """Stored from there, the records would look like the device's own: the broker refuses."""
     resident = ResidentFactory()
