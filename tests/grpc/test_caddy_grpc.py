@@ -19,19 +19,11 @@ from ingest.models import SensorReading
 from ingest.services.devices import device_key_issue
 from tests.deploy.test_caddy import caddy_running
 from tests.factories import DeviceFactory
-from tests.grpc.conftest import api_key_metadata, reading_chunk
+from tests.grpc.conftest import api_key_metadata, reading_chunk, serve_grpc_started
 from tests.web import free_port
-from tests.workers import start_command_process, stop_worker_process, wait_until, worker_thread
+from tests.workers import stop_worker_process, wait_until, worker_thread
 
 pytestmark = pytest.mark.usefixtures("committed_db")
-
-
-def _listening(port: int) -> bool:
-    try:
-        socket.create_connection(("127.0.0.1", port), timeout=1).close()
-        return True
-    except OSError:
-        return False
 
 
 def _tls_answers(port: int, root_certificate) -> bool:
@@ -48,7 +40,7 @@ def test_streams_through_caddy_with_tls_reach_serve_grpc_over_h2c(tmp_path, inge
     device = DeviceFactory()
     _, key = device_key_issue(device=device)
     grpc_port, https_port, grpc_https_port = free_port(), free_port(), free_port()
-    server = start_command_process(ingest_queue, "serve_grpc", "--port", str(grpc_port))
+    server = serve_grpc_started(ingest_queue, grpc_port)
     try:
         with caddy_running(
             tmp_path,
@@ -59,7 +51,6 @@ def test_streams_through_caddy_with_tls_reach_serve_grpc_over_h2c(tmp_path, inge
             # A stream outlives the web's body timeout: it must not apply to gRPC's port.
             CADDY_READ_BODY_TIMEOUT="2s",
         ) as root_certificate:
-            assert wait_until(lambda: _listening(grpc_port), timeout=60), "serve_grpc did not start"
             assert wait_until(lambda: _tls_answers(grpc_https_port, root_certificate), timeout=30)
             channel = grpc.secure_channel(
                 f"localhost:{grpc_https_port}", grpc.ssl_channel_credentials(root_certificate.read_bytes())

@@ -15,8 +15,9 @@ from ingest.services.devices import device_key_issue
 from tests.broker import queue_depth
 from tests.factories import DeviceFactory
 from tests.file_import import an_hour_ago, import_file_run
+from tests.grpc.conftest import serve_grpc_started
 from tests.web import free_port
-from tests.workers import start_command_process, stop_worker_process, wait_until, worker_thread
+from tests.workers import stop_worker_process, wait_until, worker_thread
 
 pytestmark = pytest.mark.usefixtures("committed_db")
 
@@ -83,7 +84,7 @@ def test_the_client_resumes_after_the_server_was_killed_mid_stream_and_stores_ev
     path = tmp_path / "large.ndjson"
     _readings_file(path, 3000)  # 150 chunks of 20
     port = free_port()
-    servers = [_serve_grpc(ingest_queue, port)]
+    servers = [serve_grpc_started(ingest_queue, port)]
     killed = threading.Event()
 
     def kill_the_server_once(summary) -> None:
@@ -91,7 +92,7 @@ def test_the_client_resumes_after_the_server_was_killed_mid_stream_and_stores_ev
             killed.set()
             servers[0].send_signal(signal.SIGKILL)  # no goodbye: chunks in flight are lost
             servers[0].wait()
-            servers.append(_serve_grpc(ingest_queue, port))
+            servers.append(serve_grpc_started(ingest_queue, port))
 
     try:
         summary = file_stream_import(
@@ -115,19 +116,3 @@ def test_the_client_resumes_after_the_server_was_killed_mid_stream_and_stores_ev
         assert wait_until(lambda: queue_depth(ingest_queue.queue) == 0, timeout=30)
     # One ledger row per chunk: every copy a resumed stream sent again had the same id.
     assert IngestMessage.objects.count() == 150
-
-
-def _serve_grpc(topology, port: int):
-    process = start_command_process(topology, "serve_grpc", "--port", str(port))
-    assert wait_until(lambda: _listening(port), timeout=60), "serve_grpc did not start"
-    return process
-
-
-def _listening(port: int) -> bool:
-    import socket
-
-    try:
-        socket.create_connection(("127.0.0.1", port), timeout=1).close()
-        return True
-    except OSError:
-        return False
