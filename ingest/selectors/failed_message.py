@@ -24,7 +24,6 @@ from ingest.record_validation import (
     EventInputSerializer,
     InstantWindow,
     InvalidValue,
-    instant_parse,
     reading_validate,
 )
 from ingest.selectors.dead_letters import BODY_HEX_MAX_BYTES, BodyView, dead_letter_body_view
@@ -208,7 +207,7 @@ def _refused_by_the_api(records: dict) -> list[tuple[str, int, str]]:
         if len(found) >= MAX_FAILED_RECORDS:
             return found
     for index, item in enumerate(records["events"]):
-        errors = _event_errors(item, accepted_at)
+        errors = _event_errors(item, window)
         if errors:
             found.append(("events", index, _errors_line(errors)))
         if len(found) >= MAX_FAILED_RECORDS:
@@ -216,7 +215,7 @@ def _refused_by_the_api(records: dict) -> list[tuple[str, int, str]]:
     return found
 
 
-def _event_errors(item, accepted_at: datetime) -> dict:
+def _event_errors(item, window: InstantWindow) -> dict:
     try:
         EventInputSerializer().run_validation(item)
         errors = {}
@@ -226,7 +225,7 @@ def _event_errors(item, accepted_at: datetime) -> dict:
     errors.pop("occurred_at", None)
     if isinstance(item, dict) and "occurred_at" in item:
         try:
-            instant_parse(item["occurred_at"], now=accepted_at)
+            window.parse(item["occurred_at"])
         except InvalidValue as error:
             errors["occurred_at"] = [str(error)]
     return errors
