@@ -4,11 +4,14 @@ a broker topology of this run's own (never the default queue names)."""
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 
 import pytest
 from django.apps import apps
+from django.core.management.base import CommandError
 from django.db import OperationalError, connections
 from django.db.models.signals import pre_migrate
+from django.test import TransactionTestCase
 from django.test.utils import setup_databases, teardown_databases
 from psycopg.errors import DeadlockDetected
 
@@ -85,22 +88,55 @@ def committed_db(transactional_db):
     customer_tables_empty()
 
 
-TRUNCATE_ATTEMPTS = 5
+DEADLOCK_ATTEMPTS = 5
+
+
+def _caused_by_deadlock(error: BaseException | None) -> bool:
+    while error is not None:
+        if isinstance(error, DeadlockDetected):
+            return True
+        error = error.__cause__ or error.__context__
+    return False
+
+
+def retried_after_deadlock(cleanup: Callable[[], None]) -> None:
+    """Run a test's cleanup, again if PostgreSQL failed it to break a deadlock.
+
+    A test's live server may still be reading when the test ends (a browser's alert stream
+    polls until its page is gone): its query takes its tables' locks one by one while a
+    TRUNCATE takes them in its own order, and PostgreSQL fails one of the two.
+    """
+    for attempt in range(1, DEADLOCK_ATTEMPTS + 1):
+        try:
+            cleanup()
+            return
+        except (OperationalError, CommandError) as error:
+            if not _caused_by_deadlock(error) or attempt == DEADLOCK_ATTEMPTS:
+                raise
+            time.sleep(0.1 * attempt)
 
 
 def customer_tables_empty() -> None:
-    """TRUNCATE the customer's tables, again if PostgreSQL broke a deadlock by failing it.
+    """TRUNCATE the customer's tables (Django's flush only empties the managed ones)."""
 
-    A test's live server may still be reading those tables when the test ends (a browser's
-    alert stream polls until its page is gone): its query takes the tables' locks one by
-    one while the TRUNCATE takes them in its own order, and PostgreSQL fails one of the two.
-    """
-    for attempt in range(1, TRUNCATE_ATTEMPTS + 1):
-        try:
-            with connections["default"].cursor() as cursor:
-                cursor.execute(f"TRUNCATE {', '.join(CUSTOMER_TABLES)} RESTART IDENTITY CASCADE")
-            return
-        except OperationalError as error:
-            if not isinstance(error.__cause__, DeadlockDetected) or attempt == TRUNCATE_ATTEMPTS:
-                raise
-            time.sleep(0.1 * attempt)
+    def truncate() -> None:
+        with connections["default"].cursor() as cursor:
+            cursor.execute(f"TRUNCATE {', '.join(CUSTOMER_TABLES)} RESTART IDENTITY CASCADE")
+
+    retried_after_deadlock(truncate)
+
+
+def django_flush_retried_after_deadlock(original: Callable) -> Callable:
+    def fixture_teardown(test_case: TransactionTestCase) -> None:
+        retried_after_deadlock(lambda: original(test_case))
+
+    return fixture_teardown
+
+
+@pytest.fixture(scope="session", autouse=True)
+def django_flush_survives_a_deadlock():
+    """Django's own flush after a transactional test (the managed tables) is retried the same way."""
+    original = TransactionTestCase._fixture_teardown
+    TransactionTestCase._fixture_teardown = django_flush_retried_after_deadlock(original)
+    yield
+    TransactionTestCase._fixture_teardown = original
